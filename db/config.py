@@ -1,0 +1,117 @@
+"""One typed settings object, read from environment variables (12-factor).
+
+Nothing else in the code base reads ``os.environ``; every knob is here, with its
+default and the reason for it. ``deployment/.env.example`` lists them for operators.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # --- environment ---------------------------------------------------------------
+    env: Literal["development", "test", "production"] = Field("development", alias="LEDGERQ_ENV")
+
+    # --- infrastructure ------------------------------------------------------------
+    database_url: str = Field("postgresql+psycopg://postgres@127.0.0.1:5432/test", alias="DATABASE_URL")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    # Prefix of every Redis key we own (Dramatiq queues, rate-limit counters), so that
+    # several stacks or test runs can share one Redis without touching each other.
+    redis_namespace: str = Field("ledgerq", alias="LEDGERQ_REDIS_NAMESPACE")
+    db_pool_size: int = Field(10, alias="LEDGERQ_DB_POOL_SIZE")
+    # A stuck lock must fail fast and be retried rather than pin a worker thread.
+    db_lock_timeout_ms: int = Field(5000, alias="LEDGERQ_DB_LOCK_TIMEOUT_MS")
+    db_statement_timeout_ms: int = Field(30000, alias="LEDGERQ_DB_STATEMENT_TIMEOUT_MS")
+
+    # --- auth ----------------------------------------------------------------------
+    jwt_secret: str = Field(DEV_JWT_SECRET, alias="JWT_SECRET")
+    jwt_issuer: str = Field("ledgerq", alias="JWT_ISSUER")
+    jwt_audience: str = Field("ledgerq-api", alias="JWT_AUDIENCE")
+    access_token_ttl_s: int = Field(15 * 60, alias="ACCESS_TOKEN_TTL_SECONDS")
+    refresh_token_ttl_s: int = Field(14 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS")
+
+    # --- money ---------------------------------------------------------------------
+    # Largest amount of one transaction, in major units of its currency.
+    max_amount: Decimal = Field(Decimal("1000000000"), alias="LEDGERQ_MAX_AMOUNT")
+
+    # --- HTTP ----------------------------------------------------------------------
+    max_content_length: int = Field(1 * 1024 * 1024, alias="LEDGERQ_MAX_BODY_BYTES")
+    long_poll_max_s: int = Field(30, alias="LEDGERQ_LONG_POLL_MAX_SECONDS")
+    page_size_max: int = Field(200, alias="LEDGERQ_PAGE_SIZE_MAX")
+
+    # --- workers -------------------------------------------------------------------
+    # Dramatiq's defaults (20 retries, backoff up to 7 days) would leave a client's
+    # transfer pending for a week. 14 retries from 1 s doubling to a 10 min cap is
+    # about an hour (1+2+...+512 s, then 4 x 600 s) before the row is dead-lettered.
+    worker_max_retries: int = Field(14, alias="WORKER_MAX_RETRIES")
+    worker_min_backoff_ms: int = Field(1000, alias="WORKER_MIN_BACKOFF_MS")
+    worker_max_backoff_ms: int = Field(600_000, alias="WORKER_MAX_BACKOFF_MS")
+    worker_processes: int = Field(2, alias="WORKER_PROCESSES")
+    worker_threads: int = Field(4, alias="WORKER_THREADS")
+    # Messages fetched ahead per queue and process. Prefetched messages die with a
+    # killed worker and only come back after heartbeat_timeout, so keep it small.
+    worker_prefetch: int = Field(2, alias="WORKER_PREFETCH")
+    # A worker that has not talked to Redis for this long is presumed dead and its
+    # unacked messages are requeued (Dramatiq default 60 s). It must stay above the
+    # longest actor time limit, because a busy worker with a full prefetch buffer
+    # sends no heartbeat.
+    broker_heartbeat_timeout_ms: int = Field(30_000, alias="BROKER_HEARTBEAT_TIMEOUT_MS")
+    # How many broker commands in a million run the requeue-dead-workers maintenance
+    # (Dramatiq default 1000 = 0.1 %, which left a SIGKILLed worker's messages stranded
+    # for more than 7 minutes). 5 % costs one cheap Lua pass every ~20 commands.
+    broker_maintenance_chance: int = Field(50_000, alias="BROKER_MAINTENANCE_CHANCE")
+    # Dramatiq deletes dead letters after this (default 7 days). The row keeps status
+    # `dead_lettered` forever, so nothing depends on Redis remembering; 30 days gives
+    # ops a month to inspect the message itself.
+    broker_dead_message_ttl_ms: int = Field(30 * 86_400_000, alias="BROKER_DEAD_MESSAGE_TTL_MS")
+    apply_time_limit_ms: int = Field(20_000, alias="WORKER_APPLY_TIME_LIMIT_MS")
+
+    # --- scheduler -----------------------------------------------------------------
+    # A `pending` row untouched for this long is re-enqueued (Redis lost it, or was
+    # down when the API accepted it). Redelivery is harmless, so err on the short side.
+    sweeper_stale_after_s: int = Field(30, alias="SWEEPER_STALE_AFTER_SECONDS")
+    sweeper_interval_s: int = Field(5, alias="SWEEPER_INTERVAL_SECONDS")
+    sweeper_batch_size: int = Field(500, alias="SWEEPER_BATCH_SIZE")
+
+    # --- logging -------------------------------------------------------------------
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    log_format: Literal["console", "json", "auto"] = Field("auto", alias="LOG_FORMAT")
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, value: str) -> str:
+        # Accept the plain URLs operators copy around and pin the psycopg 3 driver.
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @model_validator(mode="after")
+    def _secret_strong_outside_development(self) -> Settings:
+        if self.env == "production":
+            if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret.encode()) < 32:
+                raise ValueError(
+                    "JWT_SECRET must be set to a random value of at least 32 bytes when "
+                    "LEDGERQ_ENV=production (generate one: python -c "
+                    "'import secrets; print(secrets.token_urlsafe(48))')"
+                )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]

@@ -1,0 +1,239 @@
+"""SQLAlchemy 2 models. The migrations in `migrations/versions` are the source of truth
+for the schema (tests build their database by running them); `alembic check` in CI keeps
+these models and the migrations from drifting apart.
+
+Amounts are BIGINT minor units (see `db.money`). Relationships are `lazy="raise"`:
+every load is explicit, in a repository.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ROLES = ("customer", "finance", "admin")
+ACCOUNT_KINDS = ("user", "system")
+ACCOUNT_STATUSES = ("active", "frozen", "closed")
+TRANSACTION_TYPES = ("transfer", "credit", "debit", "reversal")
+TRANSACTION_STATUSES = ("scheduled", "pending", "completed", "failed", "cancelled", "dead_lettered")
+FINAL_STATUSES = ("completed", "failed", "cancelled", "dead_lettered")
+FAILURE_CODES = ("insufficient_funds", "account_inactive", "limit_exceeded", "currency_mismatch")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _updated_at() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="role_valid"),
+        Index("uq_users_username_lower", text("lower(username)"), unique=True),
+        Index("uq_users_email_lower", text("lower(email)"), unique=True),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    username: Mapped[str] = mapped_column(String(64), nullable=False)
+    email: Mapped[str] = mapped_column(String(254), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False, server_default="customer")
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class RefreshToken(Base):
+    """Server-side state of refresh tokens (hashed), for rotation and reuse detection."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()  # the token's jti
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    family_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind_valid"),
+        CheckConstraint(_in("status", ACCOUNT_STATUSES), name="status_valid"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+        # A user account has an owner; a system account has none.
+        CheckConstraint("(kind = 'system') = (owner_id IS NULL)", name="owner_matches_kind"),
+        # Exactly one system (`external`) account per currency.
+        Index("uq_accounts_system_currency", "currency", unique=True, postgresql_where=text("kind = 'system'")),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120), nullable=False, server_default="")
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False, server_default="user")
+    status: Mapped[str] = mapped_column(String(8), nullable=False, server_default="active")
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class Balance(Base):
+    """One row per account: the running balance the worker locks and updates.
+
+    `allow_negative` is true only for system accounts; the CHECK makes "non-system
+    balances never below -overdraft_limit" a database fact, not a Python hope.
+    """
+
+    __tablename__ = "balances"
+    __table_args__ = (
+        CheckConstraint("overdraft_limit_minor >= 0", name="overdraft_non_negative"),
+        CheckConstraint("allow_negative OR balance_minor >= -overdraft_limit_minor", name="within_overdraft"),
+    )
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    balance_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    overdraft_limit_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    allow_negative: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class Transaction(Base):
+    """A transfer request and its fate. Created `pending` (or `scheduled`) by the API;
+    decided exactly once by the worker under a row lock."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        CheckConstraint(_in("type", TRANSACTION_TYPES), name="type_valid"),
+        CheckConstraint(_in("status", TRANSACTION_STATUSES), name="status_valid"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("from_account_id <> to_account_id", name="distinct_accounts"),
+        CheckConstraint(
+            "failure_code IS NULL OR " + _in("failure_code", FAILURE_CODES), name="failure_code_valid"
+        ),
+        CheckConstraint("(status = 'failed') = (failure_code IS NOT NULL)", name="failed_has_code"),
+        UniqueConstraint("created_by", "idempotency_key", name="uq_transactions_created_by_idempotency_key"),
+        Index("ix_transactions_pending_updated", "updated_at", postgresql_where=text("status = 'pending'")),
+        Index(
+            "ix_transactions_pending_from",
+            "from_account_id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_transactions_from_seq", "from_account_id", "seq"),
+        Index("ix_transactions_to_seq", "to_account_id", "seq"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    # Monotonic insertion order: the stable cursor for history pagination.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False, unique=True)
+    type: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    from_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), nullable=False)
+    to_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), nullable=False)
+    amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    reference: Mapped[str | None] = mapped_column(String(255))
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # SHA-256 of the canonical request, to tell a replay from a reused key.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    failure_code: Mapped[str | None] = mapped_column(String(32))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    reverses: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerEntry(Base):
+    """Immutable double-entry line (a trigger forbids UPDATE and DELETE)."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("amount_minor <> 0", name="amount_non_zero"),
+        # One entry per account per transaction: a second application cannot insert.
+        UniqueConstraint("transaction_id", "account_id", name="uq_ledger_entries_transaction_id"),
+        Index("ix_ledger_entries_account_id_id", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"), nullable=False)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), nullable=False)
+    # Signed: negative leaves the account (debit), positive enters it (credit).
+    amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    balance_after_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class AuditLog(Base):
+    """Append-only record of who did what (a trigger forbids UPDATE and DELETE)."""
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (Index("ix_audit_logs_entity", "entity_type", "entity_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    entity_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    entity_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _created_at()
