@@ -112,7 +112,9 @@ class Account(Base):
         # A user account has an owner; a system account has none.
         CheckConstraint("(kind = 'system') = (owner_id IS NULL)", name="owner_matches_kind"),
         # Exactly one system (`external`) account per currency.
-        Index("uq_accounts_system_currency", "currency", unique=True, postgresql_where=text("kind = 'system'")),
+        Index(
+            "uq_accounts_system_currency", "currency", unique=True, postgresql_where=text("kind = 'system'")
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()

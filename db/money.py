@@ -30,7 +30,7 @@ def parse_amount(text: object, currency: str, *, max_amount: Decimal | None = No
     above `max_amount` (major units).
     """
     if not isinstance(text, str):
-        raise AmountError("must be a decimal string such as \"10.50\", not a JSON number")
+        raise AmountError('must be a decimal string such as "10.50", not a JSON number')
     match = _AMOUNT_RE.match(text)
     if not match:
         raise AmountError("must be a plain decimal string: digits with an optional fraction")

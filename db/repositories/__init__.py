@@ -1,0 +1,1 @@
+"""Every `select()` lives here: one module per aggregate, plain functions taking a Session."""

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from db.models import Account, Balance, Transaction
+
+
+def get(session: Session, account_id: uuid.UUID) -> Account | None:
+    return session.get(Account, account_id)
+
+
+def lock_in_order(
+    session: Session, account_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Account, Balance]]:
+    """Lock accounts and their balance rows one by one in ascending id order.
+
+    Every writer locks in the same global order, so two transfers crossing A->B and
+    B->A wait for each other instead of deadlocking.
+    """
+    locked: dict[uuid.UUID, tuple[Account, Balance]] = {}
+    for account_id in sorted(set(account_ids)):
+        row = session.execute(
+            select(Account, Balance)
+            .join(Balance, Balance.account_id == Account.id)
+            .where(Account.id == account_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+        if row is not None:
+            locked[account_id] = (row[0], row[1])
+    return locked
+
+
+def system_account(session: Session, currency: str) -> Account:
+    """The `external` account of `currency`, created on first use (race-safe)."""
+    existing = session.scalars(
+        select(Account).where(Account.kind == "system", Account.currency == currency)
+    ).first()
+    if existing is not None:
+        return existing
+    new_id = uuid.uuid4()
+    inserted = session.execute(
+        insert(Account)
+        .values(id=new_id, kind="system", currency=currency, name=f"external {currency}", owner_id=None)
+        .on_conflict_do_nothing(index_elements=["currency"], index_where=Account.kind == "system")
+        .returning(Account.id)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        session.add(Balance(account_id=new_id, currency=currency, allow_negative=True))
+        session.flush()
+    return session.scalars(
+        select(Account).where(Account.kind == "system", Account.currency == currency)
+    ).one()
+
+
+def balance_of(session: Session, account_id: uuid.UUID) -> Balance | None:
+    return session.get(Balance, account_id)
+
+
+def pending_outgoing(session: Session, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Sum of `pending` amounts leaving each account (for `available_balance`)."""
+    if not account_ids:
+        return {}
+    rows = session.execute(
+        select(Transaction.from_account_id, func.sum(Transaction.amount_minor))
+        .where(Transaction.status == "pending", Transaction.from_account_id.in_(account_ids))
+        .group_by(Transaction.from_account_id)
+    ).all()
+    return {account_id: int(total) for account_id, total in rows}
+
+
+def list_visible(
+    session: Session,
+    *,
+    owner_id: uuid.UUID | None,
+    currency: str | None,
+    kind: str | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[tuple[Account, Balance]]:
+    """Accounts in id order (the keyset); `owner_id=None` means every owner."""
+    query = select(Account, Balance).join(Balance, Balance.account_id == Account.id)
+    if owner_id is not None:
+        query = query.where(Account.owner_id == owner_id)
+    if currency:
+        query = query.where(Account.currency == currency)
+    if kind:
+        query = query.where(Account.kind == kind)
+    if after:
+        query = query.where(Account.id > after)
+    query = query.order_by(Account.id).limit(limit + 1)
+    return [(a, b) for a, b in session.execute(query).all()]

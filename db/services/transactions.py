@@ -1,0 +1,190 @@
+"""Recording transfer requests (steps 1-2 of DESIGN.md): request-time rules, the
+idempotency contract, and the durable `pending` (or `scheduled`) row.
+
+Sending the message is the caller's job (`uow.enqueue`, after commit), because the
+actor declarations live in `workers` and `db` imports none of the process packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from db.config import Settings
+from db.errors import Forbidden, IdempotencyKeyReused, NotFound, RuleViolation, ValidationFailed
+from db.models import Account, Transaction
+from db.money import AmountError, parse_amount
+from db.principal import Principal
+from db.repositories import accounts as accounts_repo
+from db.repositories import audit
+from db.repositories import transactions as transactions_repo
+from db.services.accounts import require_known_currency
+
+
+@dataclass(frozen=True)
+class MoneyMovement:
+    """A validated client request, before it becomes a row."""
+
+    type: str  # transfer | credit | debit
+    amount: str
+    currency: str
+    from_account_id: uuid.UUID | None = None
+    to_account_id: uuid.UUID | None = None
+    account_id: uuid.UUID | None = None
+    reference: str | None = None
+    scheduled_for: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical request: what makes a retry a replay."""
+        canonical = json.dumps(
+            {
+                "type": self.type,
+                "amount": self.amount,
+                "currency": self.currency,
+                "from": str(self.from_account_id or ""),
+                "to": str(self.to_account_id or ""),
+                "account": str(self.account_id or ""),
+                "reference": self.reference,
+                "scheduled_for": self.scheduled_for.isoformat() if self.scheduled_for else None,
+                "metadata": self.metadata,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Submitted:
+    transaction: Transaction
+    replayed: bool
+
+
+def submit(
+    session: Session,
+    principal: Principal,
+    request: MoneyMovement,
+    *,
+    idempotency_key: str | None,
+    settings: Settings,
+    request_id: str | None = None,
+) -> Submitted:
+    fingerprint = request.fingerprint()
+    if idempotency_key:
+        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint)
+
+    require_known_currency(request.currency)
+    try:
+        amount_minor = parse_amount(request.amount, request.currency, max_amount=settings.max_amount)
+    except AmountError as exc:
+        raise ValidationFailed.field("amount", str(exc)) from None
+
+    source, target = _resolve_accounts(session, principal, request)
+    _check_request_time_rules(request, source, target)
+
+    now = datetime.now(UTC)
+    scheduled = request.scheduled_for is not None and request.scheduled_for > now
+    values = {
+        "id": uuid.uuid4(),
+        "type": request.type,
+        "status": "scheduled" if scheduled else "pending",
+        "from_account_id": source.id,
+        "to_account_id": target.id,
+        "amount_minor": amount_minor,
+        "currency": request.currency,
+        "reference": request.reference,
+        "metadata_": request.metadata,  # ORM attribute name of the `metadata` column
+        "created_by": principal.id,
+        "idempotency_key": idempotency_key,
+        "request_hash": fingerprint,
+        "request_id": request_id,
+        "scheduled_for": request.scheduled_for if scheduled else None,
+    }
+    new_id = transactions_repo.insert_idempotent(session, values)
+    if new_id is None:
+        # Lost the race against a concurrent request with the same key (it committed).
+        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key or "")
+        assert existing is not None
+        return _replay(existing, fingerprint)
+
+    audit.record(
+        session,
+        action=f"transaction.requested.{request.type}",
+        entity_type="transaction",
+        entity_id=new_id,
+        actor_id=principal.id,
+        data={"amount_minor": amount_minor, "currency": request.currency},
+        request_id=request_id,
+    )
+    session.flush()
+    tx = transactions_repo.get(session, new_id)
+    assert tx is not None
+    return Submitted(tx, replayed=False)
+
+
+def _replay(existing: Transaction, fingerprint: str) -> Submitted:
+    if existing.request_hash != fingerprint:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request body.",
+            {"transaction_id": str(existing.id)},
+        )
+    return Submitted(existing, replayed=True)
+
+
+def _resolve_accounts(
+    session: Session, principal: Principal, request: MoneyMovement
+) -> tuple[Account, Account]:
+    if request.type == "transfer":
+        source = _own_account(session, principal, request.from_account_id, "from_account_id")
+        target = _existing_account(session, request.to_account_id, "to_account_id")
+        if source.id == target.id:
+            raise RuleViolation("from and to accounts must differ", code="same_account")
+        return source, target
+    if request.type == "credit":
+        if not principal.sees_everything:
+            raise Forbidden("only finance or admin may credit accounts")
+        target = _existing_account(session, request.account_id, "account_id")
+        return accounts_repo.system_account(session, target.currency), target
+    if request.type == "debit":
+        source = _own_account(session, principal, request.account_id, "account_id")
+        return source, accounts_repo.system_account(session, source.currency)
+    raise ValidationFailed.field("type", f"unknown transaction type {request.type!r}")
+
+
+def _own_account(session: Session, principal: Principal, account_id: uuid.UUID | None, name: str) -> Account:
+    account = _existing_account(session, account_id, name)
+    if not (principal.sees_everything or account.owner_id == principal.id):
+        raise NotFound(f"{name}: account not found")
+    return account
+
+
+def _existing_account(session: Session, account_id: uuid.UUID | None, name: str) -> Account:
+    if account_id is None:
+        raise ValidationFailed.field(name, "Missing data for required field.")
+    account = accounts_repo.get(session, account_id)
+    if account is None:
+        raise NotFound(f"{name}: account not found")
+    if account.kind == "system":
+        raise ValidationFailed.field(name, "system accounts move money only through credit and debit")
+    return account
+
+
+def _check_request_time_rules(request: MoneyMovement, source: Account, target: Account) -> None:
+    for account in (source, target):
+        if account.status != "active":
+            raise RuleViolation(f"account {account.id} is {account.status}", code="account_inactive")
+    if source.currency != request.currency or target.currency != request.currency:
+        raise RuleViolation(
+            f"transaction currency {request.currency} does not match the accounts' currency",
+            {"accounts": {str(source.id): source.currency, str(target.id): target.currency}},
+            code="currency_mismatch",
+        )

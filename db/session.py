@@ -1,0 +1,120 @@
+"""Engine, sessions and the unit of work.
+
+Commit once, at the edge: a request or an actor owns one `UnitOfWork`; services only
+`flush()`. Messages are *recorded* with `uow.enqueue(...)` and sent only after the
+commit succeeded (dropped on rollback), so a worker never sees a row that does not
+exist yet and a rolled-back request never sends anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.config import Settings, get_settings
+from db.logs import get_logger
+
+log = get_logger(__name__)
+
+_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    """One pooled engine per database URL per process."""
+    settings = settings or get_settings()
+    url = settings.database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = create_engine(
+                url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_pool_size,
+                pool_pre_ping=True,  # survive a PostgreSQL restart without a failed request
+                pool_recycle=1800,
+                connect_args={
+                    "connect_timeout": 5,
+                    "options": (
+                        f"-c lock_timeout={settings.db_lock_timeout_ms} "
+                        f"-c statement_timeout={settings.db_statement_timeout_ms} "
+                        "-c timezone=UTC"
+                    ),
+                },
+            )
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(settings), expire_on_commit=False, autoflush=True)
+
+
+class Sendable(Protocol):
+    """What `enqueue` needs of an actor (a Dramatiq actor satisfies it)."""
+
+    actor_name: str
+
+    def send_with_options(self, *, args=(), kwargs=None, delay=None, **options) -> Any: ...
+
+
+class UnitOfWork:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._after_commit: list[Callable[[], None]] = []
+
+    def enqueue(self, actor: Sendable, *, delay_ms: int | None = None, **kwargs: Any) -> None:
+        """Send `actor(**kwargs)` once this unit of work has committed."""
+        from structlog.contextvars import get_contextvars
+
+        request_id = get_contextvars().get("request_id")
+
+        def send() -> None:
+            options = {"request_id": request_id} if request_id else {}
+            actor.send_with_options(kwargs=kwargs, delay=delay_ms, **options)
+
+        self._after_commit.append(send)
+
+    def commit(self) -> None:
+        self.session.commit()
+        pending, self._after_commit = self._after_commit, []
+        for send in pending:
+            try:
+                send()
+            except Exception as exc:  # noqa: BLE001 - Redis down must not undo a durable commit
+                # The row is committed and `pending`: the sweeper re-enqueues it later.
+                log.warning("enqueue.failed", error=str(exc), error_type=type(exc).__name__)
+
+    def rollback(self) -> None:
+        self._after_commit.clear()
+        self.session.rollback()
+
+    def close(self) -> None:
+        self._after_commit.clear()
+        self.session.close()
+
+
+@contextmanager
+def unit_of_work(settings: Settings | None = None) -> Iterator[UnitOfWork]:
+    """Commit on a clean exit, roll back on an exception, always close."""
+    uow = UnitOfWork(session_factory(settings)())
+    try:
+        yield uow
+        uow.commit()
+    except BaseException:
+        uow.rollback()
+        raise
+    finally:
+        uow.close()

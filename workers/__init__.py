@@ -1,0 +1,17 @@
+"""Dramatiq workers. Importing this package builds the broker from settings, makes it
+the global broker and declares every actor, which is what `dramatiq workers` (the
+Procfile's `worker` process) and the API/scheduler (to send messages) both need."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from db.config import get_settings
+from workers.broker import build_broker
+
+broker = build_broker(get_settings())
+dramatiq.set_broker(broker)
+
+from workers import maintenance, transactions  # noqa: E402  (actors need the broker first)
+
+__all__ = ["broker", "maintenance", "transactions"]

@@ -1,0 +1,80 @@
+"""Project middleware: request context in logs, and dead letters recorded in the DB."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from dramatiq.middleware import Middleware
+from sqlalchemy import exc as sa_exc
+
+from db.logs import get_logger
+
+log = get_logger(__name__)
+
+# actor_name -> callback(message_kwargs, reason) that records the dead letter on the row.
+_dead_letter_handlers: dict[str, Callable[[dict, str], None]] = {}
+
+
+def on_dead_letter(actor_name: str):
+    """Register the function that records a dead-lettered message of `actor_name`."""
+
+    def register(fn: Callable[[dict, str], None]) -> Callable[[dict, str], None]:
+        _dead_letter_handlers[actor_name] = fn
+        return fn
+
+    return register
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: the database was unreachable, a lock or statement timed
+    out, a serialization failure or deadlock. Everything else is a bug or bad data and
+    will fail the same way again."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError)
+    )
+
+
+def should_retry(retries_so_far: int, exc: BaseException, *, max_retries: int) -> bool:
+    """Retries' `retry_when`: transient errors up to the bound; anything else fails at
+    once (and so lands in the dead-letter queue, recorded on the row)."""
+    return is_transient(exc) and retries_so_far < max_retries
+
+
+class RequestContext(Middleware):
+    """Bind the originating request id (a message option) into structlog's context."""
+
+    def before_process_message(self, broker, message):
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            request_id=message.options.get("request_id"),
+            message_id=message.message_id,
+            actor=message.actor_name,
+        )
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        structlog.contextvars.clear_contextvars()
+
+    after_skip_message = after_process_message
+
+
+class DeadLetterRecorder(Middleware):
+    """When Retries fails a message (retries exhausted or a permanent error), record it
+    on the row synchronously. If that write fails too (database down), the row stays
+    `pending` and the sweeper re-enqueues it once the database is back: nothing is lost,
+    the transfer simply gets another chance."""
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if not message.failed:
+            return
+        handler = _dead_letter_handlers.get(message.actor_name)
+        reason = f"{type(exception).__name__}: {exception}" if exception else "failed"
+        log.error("message.dead_lettered", reason=reason[:500], retries=message.options.get("retries", 0))
+        if handler is None:
+            return
+        try:
+            handler(message.kwargs, reason)
+        except Exception as exc:  # noqa: BLE001 - must not crash the worker thread
+            log.error("message.dead_letter_record_failed", error=str(exc))
