@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     max_amount: Decimal = Field(Decimal("1000000000"), alias="LEDGERQ_MAX_AMOUNT")
 
     # --- HTTP ----------------------------------------------------------------------
+    port: int = Field(8000, alias="PORT")
+    web_host: str = Field("127.0.0.1", alias="WEB_HOST")
+    # gthread: a long-poll (?wait=N) parks a thread, not a whole worker process.
+    web_workers: int = Field(2, alias="WEB_WORKERS")
+    web_threads: int = Field(8, alias="WEB_THREADS")
     max_content_length: int = Field(1 * 1024 * 1024, alias="LEDGERQ_MAX_BODY_BYTES")
     long_poll_max_s: int = Field(30, alias="LEDGERQ_LONG_POLL_MAX_SECONDS")
     page_size_max: int = Field(200, alias="LEDGERQ_PAGE_SIZE_MAX")

@@ -3,6 +3,8 @@ money set deliberately, and one commented middleware list."""
 
 from __future__ import annotations
 
+import functools
+
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
@@ -14,8 +16,6 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
-
-import functools
 
 from db.config import Settings
 from workers.middleware import DeadLetterRecorder, RequestContext, should_retry

@@ -1,0 +1,67 @@
+"""The HTTP API: `create_app()` reads like a table of contents."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from db.config import Settings, get_settings
+from db.logs import configure_logging
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    configure_logging(settings)
+    app = Flask(__name__)
+    configure(app, settings)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    return app
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        LEDGERQ_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        API_TITLE="ledgerq",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="v1/openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Queue-centric money transfers on a double-entry ledger. See README."},
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            },
+        },
+        JSON_SORT_KEYS=False,
+    )
+
+
+def register_extensions(app: Flask) -> None:
+    from api.extensions import Api, database, request_context
+
+    request_context.init_app(app)
+    database.init_app(app)
+    app.extensions["ledgerq_api"] = Api(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from api.accounts.routes import blp as accounts
+    from api.auth.routes import blp as auth
+    from api.balances.routes import blp as balances
+    from api.ops.routes import blp as ops
+    from api.transactions.routes import blp as transactions
+
+    api = app.extensions["ledgerq_api"]
+    for blueprint in (auth, accounts, transactions, balances):
+        api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
+    app.register_blueprint(ops)
+
+
+def register_error_handlers(app: Flask) -> None:
+    from api.extensions.errors import register_error_handlers as register
+
+    register(app)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime
+
+from flask.views import MethodView
+
+from api.balances.schemas import BalancePageSchema, BalanceSchema, CurrentArgsSchema
+from api.extensions import Blueprint
+from api.extensions.auth import current_principal
+from api.extensions.database import get_session
+from api.extensions.paging import capped_limit
+from db.repositories import accounts as accounts_repo
+from db.repositories.pagination import decode_cursor, page
+from db.services import accounts
+
+blp = Blueprint("balances", __name__, url_prefix="/balances", description="Balances")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Snapshot:
+    account: object
+    balance_minor: int
+    available_minor: int
+    as_of: datetime
+
+
+def _snapshots(views) -> list[_Snapshot]:
+    now = datetime.now(UTC)
+    return [_Snapshot(v.account, v.balance_minor, v.available_minor, now) for v in views]
+
+
+@blp.route("/current")
+class CurrentBalance(MethodView):
+    @blp.login_required()
+    @blp.arguments(CurrentArgsSchema, location="query")
+    @blp.response(200, BalanceSchema)
+    @blp.alt_response(200, schema=BalancePageSchema, description="without account_id: every visible account")
+    @blp.documents_errors(404, 422)
+    def get(self, args):
+        """One account's balance, or (without `account_id`) a page of every account you may see."""
+        session = get_session()
+        principal = current_principal()
+        if args["account_id"]:
+            account = accounts.visible_account(session, principal, args["account_id"])
+            return _snapshots([accounts.view(session, account)])[0]
+        limit = capped_limit(args["limit"])
+        rows = accounts_repo.list_visible(
+            session,
+            owner_id=None if principal.sees_everything else principal.id,
+            currency=None,
+            kind=None if principal.sees_everything else "user",
+            after=decode_cursor(args["cursor"], uuid.UUID),
+            limit=limit,
+        )
+        rows, next_cursor = page(rows, limit, lambda row: row[0].id)
+        return BalancePageSchema().dump(
+            {"items": _snapshots(accounts.views(session, rows)), "next_cursor": next_cursor}
+        )

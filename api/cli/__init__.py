@@ -1,0 +1,81 @@
+"""The `ledgerq` command line (pyproject: `ledgerq = api.cli:main`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from db.config import get_settings
+from db.logs import configure_logging
+
+
+@click.group()
+def main() -> None:
+    """ledgerq: queue-centric money transfers on a double-entry ledger."""
+    configure_logging(get_settings())
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    from db.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    click.echo("migrations applied")
+
+
+@main.command()
+@click.option("--processes", type=int, default=None, help="worker processes (WORKER_PROCESSES)")
+@click.option("--threads", type=int, default=None, help="threads per process (WORKER_THREADS)")
+@click.option("--queues", "-Q", multiple=True, help="only these queues (default: all)")
+def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) -> None:
+    """Run Dramatiq workers (`dramatiq workers`) with ledgerq's settings applied."""
+    settings = get_settings()
+    # Dramatiq reads its prefetch from the environment at import time; keep it small so a
+    # killed worker strands few messages (see db/config.py).
+    os.environ["dramatiq_queue_prefetch"] = str(settings.worker_prefetch)
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers",
+        "--processes",
+        str(processes or settings.worker_processes),
+        "--threads",
+        str(threads or settings.worker_threads),
+        "--skip-logging",
+    ]
+    if queues:
+        argv += ["--queues", *queues]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the scheduler process (sweeper, due scheduled transfers)."""
+    from scheduler.main import run
+
+    run(get_settings())
+
+
+@main.command()
+def verify() -> None:
+    """Check every ledger invariant; exit 1 with a report when one breaks."""
+    from db.session import unit_of_work
+    from db.verify import verify_ledger
+
+    with unit_of_work() as uow:
+        problems = verify_ledger(uow.session)
+    if problems:
+        click.echo(f"ledger verification FAILED: {len(problems)} problem(s)", err=True)
+        for problem in problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(1)
+    click.echo("ledger OK: every invariant holds")
+
+
+from api.cli import up as _up  # noqa: E402,F401  (registers `up`)
+from api.cli import users as _users  # noqa: E402,F401  (registers `users`)

@@ -1,0 +1,46 @@
+"""Schemas and fields every resource shares: the error envelope, pagination, money."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"description": "stable machine-readable code"})
+    message = fields.String(required=True)
+    details = fields.Dict(required=True)
+
+
+class ErrorEnvelopeSchema(Schema):
+    """The one error envelope of shared/API.md."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class DecimalString(fields.String):
+    """An amount: a decimal *string*. JSON numbers are refused (they are floats in most
+    clients); format and scale are checked against the currency by `db.money`."""
+
+    default_error_messages = {"invalid": 'Must be a decimal string such as "10.50", not a JSON number.'}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        return value
+
+
+class PageArgsSchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1))
+    cursor = fields.String(load_default=None)
+
+
+def page_schema(item_schema: type[Schema], name: str) -> type[Schema]:
+    return Schema.from_dict(
+        {"items": fields.List(fields.Nested(item_schema)), "next_cursor": fields.String(allow_none=True)},
+        name=name,
+    )
+
+
+def reject_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Must not be blank.")

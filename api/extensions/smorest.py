@@ -1,0 +1,102 @@
+"""The project's flask-smorest `Api` and `Blueprint`: cross-cutting policy lives here
+once: the error envelope for every HTTPException, the Bearer security scheme, and
+`login_required` which both enforces auth/roles and documents 401/403."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flask_smorest
+from flask import jsonify
+
+from api.extensions.schemas import ErrorEnvelopeSchema
+
+# webargs/flask-smorest put field errors under their location ("json", "query", ...).
+_STATUS_CODES = {
+    400: "invalid_json",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "invalid_json",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None, headers=None):
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _flatten_locations(errors: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for location, fields in errors.items():
+        if isinstance(fields, dict):
+            flat.update(fields)
+        else:
+            flat[location] = fields
+    return flat
+
+
+class Api(flask_smorest.Api):
+    def handle_http_exception(self, error):
+        status = error.code or 500
+        data = getattr(error, "data", None) or {}
+        messages = data.get("messages") or data.get("errors")
+        if status == 400 and messages and "json" in messages:
+            return error_response(400, "invalid_json", "The request body is not valid JSON.")
+        if status == 422 and messages:
+            return error_response(
+                422, "validation_error", "The request has invalid fields.", _flatten_locations(messages)
+            )
+        if status >= 500:
+            return error_response(status, "internal_error", "Internal server error.")
+        code = _STATUS_CODES.get(status, "error")
+        message = data.get("message") or error.description or error.name
+        return error_response(status, code, message, headers=data.get("headers"))
+
+
+class Blueprint(flask_smorest.Blueprint):
+    def login_required(self, *roles: str) -> Callable:
+        """Require a valid access token (and one of `roles`, if given); document it."""
+
+        def decorator(view: Callable) -> Callable:
+            from api.extensions.auth import require_principal
+
+            @functools.wraps(view)
+            def wrapper(*args, **kwargs):
+                require_principal(roles)
+                return view(*args, **kwargs)
+
+            wrapper = self.doc(security=[{"bearerAuth": []}])(wrapper)
+            wrapper = self.alt_response(
+                401, schema=ErrorEnvelopeSchema, description="Missing, invalid or revoked token"
+            )(wrapper)
+            if roles:
+                wrapper = self.alt_response(
+                    403, schema=ErrorEnvelopeSchema, description="Role may not do this"
+                )(wrapper)
+            return wrapper
+
+        return decorator
+
+    def documents_errors(self, *statuses: int) -> Callable:
+        """Document the error responses an operation can produce, in the one envelope."""
+
+        def decorator(view: Callable) -> Callable:
+            for status in statuses:
+                view = self.alt_response(
+                    status, schema=ErrorEnvelopeSchema, description=_STATUS_CODES.get(status, "")
+                )(view)
+            return view
+
+        return decorator

@@ -1,0 +1,46 @@
+"""Liveness, readiness and metrics, outside /api/v1 (probes and Prometheus call them)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from db.migrate import head_revisions
+from db.session import get_engine
+
+blp = Blueprint("ops", __name__)
+
+
+@blp.get("/healthz")
+def healthz():
+    """Liveness: the process answers. No dependencies, so a DB outage never restarts us."""
+    return jsonify({"status": "ok"})
+
+
+@blp.get("/readyz")
+def readyz():
+    """Readiness: PostgreSQL reachable with migrations at head, Redis reachable."""
+    settings = current_app.config["LEDGERQ_SETTINGS"]
+    checks: dict[str, str] = {}
+    try:
+        with get_engine(settings).connect() as connection:
+            current = set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        checks["postgres"] = "ok"
+        checks["migrations"] = "ok" if current == head_revisions() else f"behind: at {sorted(current)}"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        checks["postgres"] = f"unreachable: {type(exc).__name__}"
+    try:
+        from workers import broker
+
+        broker.client.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = f"unreachable: {type(exc).__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503
+
+
+@blp.get("/metrics")
+def metrics():
+    return generate_latest(), 200, {"Content-Type": CONTENT_TYPE_LATEST}

@@ -1,0 +1,1 @@
+"""The scheduler process: APScheduler decides *when*; actors do the work."""

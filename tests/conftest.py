@@ -1,0 +1,56 @@
+"""Session set-up: real PostgreSQL + Redis, a database built by the migrations, and
+settings tuned so retries and the sweeper act in milliseconds, not minutes."""
+
+from __future__ import annotations
+
+import os
+
+from tests import infra
+
+# Before anything imports db.config (settings are read once per process).
+os.environ.update(infra.provision())
+os.environ.update(
+    {
+        "LEDGERQ_ENV": "test",
+        "LOG_FORMAT": "json",
+        "JWT_SECRET": "test-secret-that-is-at-least-32-bytes-long!!",
+        "WORKER_MAX_RETRIES": "3",
+        "WORKER_MIN_BACKOFF_MS": "50",
+        "WORKER_MAX_BACKOFF_MS": "200",
+        "SWEEPER_STALE_AFTER_SECONDS": "1",
+        "BROKER_HEARTBEAT_TIMEOUT_MS": "3000",
+        "BROKER_MAINTENANCE_CHANCE": "200000",
+    }
+)
+
+import pytest  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from db.config import get_settings  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+
+upgrade(get_settings().database_url)
+
+pytest_plugins = ["tests.fixtures"]
+
+# Tables emptied between tests (currencies and alembic_version are reference data).
+_TABLES = ["ledger_entries", "audit_logs", "refresh_tokens", "transactions", "balances", "accounts", "users"]
+
+
+@pytest.fixture(autouse=True)
+def clean_state():
+    """Every test starts with empty tables and an empty Redis namespace."""
+    yield
+    from db.session import get_engine
+
+    with get_engine().begin() as connection:
+        existing = set(
+            connection.execute(text("SELECT tablename FROM pg_tables WHERE schemaname='public'")).scalars()
+        )
+        tables = [t for t in _TABLES if t in existing] + sorted(
+            existing - set(_TABLES) - {"alembic_version", "currencies"}
+        )
+        connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    from tests.fixtures import flush_namespace
+
+    flush_namespace()
