@@ -87,6 +87,25 @@ class Settings(BaseSettings):
     sweeper_stale_after_s: int = Field(30, alias="SWEEPER_STALE_AFTER_SECONDS")
     sweeper_interval_s: int = Field(5, alias="SWEEPER_INTERVAL_SECONDS")
     sweeper_batch_size: int = Field(500, alias="SWEEPER_BATCH_SIZE")
+    # How often the leader sends the release/standing-order ticks: the bound on how late
+    # a due transfer is released under normal load.
+    scheduler_tick_s: float = Field(1.0, alias="SCHEDULER_TICK_SECONDS")
+    # How often a standby retries the leader lock (and the leader checks it still holds it).
+    scheduler_leader_retry_s: float = Field(5.0, alias="SCHEDULER_LEADER_RETRY_SECONDS")
+    # Prometheus endpoint of the scheduler process (queue gauges); 0 disables it.
+    scheduler_metrics_port: int = Field(9101, alias="SCHEDULER_METRICS_PORT")
+    scheduler_queue_gauges_s: float = Field(15.0, alias="SCHEDULER_QUEUE_GAUGE_SECONDS")
+
+    # --- scheduled transfers and standing orders -----------------------------------
+    # `scheduled_for` / `start_at` further ahead than this is refused (422): a typo in
+    # the year should not park money for a decade.
+    schedule_horizon_days: int = Field(365, alias="SCHEDULE_HORIZON_DAYS")
+    # Smallest `interval_seconds` a standing order may use (cron has minute resolution).
+    schedule_min_interval_s: int = Field(60, alias="SCHEDULE_MIN_INTERVAL_SECONDS")
+    # A standing order pauses itself after this many failed runs in a row (0: never).
+    schedule_max_consecutive_failures: int = Field(3, alias="SCHEDULE_MAX_CONSECUTIVE_FAILURES")
+    # Policy `skip`: a missed run later than this is skipped (and recorded), not run.
+    schedule_misfire_grace_s: int = Field(300, alias="SCHEDULE_MISFIRE_GRACE_SECONDS")
 
     # --- logging -------------------------------------------------------------------
     log_level: str = Field("INFO", alias="LOG_LEVEL")

@@ -46,6 +46,8 @@ TRANSACTION_TYPES = ("transfer", "credit", "debit", "reversal")
 TRANSACTION_STATUSES = ("scheduled", "pending", "completed", "failed", "cancelled", "dead_lettered")
 FINAL_STATUSES = ("completed", "failed", "cancelled", "dead_lettered")
 FAILURE_CODES = ("insufficient_funds", "account_inactive", "limit_exceeded", "currency_mismatch")
+SCHEDULE_STATUSES = ("active", "paused", "ended", "deleted")
+MISFIRE_POLICIES = ("run_once", "skip")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -171,6 +173,15 @@ class Transaction(Base):
         ),
         Index("ix_transactions_from_seq", "from_account_id", "seq"),
         Index("ix_transactions_to_seq", "to_account_id", "seq"),
+        # Standing orders: one run per (schedule, run time), whoever creates it and however often.
+        UniqueConstraint(
+            "schedule_id", "scheduled_run_at", name="uq_transactions_schedule_id_scheduled_run_at"
+        ),
+        CheckConstraint("(schedule_id IS NULL) = (scheduled_run_at IS NULL)", name="schedule_run_complete"),
+        # The release tick's claim: due `scheduled` rows, oldest first.
+        Index(
+            "ix_transactions_scheduled_due", "scheduled_for", postgresql_where=text("status = 'scheduled'")
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -195,13 +206,64 @@ class Transaction(Base):
     failure_message: Mapped[str | None] = mapped_column(Text)
     scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     batch_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
-    schedule_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("schedules.id"), index=True)
+    # The standing order's run time this transaction is (the idempotency key of a run).
+    scheduled_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reverses: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Schedule(Base):
+    """A standing order: a transfer template plus a recurrence (cron or fixed interval).
+
+    Its run state lives here, not in APScheduler's memory: `next_run_at` is advanced in
+    the same DB transaction that creates the run's transaction, so a scheduler restart
+    neither loses nor repeats a run.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint(_in("status", SCHEDULE_STATUSES), name="status_valid"),
+        CheckConstraint(_in("misfire_policy", MISFIRE_POLICIES), name="misfire_policy_valid"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("from_account_id <> to_account_id", name="distinct_accounts"),
+        CheckConstraint("(cron IS NULL) <> (interval_seconds IS NULL)", name="one_recurrence"),
+        CheckConstraint("interval_seconds IS NULL OR interval_seconds > 0", name="interval_positive"),
+        CheckConstraint("end_at IS NULL OR end_at > start_at", name="ends_after_start"),
+        CheckConstraint("consecutive_failures >= 0", name="failures_non_negative"),
+        # Only an active schedule has a next run; paused, ended and deleted ones have none.
+        CheckConstraint("(status = 'active') = (next_run_at IS NOT NULL)", name="active_has_next_run"),
+        # The run tick's claim: active schedules by due time.
+        Index("ix_schedules_due", "next_run_at", postgresql_where=text("status = 'active'")),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    # Monotonic insertion order: the stable cursor for list pagination.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False, unique=True)
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    from_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), nullable=False, index=True)
+    to_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), nullable=False)
+    amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    reference: Mapped[str | None] = mapped_column(String(255))
+    cron: Mapped[str | None] = mapped_column(String(120))
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="UTC")
+    start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    end_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    misfire_policy: Mapped[str] = mapped_column(String(16), nullable=False, server_default="run_once")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="active")
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    run_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
 
 
 class LedgerEntry(Base):
