@@ -25,6 +25,7 @@ from db.money import format_minor
 from db.repositories import accounts as accounts_repo
 from db.repositories import audit
 from db.repositories import transactions as transactions_repo
+from db.services.schedules import record_run_outcome
 
 log = get_logger(__name__)
 
@@ -121,5 +122,8 @@ def apply_transaction(session: Session, transaction_id: uuid.UUID) -> Outcome:
         data={"failure_code": decision.failure_code} if decision.failure_code else {},
         request_id=tx.request_id,
     )
+    if tx.schedule_id is not None:
+        # A standing order's run: its failure streak (and auto-pause) moves with the outcome.
+        record_run_outcome(session, tx)
     session.flush()
     return Outcome(tx.id, decision.status, decision.failure_code)

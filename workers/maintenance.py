@@ -1,21 +1,34 @@
 """Actors of the `maintenance` queue. The scheduler only decides *when* (it sends a tick);
 the work happens here, claiming rows with FOR UPDATE SKIP LOCKED so two schedulers or a
-redelivered tick can never release the same row twice."""
+redelivered tick can never release the same row twice.
+
+Ticks carry no arguments and are idempotent: a late or duplicated tick does the same
+work as a punctual one. A tick that waited in Redis longer than `TICK_MAX_AGE_MS`
+(workers were down while the scheduler kept ticking) is acknowledged without work:
+the next fresh tick covers everything, so a backlog drains at Redis speed, not at one
+database round trip per stale tick. (Dramatiq's AgeLimit is not used for this: it
+would dead-letter them.)
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import dramatiq
+from dramatiq.common import current_millis
+from dramatiq.middleware import CurrentMessage
 from prometheus_client import Counter
 
 from db.config import get_settings
 from db.logs import get_logger
 from db.repositories import transactions as transactions_repo
+from db.services.transactions import release_due
 from db.session import unit_of_work
 from workers.transactions import apply_transaction
 
 log = get_logger(__name__)
+
+TICK_MAX_AGE_MS = 30_000
 
 REENQUEUED = Counter(
     "ledgerq_sweeper_reenqueued_total", "Stale pending transactions re-enqueued by the sweeper"
@@ -23,11 +36,19 @@ REENQUEUED = Counter(
 RELEASED = Counter("ledgerq_scheduled_released_total", "Scheduled transactions released when due")
 
 
+def stale_tick() -> bool:
+    """True when the tick being processed is older than TICK_MAX_AGE_MS."""
+    message = CurrentMessage.get_current_message()
+    return message is not None and current_millis() - message.message_timestamp > TICK_MAX_AGE_MS
+
+
 @dramatiq.actor(actor_name="maintenance.sweep_pending", queue_name="maintenance", max_retries=0)
 def sweep_pending() -> int:
     """Re-enqueue `pending` rows nobody touched for `sweeper_stale_after_s` (Redis lost
     the message, or was down when the API accepted the request). Harmless when the
     original message is still around: the second delivery is a no-op."""
+    if stale_tick():
+        return 0
     settings = get_settings()
     with unit_of_work() as uow:
         ids = transactions_repo.claim_stale_pending(
@@ -48,11 +69,11 @@ def sweep_pending() -> int:
 @dramatiq.actor(actor_name="maintenance.release_scheduled", queue_name="maintenance", max_retries=0)
 def release_scheduled() -> int:
     """Move due `scheduled` transactions to `pending` and enqueue them."""
+    if stale_tick():
+        return 0
     settings = get_settings()
     with unit_of_work() as uow:
-        ids = transactions_repo.claim_due_scheduled(
-            uow.session, now=datetime.now(UTC), limit=settings.sweeper_batch_size
-        )
+        ids = release_due(uow.session, now=datetime.now(UTC), limit=settings.sweeper_batch_size)
         for tx_id in ids:
             uow.enqueue(apply_transaction, transaction_id=str(tx_id))
     if ids:

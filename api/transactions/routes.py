@@ -26,7 +26,7 @@ from db.models import FINAL_STATUSES, Transaction
 from db.repositories import transactions as transactions_repo
 from db.repositories.pagination import decode_cursor, page
 from db.services import accounts
-from db.services.transactions import MoneyMovement, submit
+from db.services.transactions import MoneyMovement, cancel, submit
 
 blp = Blueprint(
     "transactions", __name__, url_prefix="/transactions", description="Money movement (asynchronous)"
@@ -167,6 +167,24 @@ class TransactionById(MethodView):
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
             interval = min(interval * 2, 0.5)
             session.refresh(tx)
+        return tx
+
+
+@blp.route("/<uuid:transaction_id>/cancel")
+class CancelTransaction(MethodView):
+    @blp.login_required()
+    @blp.response(200, TransactionSchema)
+    @blp.documents_errors(404, 409, 503)
+    def post(self, transaction_id):
+        """Cancel a `scheduled` or `pending` transaction that is not being applied yet.
+
+        Decided under the transaction's row lock, the same lock the worker takes to apply
+        it: a cancelled transaction never moves money, whatever the timing. Anything else
+        (completed, failed, already cancelled, being applied) is 409 `conflict`. Customers
+        cancel only transactions they sent."""
+        uow = get_uow()
+        tx = cancel(uow.session, current_principal(), transaction_id, request_id=g.request_id)
+        uow.commit()
         return tx
 
 

@@ -54,6 +54,9 @@ class TransactionSchema(Schema):
     scheduled_for = fields.DateTime(format="iso", allow_none=True)
     batch_id = fields.UUID(allow_none=True)
     schedule_id = fields.UUID(allow_none=True)
+    scheduled_run_at = fields.DateTime(
+        format="iso", allow_none=True, metadata={"description": "the standing order's run time this is"}
+    )
     reverses = fields.UUID(allow_none=True)
     reversed_by = fields.Function(lambda tx: getattr(tx, "reversed_by", None))
     attempts = fields.Integer()

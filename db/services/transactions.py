@@ -11,13 +11,14 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from db.config import Settings
-from db.errors import Forbidden, IdempotencyKeyReused, NotFound, RuleViolation, ValidationFailed
+from db.errors import Conflict, Forbidden, IdempotencyKeyReused, NotFound, RuleViolation, ValidationFailed
 from db.models import Account, Transaction
 from db.money import AmountError, parse_amount
 from db.principal import Principal
@@ -92,6 +93,7 @@ def submit(
     _check_request_time_rules(request, source, target)
 
     now = datetime.now(UTC)
+    check_horizon(request.scheduled_for, now, settings, "scheduled_for")
     scheduled = request.scheduled_for is not None and request.scheduled_for > now
     values = {
         "id": uuid.uuid4(),
@@ -188,3 +190,103 @@ def _check_request_time_rules(request: MoneyMovement, source: Account, target: A
             {"accounts": {str(source.id): source.currency, str(target.id): target.currency}},
             code="currency_mismatch",
         )
+
+
+def check_horizon(moment: datetime | None, now: datetime, settings: Settings, field: str) -> None:
+    """A future time further ahead than the configured horizon is refused: a typo in the
+    year should not park money for a decade."""
+    horizon = timedelta(days=settings.schedule_horizon_days)
+    if moment is not None and moment > now + horizon:
+        raise ValidationFailed.field(
+            field, f"must be at most {settings.schedule_horizon_days} days in the future"
+        )
+
+
+def check_request(
+    session: Session, principal: Principal, request: MoneyMovement, *, settings: Settings
+) -> tuple[int, Account, Account]:
+    """Every request-time rule of `submit`, recording nothing: standing orders validate
+    their transfer template with it. Returns (amount in minor units, source, target)."""
+    require_known_currency(request.currency)
+    try:
+        amount_minor = parse_amount(request.amount, request.currency, max_amount=settings.max_amount)
+    except AmountError as exc:
+        raise ValidationFailed.field("amount", str(exc)) from None
+    source, target = _resolve_accounts(session, principal, request)
+    _check_request_time_rules(request, source, target)
+    return amount_minor, source, target
+
+
+CANCELLABLE = ("scheduled", "pending")
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def cancel(
+    session: Session, principal: Principal, transaction_id: uuid.UUID, *, request_id: str | None = None
+) -> Transaction:
+    """Cancel a `scheduled` or `pending` transaction, decided under the row lock.
+
+    The worker locks the same row (FOR UPDATE) before applying and no-ops unless the row
+    is `pending`, so the two serialize: if the worker holds the lock we wait for it (it
+    takes milliseconds) and then see `completed`/`failed` -> 409; if we win, the worker
+    later sees `cancelled` and moves no money. A lock we cannot get within the lock
+    timeout is reported as 409 too: the transaction is being processed.
+
+    Customers cancel only what they sent (their source account, or created by them);
+    anything else is 404, like a transaction that does not exist.
+    """
+    tx = transactions_repo.get(session, transaction_id)
+    if tx is None or not _may_cancel(session, principal, tx):
+        raise NotFound("transaction not found")
+    try:
+        locked = transactions_repo.get_for_update(session, transaction_id)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise Conflict(
+                "The transaction is being processed right now and can no longer be cancelled.",
+                {"transaction_id": str(transaction_id)},
+            ) from None
+        raise
+    assert locked is not None  # rows are never deleted
+    if locked.status not in CANCELLABLE:
+        raise Conflict(
+            f"A {locked.status} transaction cannot be cancelled.",
+            {"transaction_id": str(locked.id), "status": locked.status},
+        )
+    previous = locked.status
+    locked.status = "cancelled"
+    audit.record(
+        session,
+        action="transaction.cancelled",
+        entity_type="transaction",
+        entity_id=locked.id,
+        actor_id=principal.id,
+        data={"previous_status": previous},
+        request_id=request_id,
+    )
+    session.flush()
+    return locked
+
+
+def _may_cancel(session: Session, principal: Principal, tx: Transaction) -> bool:
+    if principal.sees_everything or tx.created_by == principal.id:
+        return True
+    source = accounts_repo.get(session, tx.from_account_id)
+    return source is not None and source.owner_id == principal.id
+
+
+def release_due(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Move due `scheduled` transactions to `pending` (claimed FOR UPDATE SKIP LOCKED, so
+    concurrent callers split the rows between them) and audit each release. The caller
+    enqueues the ids after commit. `now` is a parameter so tests control the clock."""
+    ids = transactions_repo.claim_due_scheduled(session, now=now, limit=limit)
+    for tx_id in ids:
+        audit.record(
+            session,
+            action="transaction.released",
+            entity_type="transaction",
+            entity_id=tx_id,
+            data={"released_at": now.isoformat()},
+        )
+    session.flush()
+    return ids

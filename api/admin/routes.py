@@ -1,0 +1,31 @@
+"""Operator endpoints under /admin (admin role)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask.views import MethodView
+
+from api.admin.schemas import QueuesSchema
+from api.extensions import Blueprint
+from db.errors import Unavailable
+
+blp = Blueprint("admin", __name__, url_prefix="/admin", description="Operations (admin)")
+
+
+@blp.route("/queues")
+class Queues(MethodView):
+    @blp.login_required("admin")
+    @blp.response(200, QueuesSchema)
+    @blp.documents_errors(503)
+    def get(self):
+        """Per queue: messages waiting (`depth`), being processed (`in_flight`), `delayed`
+        and `dead_letters`. The scheduler exports the same numbers as Prometheus gauges."""
+        from workers import broker
+        from workers.queues import queue_stats
+
+        try:
+            stats = queue_stats(broker)
+        except Exception as exc:  # noqa: BLE001 - any Redis failure: say so, do not 500
+            raise Unavailable("Redis is unreachable; queue statistics are not available.") from exc
+        return {"queues": [queue.as_dict() for queue in stats], "as_of": datetime.now(UTC)}

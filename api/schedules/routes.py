@@ -1,0 +1,136 @@
+"""Standing orders: /schedules. Runs are ordinary transactions (GET /schedules/{id}/runs)."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask.views import MethodView
+
+from api.extensions import Blueprint
+from api.extensions.auth import current_principal
+from api.extensions.database import get_session, get_uow
+from api.extensions.paging import capped_limit
+from api.extensions.schemas import PageArgsSchema
+from api.schedules.schemas import (
+    ScheduleCreateSchema,
+    ScheduleListArgsSchema,
+    SchedulePageSchema,
+    ScheduleSchema,
+)
+from api.transactions.schemas import TransactionPageSchema
+from db.repositories import schedules as schedules_repo
+from db.repositories.pagination import decode_cursor, page
+from db.services import accounts, schedules
+
+blp = Blueprint(
+    "schedules", __name__, url_prefix="/schedules", description="Standing orders (recurring transfers)"
+)
+
+
+@blp.route("")
+class Schedules(MethodView):
+    @blp.login_required()
+    @blp.arguments(ScheduleCreateSchema)
+    @blp.response(201, ScheduleSchema)
+    @blp.documents_errors(400, 404, 413, 422)
+    def post(self, data):
+        """Create a standing order from one of your accounts (finance/admin: any account).
+
+        Each run creates one ordinary transfer with `schedule_id`, at most once per run time.
+        The template is checked like a transfer (accounts, currency, amount) when created;
+        balances are checked by the worker at each run."""
+        uow = get_uow()
+        schedule = schedules.create(
+            uow.session,
+            current_principal(),
+            schedules.StandingOrder(**data),
+            settings=current_app.config["LEDGERQ_SETTINGS"],
+        )
+        uow.commit()
+        return schedule
+
+    @blp.login_required()
+    @blp.arguments(ScheduleListArgsSchema, location="query")
+    @blp.response(200, SchedulePageSchema)
+    @blp.documents_errors(404, 422)
+    def get(self, args):
+        """Newest first; deleted schedules only with `?status=deleted`. Customers see the
+        schedules they created or that draw on their accounts."""
+        principal = current_principal()
+        session = get_session()
+        if args["account_id"]:
+            accounts.visible_account(session, principal, args["account_id"])
+        limit = capped_limit(args["limit"])
+        rows = schedules_repo.list_visible(
+            session,
+            owner_id=None if principal.sees_everything else principal.id,
+            status=args["status"],
+            account_id=args["account_id"],
+            before_seq=decode_cursor(args["cursor"], int),
+            limit=limit,
+        )
+        rows, next_cursor = page(rows, limit, lambda schedule: schedule.seq)
+        return {"items": rows, "next_cursor": next_cursor}
+
+
+@blp.route("/<uuid:schedule_id>")
+class ScheduleById(MethodView):
+    @blp.login_required()
+    @blp.response(200, ScheduleSchema)
+    @blp.documents_errors(404)
+    def get(self, schedule_id):
+        """One schedule, with `next_run_at` (null unless active)."""
+        return schedules.visible_schedule(get_session(), current_principal(), schedule_id)
+
+    @blp.login_required()
+    @blp.response(204)
+    @blp.documents_errors(404)
+    def delete(self, schedule_id):
+        """Stop the schedule for good (status `deleted`; its runs stay in the history)."""
+        uow = get_uow()
+        schedules.delete(uow.session, current_principal(), schedule_id)
+        uow.commit()
+
+
+@blp.route("/<uuid:schedule_id>/pause")
+class PauseSchedule(MethodView):
+    @blp.login_required()
+    @blp.response(200, ScheduleSchema)
+    @blp.documents_errors(404, 409)
+    def post(self, schedule_id):
+        """Stop creating runs until resumed (no-op when already paused; 409 when ended or deleted)."""
+        uow = get_uow()
+        schedule = schedules.pause(uow.session, current_principal(), schedule_id)
+        uow.commit()
+        return schedule
+
+
+@blp.route("/<uuid:schedule_id>/resume")
+class ResumeSchedule(MethodView):
+    @blp.login_required()
+    @blp.response(200, ScheduleSchema)
+    @blp.documents_errors(404, 409)
+    def post(self, schedule_id):
+        """Continue with the next run time after now (the paused period is not caught up);
+        resets the failure streak. No-op when active; 409 when ended or deleted."""
+        uow = get_uow()
+        schedule = schedules.resume(uow.session, current_principal(), schedule_id)
+        uow.commit()
+        return schedule
+
+
+@blp.route("/<uuid:schedule_id>/runs")
+class ScheduleRuns(MethodView):
+    @blp.login_required()
+    @blp.arguments(PageArgsSchema, location="query")
+    @blp.response(200, TransactionPageSchema)
+    @blp.documents_errors(404, 422)
+    def get(self, args, schedule_id):
+        """The schedule's runs (ordinary transactions), newest first."""
+        session = get_session()
+        schedule = schedules.visible_schedule(session, current_principal(), schedule_id)
+        limit = capped_limit(args["limit"])
+        rows = schedules_repo.runs_of(
+            session, schedule.id, before_seq=decode_cursor(args["cursor"], int), limit=limit
+        )
+        rows, next_cursor = page(rows, limit, lambda tx: tx.seq)
+        return {"items": rows, "next_cursor": next_cursor}

@@ -1,0 +1,38 @@
+"""Standing orders: the `schedules.run_due` tick creates each due run's transaction
+(see db/services/schedules.py) and sends it to `transactions.apply`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dramatiq
+from prometheus_client import Counter
+
+from db.config import get_settings
+from db.logs import get_logger
+from db.services import schedules
+from db.session import unit_of_work
+from workers.maintenance import stale_tick
+from workers.transactions import apply_transaction
+
+log = get_logger(__name__)
+
+RUNS_CREATED = Counter("ledgerq_schedule_runs_created_total", "Standing-order runs created")
+
+
+@dramatiq.actor(actor_name="schedules.run_due", queue_name="maintenance", max_retries=0)
+def run_due() -> int:
+    """Create the runs of every standing order that has come due, once each."""
+    if stale_tick():
+        return 0
+    settings = get_settings()
+    with unit_of_work() as uow:
+        ids = schedules.run_due(
+            uow.session, now=datetime.now(UTC), settings=settings, limit=settings.sweeper_batch_size
+        )
+        for tx_id in ids:
+            uow.enqueue(apply_transaction, transaction_id=str(tx_id))
+    if ids:
+        RUNS_CREATED.inc(len(ids))
+        log.info("schedules.runs_created", count=len(ids))
+    return len(ids)
