@@ -12,6 +12,7 @@ would dead-letter them.)
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import dramatiq
@@ -71,12 +72,16 @@ def release_scheduled() -> int:
     """Move due `scheduled` transactions to `pending` and enqueue them."""
     if stale_tick():
         return 0
-    settings = get_settings()
+    return len(release_scheduled_at(datetime.now(UTC)))
+
+
+def release_scheduled_at(now: datetime) -> list[uuid.UUID]:
+    """The tick's work for a given clock (tests pass their own `now`)."""
     with unit_of_work() as uow:
-        ids = release_due(uow.session, now=datetime.now(UTC), limit=settings.sweeper_batch_size)
+        ids = release_due(uow.session, now=now, limit=get_settings().sweeper_batch_size)
         for tx_id in ids:
             uow.enqueue(apply_transaction, transaction_id=str(tx_id))
     if ids:
         RELEASED.inc(len(ids))
         log.info("scheduler.released", count=len(ids))
-    return len(ids)
+    return ids

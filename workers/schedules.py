@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import dramatiq
@@ -25,14 +26,17 @@ def run_due() -> int:
     """Create the runs of every standing order that has come due, once each."""
     if stale_tick():
         return 0
+    return len(run_due_at(datetime.now(UTC)))
+
+
+def run_due_at(now: datetime) -> list[uuid.UUID]:
+    """The tick's work for a given clock (tests pass their own `now`)."""
     settings = get_settings()
     with unit_of_work() as uow:
-        ids = schedules.run_due(
-            uow.session, now=datetime.now(UTC), settings=settings, limit=settings.sweeper_batch_size
-        )
+        ids = schedules.run_due(uow.session, now=now, settings=settings, limit=settings.sweeper_batch_size)
         for tx_id in ids:
             uow.enqueue(apply_transaction, transaction_id=str(tx_id))
     if ids:
         RUNS_CREATED.inc(len(ids))
         log.info("schedules.runs_created", count=len(ids))
-    return len(ids)
+    return ids
