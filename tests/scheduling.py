@@ -92,11 +92,13 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05):
 
 
 @contextmanager
-def scheduler_process(config: Settings | None = None):
-    """A real SchedulerProcess (APScheduler + leader lock) in a thread of this process."""
+def scheduler_process(config: Settings | None = None, leader=None):
+    """A real SchedulerProcess (APScheduler + leader lock, unless `leader` replaces the
+    lock) in a thread of this process."""
     from scheduler.main import SchedulerProcess
 
-    process = SchedulerProcess(config or settings(scheduler_tick_s=0.25, scheduler_leader_retry_s=0.1))
+    config = config or settings(scheduler_tick_s=0.25, scheduler_leader_retry_s=0.1)
+    process = SchedulerProcess(config, leader=leader)
     thread = threading.Thread(target=process.run, daemon=True)
     thread.start()
     try:
