@@ -19,8 +19,11 @@ class Queues(MethodView):
     @blp.response(200, QueuesSchema)
     @blp.documents_errors(503)
     def get(self):
-        """Per queue: messages waiting (`depth`), being processed (`in_flight`), `delayed`
-        and `dead_letters`. The scheduler exports the same numbers as Prometheus gauges."""
+        """Message counts per queue.
+
+        `depth`: waiting to be fetched; `in_flight`: fetched by a worker, not yet
+        acknowledged; `delayed`: retry backoff or delayed sends; `dead_letters`: in the
+        dead-letter queue. The scheduler exports the same numbers as Prometheus gauges."""
         from workers import broker
         from workers.queues import queue_stats
 

@@ -53,8 +53,10 @@ class Schedules(MethodView):
     @blp.response(200, SchedulePageSchema)
     @blp.documents_errors(404, 422)
     def get(self, args):
-        """Newest first; deleted schedules only with `?status=deleted`. Customers see the
-        schedules they created or that draw on their accounts."""
+        """List standing orders, newest first.
+
+        Deleted schedules only with `?status=deleted`. Customers see the schedules they
+        created or that draw on their accounts; finance/admin see all."""
         principal = current_principal()
         session = get_session()
         if args["account_id"]:
@@ -110,8 +112,10 @@ class ResumeSchedule(MethodView):
     @blp.response(200, ScheduleSchema)
     @blp.documents_errors(404, 409)
     def post(self, schedule_id):
-        """Continue with the next run time after now (the paused period is not caught up);
-        resets the failure streak. No-op when active; 409 when ended or deleted."""
+        """Resume a paused schedule.
+
+        Runs continue with the next run time after now (the paused period is not caught
+        up) and the failure streak is reset. No-op when active; 409 when ended or deleted."""
         uow = get_uow()
         schedule = schedules.resume(uow.session, current_principal(), schedule_id)
         uow.commit()
