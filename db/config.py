@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # `dead_lettered` forever, so nothing depends on Redis remembering; 30 days gives
     # ops a month to inspect the message itself.
     broker_dead_message_ttl_ms: int = Field(30 * 86_400_000, alias="BROKER_DEAD_MESSAGE_TTL_MS")
+    # Prometheus exposition of the worker group (Dramatiq's Prometheus middleware, which
+    # aggregates every worker process). `ledgerq worker` turns it on; 0 disables.
+    worker_metrics_port: int = Field(9191, alias="WORKER_METRICS_PORT")
+    worker_metrics_enabled: bool = Field(False, alias="LEDGERQ_WORKER_METRICS")
     apply_time_limit_ms: int = Field(20_000, alias="WORKER_APPLY_TIME_LIMIT_MS")
 
     # --- scheduler -----------------------------------------------------------------
@@ -87,6 +91,9 @@ class Settings(BaseSettings):
     sweeper_stale_after_s: int = Field(30, alias="SWEEPER_STALE_AFTER_SECONDS")
     sweeper_interval_s: int = Field(5, alias="SWEEPER_INTERVAL_SECONDS")
     sweeper_batch_size: int = Field(500, alias="SWEEPER_BATCH_SIZE")
+
+    # Set (by api/gunicorn_conf.py) when several web processes share one /metrics view.
+    prometheus_multiproc_dir: str | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
 
     # --- logging -------------------------------------------------------------------
     log_level: str = Field("INFO", alias="LOG_LEVEL")

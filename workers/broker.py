@@ -49,6 +49,11 @@ def build_broker(settings: Settings) -> RedisBroker:
         # Binds the API's request id into the worker's log lines.
         RequestContext(),
     ]
+    if settings.worker_metrics_enabled and settings.worker_metrics_port:
+        # Imported only in worker processes: it needs Dramatiq's process-boot hooks.
+        from dramatiq.middleware.prometheus import Prometheus
+
+        middleware.append(Prometheus())
     return RedisBroker(
         url=settings.redis_url,
         middleware=middleware,
