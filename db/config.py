@@ -17,7 +17,16 @@ DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # `ledgerq up` writes the embedded servers' URLs to .ledgerq/env while it runs, so
+    # `ledgerq users create`, `ledgerq verify`, ... in another terminal find them.
+    # Real environment variables always win over the file.
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        env_file=".ledgerq/env",
+        env_file_encoding="utf-8",
+    )
 
     # --- environment ---------------------------------------------------------------
     env: Literal["development", "test", "production"] = Field("development", alias="LEDGERQ_ENV")

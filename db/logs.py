@@ -53,7 +53,7 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     # Library chatter that would drown the ledger's own events.
-    for noisy in ("urllib3", "apscheduler.executors.default", "werkzeug", "alembic"):
+    for noisy in ("urllib3", "apscheduler.executors.default", "werkzeug", "alembic", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -24,7 +24,17 @@ RELEASED = Counter("ledgerq_scheduled_released_total", "Scheduled transactions r
 
 
 @dramatiq.actor(actor_name="maintenance.sweep_pending", queue_name="maintenance", max_retries=0)
-def sweep_pending() -> int:
+def sweep_pending() -> None:
+    # A tick is cheap and the next one comes in seconds: no retries.
+    sweep_stale_pending()
+
+
+@dramatiq.actor(actor_name="maintenance.release_scheduled", queue_name="maintenance", max_retries=0)
+def release_scheduled() -> None:
+    release_due_scheduled()
+
+
+def sweep_stale_pending() -> int:
     """Re-enqueue `pending` rows nobody touched for `sweeper_stale_after_s` (Redis lost
     the message, or was down when the API accepted the request). Harmless when the
     original message is still around: the second delivery is a no-op."""
@@ -45,8 +55,7 @@ def sweep_pending() -> int:
     return len(ids)
 
 
-@dramatiq.actor(actor_name="maintenance.release_scheduled", queue_name="maintenance", max_retries=0)
-def release_scheduled() -> int:
+def release_due_scheduled() -> int:
     """Move due `scheduled` transactions to `pending` and enqueue them."""
     settings = get_settings()
     with unit_of_work() as uow:

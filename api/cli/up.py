@@ -116,6 +116,12 @@ def up(state_dir: Path) -> None:
             stoppers.append(redis.stop)
             os.environ["REDIS_URL"] = redis.url
             click.echo(f"embedded Redis (AOF): {state_dir / 'redis'} on {redis.url}")
+        # Other `ledgerq` commands run from this directory read the URLs from here.
+        env_file = state_dir / "env"
+        env_file.write_text(
+            f"DATABASE_URL={os.environ['DATABASE_URL']}\nREDIS_URL={os.environ['REDIS_URL']}\n"
+        )
+        stoppers.insert(0, lambda: env_file.unlink(missing_ok=True))
         get_settings.cache_clear()
         upgrade(get_settings().database_url)
         click.echo("migrations applied")
