@@ -20,7 +20,11 @@ def lock_in_order(
     """Lock accounts and their balance rows one by one in ascending id order.
 
     Every writer locks in the same global order, so two transfers crossing A->B and
-    B->A wait for each other instead of deadlocking.
+    B->A wait for each other instead of deadlocking. FOR NO KEY UPDATE, not FOR UPDATE:
+    the posting never changes an account's key, and FOR UPDATE would conflict with the
+    FOR KEY SHARE that PostgreSQL's foreign-key checks take when the API inserts a
+    transaction row referencing both accounts (in from/to order, not id order), which
+    deadlocked crossing transfers.
     """
     locked: dict[uuid.UUID, tuple[Account, Balance]] = {}
     for account_id in sorted(set(account_ids)):
@@ -28,7 +32,7 @@ def lock_in_order(
             select(Account, Balance)
             .join(Balance, Balance.account_id == Account.id)
             .where(Account.id == account_id)
-            .with_for_update()
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         ).one_or_none()
         if row is not None:

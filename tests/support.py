@@ -1,0 +1,72 @@
+"""Small helpers for the scenario tests: concurrent API calls, ledger checks, raw SQL."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import text
+
+T = TypeVar("T")
+
+
+def concurrently(app, count: int, call: Callable[[Any, int], T]) -> list[T]:
+    """Run `call(client, i)` for i in range(count), each in its own thread with its own
+    test client, all released together by a barrier so the requests really overlap."""
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> T:
+        client = app.test_client()
+        barrier.wait(timeout=30)
+        return call(client, i)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def ledger_problems() -> list[str]:
+    """`ledgerq verify`: every invariant of DESIGN.md, [] when the ledger is sound."""
+    from db.session import unit_of_work
+    from db.verify import verify_ledger
+
+    with unit_of_work() as uow:
+        return verify_ledger(uow.session)
+
+
+def sql(statement: str, **params) -> list:
+    """Run one statement in its own committed transaction; rows if it returns any."""
+    from db.session import get_engine
+
+    with get_engine().begin() as connection:
+        result = connection.execute(text(statement), params)
+        return result.all() if result.returns_rows else []
+
+
+def entries_of(tx_id) -> list[tuple[str, int]]:
+    """(account_id, signed amount_minor) of every ledger entry of one transaction."""
+    return [
+        (str(account_id), amount)
+        for account_id, amount in sql(
+            "SELECT account_id, amount_minor FROM ledger_entries WHERE transaction_id = :id ORDER BY id",
+            id=str(tx_id),
+        )
+    ]
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (connections are refused at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def transfer(client, user, source, target, amount: str, currency: str = "USD", headers=None, **fields):
+    """POST /transactions/transfer as `user`; extra body fields as keywords."""
+    body = {"from_account_id": str(source), "to_account_id": str(target), "amount": amount}
+    body["currency"] = currency
+    return client.post(
+        "/api/v1/transactions/transfer", json={**body, **fields}, headers={**user.headers, **(headers or {})}
+    )
