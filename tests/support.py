@@ -70,3 +70,42 @@ def transfer(client, user, source, target, amount: str, currency: str = "USD", h
     return client.post(
         "/api/v1/transactions/transfer", json={**body, **fields}, headers={**user.headers, **(headers or {})}
     )
+
+
+def pending_transfer(user, source, target, amount: str, currency: str = "USD") -> str:
+    """A durable `pending` transfer recorded by the real service, with no message sent:
+    the state right after the API's commit when the enqueue was lost."""
+    from db.config import get_settings
+    from db.services.transactions import MoneyMovement, submit
+    from db.session import unit_of_work
+
+    movement = MoneyMovement(
+        type="transfer", amount=amount, currency=currency, from_account_id=source, to_account_id=target
+    )
+    with unit_of_work() as uow:
+        submitted = submit(
+            uow.session, user.principal, movement, idempotency_key=None, settings=get_settings()
+        )
+    return str(submitted.transaction.id)
+
+
+def dead_lettered_transaction_ids(queue: str = "transactions") -> list[str]:
+    """Transaction ids of the messages in Dramatiq's dead-letter queue, read straight from
+    the broker's Redis keys (`{ns}:{queue}.XQ` index, `.XQ.msgs` payloads)."""
+    from dramatiq import Message
+
+    from workers import broker
+
+    index = f"{broker.namespace}:{queue}.XQ"
+    ids = broker.client.zrange(index, 0, -1)
+    payloads = broker.client.hmget(f"{index}.msgs", ids) if ids else []
+    return [Message.decode(p).kwargs.get("transaction_id") for p in payloads if p is not None]
+
+
+def drain(worker, queue: str = "transactions", timeout_ms: int = 20_000) -> None:
+    """Wait until every message of `queue` (and its delay queue) was processed and
+    acked or dead-lettered, then until the worker is idle."""
+    from workers import broker
+
+    broker.join(queue, timeout=timeout_ms)
+    worker.join()
