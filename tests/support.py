@@ -75,13 +75,16 @@ def transfer(client, user, source, target, amount: str, currency: str = "USD", h
 def pending_transfer(user, source, target, amount: str, currency: str = "USD") -> str:
     """A durable `pending` transfer recorded by the real service, with no message sent:
     the state right after the API's commit when the enqueue was lost."""
+    return pending_movement(user, "transfer", amount, currency, from_account_id=source, to_account_id=target)
+
+
+def pending_movement(user, type_: str, amount: str, currency: str = "USD", **accounts) -> str:
+    """Any money movement (transfer, credit, debit) recorded `pending`, no message sent."""
     from db.config import get_settings
     from db.services.transactions import MoneyMovement, submit
     from db.session import unit_of_work
 
-    movement = MoneyMovement(
-        type="transfer", amount=amount, currency=currency, from_account_id=source, to_account_id=target
-    )
+    movement = MoneyMovement(type=type_, amount=amount, currency=currency, **accounts)
     with unit_of_work() as uow:
         submitted = submit(
             uow.session, user.principal, movement, idempotency_key=None, settings=get_settings()
