@@ -112,3 +112,19 @@ def drain(worker, queue: str = "transactions", timeout_ms: int = 20_000) -> None
 
     broker.join(queue, timeout=timeout_ms)
     worker.join()
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """The envelope {"error": {"code", "message", "details"}} and nothing else."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.json
+    assert list(body) == ["error"]
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["details"], dict)
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and 'File "' not in text
+    assert response.headers.get("X-Request-ID")
+    return body["error"]

@@ -13,25 +13,9 @@ import pytest
 
 from db.config import Settings, get_settings
 from tests.fixtures import balance
-from tests.support import closed_port, sql, transfer
+from tests.support import assert_error, closed_port, sql, transfer
 
 TRANSFER = "/api/v1/transactions/transfer"
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    """The envelope {"error": {"code", "message", "details"}} and nothing else."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    body = response.json
-    assert list(body) == ["error"]
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert isinstance(body["error"]["details"], dict)
-    text = response.get_data(as_text=True)
-    assert "Traceback" not in text and 'File "' not in text
-    assert response.headers.get("X-Request-ID")
-    return body["error"]
 
 
 def _transactions_recorded() -> int:
