@@ -83,17 +83,22 @@ class Processes:
         return proc
 
     def survivors(self) -> list[psutil.Process]:
-        """Every live process carrying this run's marker (zombies do not count)."""
+        """Every live process carrying this run's marker, or working in its directory
+        (redis-server and PostgreSQL overwrite their environment with their process
+        title, but they chdir into their data directory). Zombies do not count."""
         found = []
         for proc in psutil.process_iter():
             try:
                 if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
                     continue
-                if proc.environ().get(MARKER_VAR) == self.marker:
+                if proc.environ().get(MARKER_VAR) == self.marker or self._inside(proc.cwd()):
                     found.append(proc)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
         return found
+
+    def _inside(self, path: str) -> bool:
+        return path == str(self.log_dir) or path.startswith(f"{self.log_dir}{os.sep}")
 
     def kill_all(self) -> None:
         for proc, _ in self.started:
