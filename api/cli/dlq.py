@@ -68,7 +68,7 @@ def retry_(identifier: str | None, retry_all: bool) -> None:
                 )
             ]
     else:
-        ids = [identifier]
+        ids = [identifier or ""]
     failures = 0
     for one in dict.fromkeys(ids):
         try:
