@@ -50,15 +50,16 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from api.accounts.routes import blp as accounts
-    from api.admin.routes import blp as admin
     from api.auth.routes import blp as auth
     from api.balances.routes import blp as balances
+    from api.dead_letters.routes import blp as dead_letters
     from api.ops.routes import blp as ops
+    from api.queues.routes import blp as queues
     from api.schedules.routes import blp as schedules
     from api.transactions.routes import blp as transactions
 
     api = app.extensions["ledgerq_api"]
-    for blueprint in (auth, accounts, transactions, balances, schedules, admin):
+    for blueprint in (auth, accounts, transactions, balances, schedules, dead_letters, queues):
         api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
     app.register_blueprint(ops)
 

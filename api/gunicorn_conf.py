@@ -1,6 +1,19 @@
 """gunicorn settings for the `web` process (Procfile), from the one settings object."""
 
-from db.config import get_settings
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Every gunicorn worker is a process with its own counters: Prometheus' multiprocess
+# mode aggregates them so /metrics shows the whole web tier. Must be set before the
+# app (and prometheus_client) is imported in the workers.
+_metrics_dir = Path(tempfile.gettempdir()) / f"ledgerq-web-metrics-{os.getpid()}"
+shutil.rmtree(_metrics_dir, ignore_errors=True)
+_metrics_dir.mkdir(parents=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+
+from db.config import get_settings  # noqa: E402
 
 _settings = get_settings()
 
@@ -13,3 +26,9 @@ worker_class = "gthread"
 timeout = _settings.long_poll_max_s + 30
 graceful_timeout = 30
 accesslog = None  # the app logs each request with its request id
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

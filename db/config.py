@@ -17,7 +17,16 @@ DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # `ledgerq up` writes the embedded servers' URLs to .ledgerq/env while it runs, so
+    # `ledgerq users create`, `ledgerq verify`, ... in another terminal find them.
+    # Real environment variables always win over the file.
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        env_file=".ledgerq/env",
+        env_file_encoding="utf-8",
+    )
 
     # --- environment ---------------------------------------------------------------
     env: Literal["development", "test", "production"] = Field("development", alias="LEDGERQ_ENV")
@@ -79,6 +88,10 @@ class Settings(BaseSettings):
     # `dead_lettered` forever, so nothing depends on Redis remembering; 30 days gives
     # ops a month to inspect the message itself.
     broker_dead_message_ttl_ms: int = Field(30 * 86_400_000, alias="BROKER_DEAD_MESSAGE_TTL_MS")
+    # Prometheus exposition of the worker group (Dramatiq's Prometheus middleware, which
+    # aggregates every worker process). `ledgerq worker` turns it on; 0 disables.
+    worker_metrics_port: int = Field(9191, alias="WORKER_METRICS_PORT")
+    worker_metrics_enabled: bool = Field(False, alias="LEDGERQ_WORKER_METRICS")
     apply_time_limit_ms: int = Field(20_000, alias="WORKER_APPLY_TIME_LIMIT_MS")
 
     # --- scheduler -----------------------------------------------------------------
@@ -106,6 +119,9 @@ class Settings(BaseSettings):
     schedule_max_consecutive_failures: int = Field(3, alias="SCHEDULE_MAX_CONSECUTIVE_FAILURES")
     # Policy `skip`: a missed run later than this is skipped (and recorded), not run.
     schedule_misfire_grace_s: int = Field(300, alias="SCHEDULE_MISFIRE_GRACE_SECONDS")
+
+    # Set (by api/gunicorn_conf.py) when several web processes share one /metrics view.
+    prometheus_multiproc_dir: str | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
 
     # --- logging -------------------------------------------------------------------
     log_level: str = Field("INFO", alias="LOG_LEVEL")

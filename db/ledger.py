@@ -51,7 +51,7 @@ class Outcome:
 
 def decide(tx: Transaction, source: tuple[Account, Balance], target: tuple[Account, Balance]) -> Decision:
     """Pure decision against locked rows: the rules a transfer must pass to move money."""
-    (src, src_balance), (dst, dst_balance) = source, target
+    (src, src_balance), (dst, _) = source, target
     for account in (src, dst):
         if account.status != "active":
             return Decision("failed", "account_inactive", f"account {account.id} is {account.status}")

@@ -30,7 +30,7 @@ def configure_logging(settings: Settings) -> None:
     if fmt == "auto":
         fmt = "json" if settings.is_production or not sys.stderr.isatty() else "console"
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
-    shared = [
+    shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -53,7 +53,7 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     # Library chatter that would drown the ledger's own events.
-    for noisy in ("urllib3", "apscheduler.executors.default", "werkzeug", "alembic"):
+    for noisy in ("urllib3", "apscheduler.executors.default", "werkzeug", "alembic", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

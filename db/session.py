@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from prometheus_client import Counter
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +21,10 @@ from db.config import Settings, get_settings
 from db.logs import get_logger
 
 log = get_logger(__name__)
+
+ENQUEUE_FAILURES = Counter(
+    "ledgerq_enqueue_failures_total", "Messages not sent after commit (Redis down); the sweeper recovers them"
+)
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
@@ -95,6 +100,7 @@ class UnitOfWork:
                 send()
             except Exception as exc:  # noqa: BLE001 - Redis down must not undo a durable commit
                 # The row is committed and `pending`: the sweeper re-enqueues it later.
+                ENQUEUE_FAILURES.inc()
                 log.warning("enqueue.failed", error=str(exc), error_type=type(exc).__name__)
 
     def rollback(self) -> None:

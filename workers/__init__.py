@@ -7,8 +7,11 @@ from __future__ import annotations
 import dramatiq
 
 from db.config import get_settings
+from db.logs import configure_logging
 from workers.broker import build_broker
 
+# `dramatiq workers` runs with --skip-logging: its own log lines go through ours.
+configure_logging(get_settings())
 broker = build_broker(get_settings())
 dramatiq.set_broker(broker)
 

@@ -31,6 +31,11 @@ def build_broker(settings: Settings) -> RedisBroker:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
+        # Dramatiq runs `after_*` hooks in *reverse* list order, so placing this before
+        # Retries means it sees each message after Retries has decided its fate: it
+        # marks the rows of messages Retries failed as `dead_lettered` in PostgreSQL,
+        # so nothing depends on Redis remembering.
+        DeadLetterRecorder(),
         # Bounded retries (~1 h) instead of Dramatiq's 20 retries backing off to 7 days.
         # Only transient database errors are retried: `retry_when` refuses the rest,
         # which sends them straight to the dead-letter queue.
@@ -43,10 +48,12 @@ def build_broker(settings: Settings) -> RedisBroker:
         CurrentMessage(),
         # Binds the API's request id into the worker's log lines.
         RequestContext(),
-        # After Retries: sees messages Retries just failed and marks their rows
-        # `dead_lettered` in PostgreSQL, so nothing depends on Redis remembering.
-        DeadLetterRecorder(),
     ]
+    if settings.worker_metrics_enabled and settings.worker_metrics_port:
+        # Imported only in worker processes: it needs Dramatiq's process-boot hooks.
+        from dramatiq.middleware.prometheus import Prometheus
+
+        middleware.append(Prometheus())
     return RedisBroker(
         url=settings.redis_url,
         middleware=middleware,

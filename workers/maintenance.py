@@ -43,13 +43,26 @@ def stale_tick() -> bool:
     return message is not None and current_millis() - message.message_timestamp > TICK_MAX_AGE_MS
 
 
+# Ticks are cheap and the next one comes in seconds: no retries. They return None
+# (there is no result backend); the functions they call return what tests check.
+
+
 @dramatiq.actor(actor_name="maintenance.sweep_pending", queue_name="maintenance", max_retries=0)
-def sweep_pending() -> int:
+def sweep_pending() -> None:
+    if not stale_tick():
+        sweep_stale_pending()
+
+
+@dramatiq.actor(actor_name="maintenance.release_scheduled", queue_name="maintenance", max_retries=0)
+def release_scheduled() -> None:
+    if not stale_tick():
+        release_due_scheduled()
+
+
+def sweep_stale_pending() -> int:
     """Re-enqueue `pending` rows nobody touched for `sweeper_stale_after_s` (Redis lost
     the message, or was down when the API accepted the request). Harmless when the
     original message is still around: the second delivery is a no-op."""
-    if stale_tick():
-        return 0
     settings = get_settings()
     with unit_of_work() as uow:
         ids = transactions_repo.claim_stale_pending(
@@ -67,18 +80,11 @@ def sweep_pending() -> int:
     return len(ids)
 
 
-@dramatiq.actor(actor_name="maintenance.release_scheduled", queue_name="maintenance", max_retries=0)
-def release_scheduled() -> int:
-    """Move due `scheduled` transactions to `pending` and enqueue them."""
-    if stale_tick():
-        return 0
-    return len(release_scheduled_at(datetime.now(UTC)))
-
-
-def release_scheduled_at(now: datetime) -> list[uuid.UUID]:
-    """The tick's work for a given clock (tests pass their own `now`)."""
+def release_due_scheduled(now: datetime | None = None) -> list[uuid.UUID]:
+    """Move `scheduled` transactions due by `now` to `pending` and enqueue them; the ids
+    released. `now` defaults to the clock; tests pass their own."""
     with unit_of_work() as uow:
-        ids = release_due(uow.session, now=now, limit=get_settings().sweeper_batch_size)
+        ids = release_due(uow.session, now=now or datetime.now(UTC), limit=get_settings().sweeper_batch_size)
         for tx_id in ids:
             uow.enqueue(apply_transaction, transaction_id=str(tx_id))
     if ids:

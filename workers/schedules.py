@@ -22,18 +22,20 @@ RUNS_CREATED = Counter("ledgerq_schedule_runs_created_total", "Standing-order ru
 
 
 @dramatiq.actor(actor_name="schedules.run_due", queue_name="maintenance", max_retries=0)
-def run_due() -> int:
+def run_due() -> None:
     """Create the runs of every standing order that has come due, once each."""
-    if stale_tick():
-        return 0
-    return len(run_due_at(datetime.now(UTC)))
+    if not stale_tick():
+        create_due_runs()
 
 
-def run_due_at(now: datetime) -> list[uuid.UUID]:
-    """The tick's work for a given clock (tests pass their own `now`)."""
+def create_due_runs(now: datetime | None = None) -> list[uuid.UUID]:
+    """The tick's work: the new runs' transaction ids, already enqueued. `now` defaults
+    to the clock; tests pass their own."""
     settings = get_settings()
     with unit_of_work() as uow:
-        ids = schedules.run_due(uow.session, now=now, settings=settings, limit=settings.sweeper_batch_size)
+        ids = schedules.run_due(
+            uow.session, now=now or datetime.now(UTC), settings=settings, limit=settings.sweeper_batch_size
+        )
         for tx_id in ids:
             uow.enqueue(apply_transaction, transaction_id=str(tx_id))
     if ids:

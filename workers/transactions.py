@@ -61,11 +61,12 @@ def _count_attempt(tx_id: uuid.UUID) -> None:
 def record_dead_letter(kwargs: dict, reason: str) -> None:
     tx_id = uuid.UUID(kwargs["transaction_id"])
     with unit_of_work() as uow:
-        changed = uow.session.execute(
+        result = uow.session.execute(
             update(Transaction)
             .where(Transaction.id == tx_id, Transaction.status == "pending")
             .values(status="dead_lettered", last_error=reason[:2000])
-        ).rowcount
+        )
+        changed = result.rowcount  # type: ignore[attr-defined]  # an UPDATE returns a CursorResult
         if changed:
             audit.record(
                 uow.session,

@@ -4,6 +4,7 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 
+from flask import jsonify
 from flask.views import MethodView
 
 from api.balances.schemas import BalancePageSchema, BalanceSchema, CurrentArgsSchema
@@ -55,6 +56,9 @@ class CurrentBalance(MethodView):
             limit=limit,
         )
         rows, next_cursor = page(rows, limit, lambda row: row[0].id)
-        return BalancePageSchema().dump(
-            {"items": _snapshots(accounts.views(session, rows)), "next_cursor": next_cursor}
+        # A Response, so that @blp.response does not dump the page again with BalanceSchema.
+        return jsonify(
+            BalancePageSchema().dump(
+                {"items": _snapshots(accounts.views(session, rows)), "next_cursor": next_cursor}
+            )
         )

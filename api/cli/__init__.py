@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -36,6 +39,21 @@ def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) 
     # Dramatiq reads its prefetch from the environment at import time; keep it small so a
     # killed worker strands few messages (see db/config.py).
     os.environ["dramatiq_queue_prefetch"] = str(settings.worker_prefetch)
+    if settings.worker_metrics_port:
+        # One multiprocess metrics directory per worker group, shared by Dramatiq's
+        # exposition server and our own counters (workers/transactions.py).
+        metrics_dir = Path(tempfile.gettempdir()) / f"ledgerq-worker-metrics-{os.getpid()}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ.update(
+            {
+                "LEDGERQ_WORKER_METRICS": "1",
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                "dramatiq_prom_db": str(metrics_dir),
+                "dramatiq_prom_port": str(settings.worker_metrics_port),
+                "dramatiq_prom_host": "127.0.0.1" if settings.web_host == "127.0.0.1" else "0.0.0.0",
+            }
+        )
     argv = [
         sys.executable,
         "-m",
@@ -77,5 +95,6 @@ def verify() -> None:
     click.echo("ledger OK: every invariant holds")
 
 
+from api.cli import dlq as _dlq  # noqa: E402,F401  (registers `dlq`)
 from api.cli import up as _up  # noqa: E402,F401  (registers `up`)
 from api.cli import users as _users  # noqa: E402,F401  (registers `users`)

@@ -13,12 +13,15 @@ Ctrl-C / SIGTERM stops supervisord (which stops its children), then the database
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -41,8 +44,19 @@ def read_procfile(path: Path) -> dict[str, str]:
     return processes
 
 
+def supervisor_socket(state_dir: Path) -> Path:
+    """supervisorctl's socket: in the state dir, unless that path is too long for a Unix
+    socket (about 100 bytes), which made supervisord refuse to start at all."""
+    path = state_dir / "supervisor.sock"
+    if len(os.fsencode(path)) < 100:
+        return path
+    digest = hashlib.sha256(os.fsencode(state_dir)).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"ledgerq-supervisor-{digest}.sock"
+
+
 def supervisord_config(state_dir: Path, processes: dict[str, str], workdir: Path) -> str:
     bin_dir = Path(sys.executable).parent
+    socket_path = supervisor_socket(state_dir)
     sections = [
         "[supervisord]",
         "nodaemon=true",
@@ -51,13 +65,13 @@ def supervisord_config(state_dir: Path, processes: dict[str, str], workdir: Path
         f"childlogdir={state_dir / 'logs'}",
         "",
         "[unix_http_server]",
-        f"file={state_dir / 'supervisor.sock'}",
+        f"file={socket_path}",
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
         "",
         "[supervisorctl]",
-        f"serverurl=unix://{state_dir / 'supervisor.sock'}",
+        f"serverurl=unix://{socket_path}",
     ]
     for name, command in processes.items():
         # A shell so Procfile lines may use $VARS; `exec` so signals reach the process.
@@ -76,7 +90,12 @@ def supervisord_config(state_dir: Path, processes: dict[str, str], workdir: Path
             "startretries=20",
             "stopsignal=TERM",
             "stopwaitsecs=30",
-            "stopasgroup=true",
+            # SIGTERM to the program only: gunicorn and Dramatiq forward it to their own
+            # children and wait for them. Sent to the whole group, each Dramatiq worker
+            # got it twice (directly, then from its parent), and a second SIGTERM means
+            # "exit now": in-flight messages were abandoned on every clean stop.
+            "stopasgroup=false",
+            # Whatever is still alive after stopwaitsecs is SIGKILLed, children included.
             "killasgroup=true",
             "redirect_stderr=true",
             "stdout_logfile=/dev/stdout",
@@ -96,7 +115,27 @@ def up(state_dir: Path) -> None:
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "logs").mkdir(exist_ok=True)
-    stoppers = []
+    stoppers: list[Callable[[], object]] = []
+    supervisor: subprocess.Popen | None = None
+    stop_requested = False
+
+    def on_signal(signum, _frame):
+        nonlocal stop_requested
+        stop_requested = True
+        if supervisor is not None and supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
+
+    def stop_if_requested() -> None:
+        # Checked between start-up steps: unwinding from inside one (say, between
+        # starting a server and recording how to stop it) could leave it running.
+        if stop_requested:
+            click.echo("stopped while starting")
+            sys.exit(0)
+
+    # From the start, not only once supervisord runs: the default action would kill us
+    # without running `finally`, leaving the embedded servers behind.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
 
     def stop_databases() -> None:
         for stop in reversed(stoppers):
@@ -111,14 +150,23 @@ def up(state_dir: Path) -> None:
             stoppers.append(postgres.stop)
             os.environ["DATABASE_URL"] = postgres.url
             click.echo(f"embedded PostgreSQL: {state_dir / 'postgres'}")
+            stop_if_requested()
         if not os.environ.get("REDIS_URL"):
             redis = EmbeddedRedis(state_dir / "redis")
             stoppers.append(redis.stop)
             os.environ["REDIS_URL"] = redis.url
             click.echo(f"embedded Redis (AOF): {state_dir / 'redis'} on {redis.url}")
+            stop_if_requested()
+        # Other `ledgerq` commands run from this directory read the URLs from here.
+        env_file = state_dir / "env"
+        env_file.write_text(
+            f"DATABASE_URL={os.environ['DATABASE_URL']}\nREDIS_URL={os.environ['REDIS_URL']}\n"
+        )
+        stoppers.insert(0, lambda: env_file.unlink(missing_ok=True))
         get_settings.cache_clear()
         upgrade(get_settings().database_url)
         click.echo("migrations applied")
+        stop_if_requested()
 
         processes = {name: cmd for name, cmd in read_procfile(PROCFILE).items() if name != "release"}
         config_path = state_dir / "supervisord.conf"
@@ -127,17 +175,19 @@ def up(state_dir: Path) -> None:
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path)],
             start_new_session=True,
         )
+        if stop_requested:  # the signal came while supervisord was being started
+            supervisor.send_signal(signal.SIGTERM)
         port = get_settings().port
         click.echo(f"ledgerq is starting: API on http://127.0.0.1:{port} (Ctrl-C stops everything)")
-
-        def forward(signum, _frame):
-            if supervisor.poll() is None:
-                supervisor.send_signal(signal.SIGTERM)
-
-        signal.signal(signal.SIGINT, forward)
-        signal.signal(signal.SIGTERM, forward)
         while supervisor.poll() is None:
             time.sleep(0.2)
+        if not stop_requested:
+            # Nobody asked it to stop: supervisord failed (see its log), so must we.
+            click.echo(
+                f"supervisord exited with code {supervisor.returncode}; see {state_dir / 'supervisord.log'}",
+                err=True,
+            )
+            sys.exit(1)
         click.echo("all processes stopped")
     finally:
         stop_databases()

@@ -24,7 +24,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(sa_exc.IntegrityError)
     def _integrity(error: sa_exc.IntegrityError):
         # A unique clash that slipped past a service's own check (a race): 409.
-        log.info("db.integrity_conflict", constraint=getattr(error.orig.diag, "constraint_name", None))
+        log.info("db.integrity_conflict", constraint=getattr(getattr(error.orig, "diag", None), "constraint_name", None))
         return error_response(409, "conflict", "The request conflicts with existing data.")
 
     @app.errorhandler(sa_exc.OperationalError)

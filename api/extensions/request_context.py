@@ -9,11 +9,15 @@ import uuid
 
 import structlog
 from flask import Flask, g, request
+from prometheus_client import Counter, Histogram
 
 from db.errors import InvalidJson
 from db.logs import get_logger
 
 log = get_logger("api.access")
+
+REQUESTS = Counter("ledgerq_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
+LATENCY = Histogram("ledgerq_http_request_seconds", "HTTP request latency", ["endpoint"])
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -43,13 +47,18 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         if request.headers.get("Authorization"):
             response.headers["Cache-Control"] = "no-store"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        # The URL rule, not the path: ids must not explode the label cardinality.
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        LATENCY.labels(endpoint).observe(elapsed)
         if request.path not in ("/healthz", "/metrics"):
             log.info(
                 "http.request",
                 method=request.method,
                 path=request.path,
                 status=response.status_code,
-                ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+                ms=round(elapsed * 1000, 2),
             )
         return response
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
 from db.migrate import head_revisions
@@ -43,4 +43,10 @@ def readyz():
 
 @blp.get("/metrics")
 def metrics():
+    """Prometheus text: the whole web tier when gunicorn runs several processes."""
+    settings = current_app.config["LEDGERQ_SETTINGS"]
+    if settings.prometheus_multiproc_dir:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
     return generate_latest(), 200, {"Content-Type": CONTENT_TYPE_LATEST}

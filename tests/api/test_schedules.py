@@ -157,11 +157,11 @@ def test_finance_can_set_up_a_schedule_the_account_owner_sees(client, make, part
 
 
 def test_runs_are_listed_as_ordinary_transactions(client, parties):
-    from workers.schedules import run_due_at
+    from workers.schedules import create_due_runs
 
     alice, _, a, b = parties
     schedule = _create(client, alice, a, b, interval_seconds=3600, start_at=iso(START)).json
-    created = run_due_at(START)
+    created = create_due_runs(START)
     assert len(created) == 1
 
     runs = client.get(f"/api/v1/schedules/{schedule['id']}/runs", headers=alice.headers).json

@@ -16,7 +16,7 @@ from db.services import schedules as schedules_service
 from db.session import unit_of_work
 from tests.fixtures import balance
 from tests.scheduling import audit_actions, iso, runs_of, schedule_row, set_schedule
-from workers.schedules import run_due_at
+from workers.schedules import create_due_runs
 from workers.transactions import apply_transaction
 
 T = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
@@ -52,12 +52,12 @@ def _apply(ids):
 def test_each_run_time_runs_exactly_once(standing_order):
     schedule_id, _, source, target = standing_order()
 
-    assert run_due_at(T - timedelta(seconds=1)) == []
-    first = run_due_at(T)
+    assert create_due_runs(T - timedelta(seconds=1)) == []
+    first = create_due_runs(T)
     assert len(first) == 1
-    assert run_due_at(T) == []  # the same tick again (redelivered, or a second scheduler)
-    assert run_due_at(T + timedelta(seconds=59)) == []
-    second = run_due_at(T + timedelta(seconds=60))
+    assert create_due_runs(T) == []  # the same tick again (redelivered, or a second scheduler)
+    assert create_due_runs(T + timedelta(seconds=59)) == []
+    second = create_due_runs(T + timedelta(seconds=60))
     assert len(second) == 1
     _apply(first + second)
 
@@ -70,10 +70,10 @@ def test_each_run_time_runs_exactly_once(standing_order):
 
 def test_the_database_refuses_a_second_copy_of_a_run(standing_order):
     schedule_id, *_ = standing_order()
-    run_due_at(T)
+    create_due_runs(T)
     # A scheduler that lost its update (or a bug) tries the same run time again:
     set_schedule(schedule_id, next_run_at=T)
-    assert run_due_at(T + timedelta(seconds=1)) == []  # ON CONFLICT: nothing new
+    assert create_due_runs(T + timedelta(seconds=1)) == []  # ON CONFLICT: nothing new
     assert len(runs_of(schedule_id)) == 1
     assert schedule_row(schedule_id).next_run_at == T + timedelta(minutes=1)
 
@@ -123,13 +123,13 @@ def test_concurrent_claimers_create_each_run_once(standing_order):
 
 def test_scheduler_restart_after_missed_runs_runs_once_for_the_period(standing_order):
     schedule_id, _, source, _ = standing_order()
-    _apply(run_due_at(T))
+    _apply(create_due_runs(T))
 
     # The scheduler was down for ten and a half minutes: ten run times came and went.
     back = T + timedelta(minutes=10, seconds=30)
-    caught_up = run_due_at(back)
+    caught_up = create_due_runs(back)
     assert len(caught_up) == 1, "one run for the missed period, never a burst"
-    assert run_due_at(back) == []  # and never twice
+    assert create_due_runs(back) == []  # and never twice
     _apply(caught_up)
 
     runs = runs_of(schedule_id)
@@ -142,9 +142,9 @@ def test_scheduler_restart_after_missed_runs_runs_once_for_the_period(standing_o
 
 def test_skip_policy_skips_runs_older_than_the_grace_period(standing_order):
     schedule_id, *_ = standing_order(interval_seconds=3600, misfire_policy="skip")
-    assert len(run_due_at(T)) == 1
+    assert len(create_due_runs(T)) == 1
     back = T + timedelta(hours=5, minutes=10)  # the 5h run is 10 min old; grace is 5 min
-    assert run_due_at(back) == []
+    assert create_due_runs(back) == []
     assert [run.scheduled_run_at for run in runs_of(schedule_id)] == [T]
     assert schedule_row(schedule_id).next_run_at == T + timedelta(hours=6)
     assert "schedule.runs_missed" in audit_actions(schedule_id)  # skipped, but not silently
@@ -153,7 +153,7 @@ def test_skip_policy_skips_runs_older_than_the_grace_period(standing_order):
 def test_end_at_ends_the_schedule(standing_order):
     schedule_id, *_ = standing_order(interval_seconds=60, end_at=iso(T + timedelta(minutes=2)))
     for minute in range(4):
-        run_due_at(T + timedelta(minutes=minute))
+        create_due_runs(T + timedelta(minutes=minute))
     assert [run.scheduled_run_at for run in runs_of(schedule_id)] == [
         T + timedelta(minutes=m) for m in range(3)
     ]
@@ -165,14 +165,14 @@ def test_a_paused_schedule_makes_no_runs_and_resume_does_not_catch_up(standing_o
     schedule_id, owner, *_ = standing_order()
     with unit_of_work() as uow:
         schedules_service.pause(uow.session, owner.principal, uuid.UUID(schedule_id))
-    assert run_due_at(T + timedelta(minutes=10)) == []
+    assert create_due_runs(T + timedelta(minutes=10)) == []
     with unit_of_work() as uow:
         resumed = schedules_service.resume(
             uow.session, owner.principal, uuid.UUID(schedule_id), now=T + timedelta(minutes=10, seconds=30)
         )
         assert resumed.next_run_at == T + timedelta(minutes=11)
-    assert run_due_at(T + timedelta(minutes=10, seconds=45)) == []
-    assert len(run_due_at(T + timedelta(minutes=11))) == 1
+    assert create_due_runs(T + timedelta(minutes=10, seconds=45)) == []
+    assert len(create_due_runs(T + timedelta(minutes=11))) == 1
 
 
 def test_failed_runs_are_recorded_and_the_schedule_pauses_itself(standing_order):
@@ -180,7 +180,7 @@ def test_failed_runs_are_recorded_and_the_schedule_pauses_itself(standing_order)
     limit = get_settings().schedule_max_consecutive_failures
     assert limit == 3
     for minute in range(limit):
-        _apply(run_due_at(T + timedelta(minutes=minute)))
+        _apply(create_due_runs(T + timedelta(minutes=minute)))
         row = schedule_row(schedule_id)
         assert row.consecutive_failures == minute + 1
         assert row.status == ("active" if minute + 1 < limit else "paused")
@@ -191,18 +191,18 @@ def test_failed_runs_are_recorded_and_the_schedule_pauses_itself(standing_order)
     assert row.next_run_at is None
     assert "3 consecutive failed runs" in row.paused_reason and "insufficient_funds" in row.paused_reason
     assert "schedule.auto_paused" in audit_actions(schedule_id)
-    assert run_due_at(T + timedelta(minutes=10)) == []  # paused: no more runs
+    assert create_due_runs(T + timedelta(minutes=10)) == []  # paused: no more runs
 
 
 def test_a_completed_run_resets_the_failure_streak(standing_order, make):
     schedule_id, _, source, _ = standing_order(amount="10.00", funds="5.00")
-    _apply(run_due_at(T))
-    _apply(run_due_at(T + timedelta(minutes=1)))
+    _apply(create_due_runs(T))
+    _apply(create_due_runs(T + timedelta(minutes=1)))
     assert schedule_row(schedule_id).consecutive_failures == 2
     make.fund(source, "10.00")
-    _apply(run_due_at(T + timedelta(minutes=2)))
+    _apply(create_due_runs(T + timedelta(minutes=2)))
     assert schedule_row(schedule_id).consecutive_failures == 0
-    _apply(run_due_at(T + timedelta(minutes=3)))
+    _apply(create_due_runs(T + timedelta(minutes=3)))
     row = schedule_row(schedule_id)
     assert (row.status, row.consecutive_failures) == ("active", 1)
     assert [run.status for run in runs_of(schedule_id)] == ["failed", "failed", "completed", "failed"]

@@ -1,4 +1,4 @@
-"""Operator endpoints under /admin (admin role)."""
+"""Queue statistics for ops (admin): GET /admin/queues."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 
 from flask.views import MethodView
 
-from api.admin.schemas import QueuesSchema
 from api.extensions import Blueprint
+from api.queues.schemas import QueuesSchema
 from db.errors import Unavailable
 
-blp = Blueprint("admin", __name__, url_prefix="/admin", description="Operations (admin)")
+blp = Blueprint("queues", __name__, url_prefix="/admin/queues", description="Queue statistics (admin)")
 
 
-@blp.route("/queues")
+@blp.route("")
 class Queues(MethodView):
     @blp.login_required("admin")
     @blp.response(200, QueuesSchema)

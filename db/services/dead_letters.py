@@ -1,0 +1,41 @@
+"""Operator retry of a dead-lettered transaction (status `dead_lettered -> pending`)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from db.errors import Conflict, NotFound
+from db.models import Transaction
+from db.principal import Principal
+from db.repositories import audit
+from db.repositories import transactions as transactions_repo
+
+
+def reopen(session: Session, transaction_id: uuid.UUID, actor: Principal | None) -> Transaction:
+    """Put a dead-lettered transaction back to `pending` (the caller enqueues it).
+
+    A row still `pending` (its dead letter could not be recorded) is returned as is:
+    re-enqueueing it is harmless.
+    """
+    tx = transactions_repo.get_for_update(session, transaction_id)
+    if tx is None:
+        raise NotFound("transaction not found")
+    if tx.status == "dead_lettered":
+        session.execute(
+            update(Transaction).where(Transaction.id == tx.id).values(status="pending", attempts=0)
+        )
+        audit.record(
+            session,
+            action="transaction.dead_letter_retried",
+            entity_type="transaction",
+            entity_id=tx.id,
+            actor_id=actor.id if actor else None,
+        )
+        session.flush()
+        session.refresh(tx)
+    elif tx.status != "pending":
+        raise Conflict(f"transaction is {tx.status}; only dead_lettered transactions can be retried")
+    return tx

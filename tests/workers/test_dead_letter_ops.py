@@ -1,0 +1,84 @@
+"""Ops handling of dead letters: a poison transfer is dead-lettered, listed, and after
+the fault is fixed an admin's retry completes it exactly once."""
+
+from __future__ import annotations
+
+import db.ledger
+from tests.fixtures import balance, transaction, wait_final
+
+
+def _poison(monkeypatch):
+    def broken(session, tx_id):
+        raise db.ledger.LedgerCorrupted("simulated corrupt data")
+
+    monkeypatch.setattr("workers.transactions.post_to_ledger", broken)
+
+
+def _transfer(client, sender, source, target, amount="10.00"):
+    response = client.post(
+        "/api/v1/transactions/transfer",
+        json={
+            "from_account_id": str(source),
+            "to_account_id": str(target),
+            "amount": amount,
+            "currency": "USD",
+        },
+        headers=sender.headers,
+    )
+    assert response.status_code == 202, response.json
+    return response.json["id"]
+
+
+def test_dead_lettered_transfer_is_listed_and_retry_completes_it(client, make, worker, monkeypatch):
+    admin, alice = make.user("admin"), make.user()
+    a, b = make.account(alice, balance="50.00"), make.account(alice)
+    _poison(monkeypatch)
+    tx_id = _transfer(client, alice, a, b)
+    assert wait_final([tx_id]) == {tx_id: "dead_lettered"}
+    assert balance(a) == "50.00"
+
+    listed = client.get("/api/v1/admin/dead-letters", headers=admin.headers)
+    assert listed.status_code == 200
+    letters = [item for item in listed.json["items"] if item["transaction_id"] == tx_id]
+    assert len(letters) == 1 and "LedgerCorrupted" in letters[0]["error"]
+    assert client.get("/api/v1/admin/dead-letters", headers=alice.headers).status_code == 403
+
+    monkeypatch.undo()  # the fault is fixed
+    retried = client.post(
+        f"/api/v1/admin/dead-letters/{letters[0]['message_id']}/retry", headers=admin.headers
+    )
+    assert retried.status_code == 202, retried.json
+    assert wait_final([tx_id]) == {tx_id: "completed"}
+    assert balance(a) == "40.00" and balance(b) == "10.00"
+    remaining = client.get("/api/v1/admin/dead-letters", headers=admin.headers).json["items"]
+    assert not [item for item in remaining if item["transaction_id"] == tx_id]
+    # A second retry of a completed transaction is refused, and moves nothing.
+    again = client.post(f"/api/v1/admin/dead-letters/{tx_id}/retry", headers=admin.headers)
+    assert again.status_code == 409 and again.json["error"]["code"] == "conflict"
+    assert balance(a) == "40.00"
+
+
+def test_retry_by_transaction_id_works_when_redis_forgot_the_message(client, make, worker, monkeypatch):
+    admin, alice = make.user("admin"), make.user()
+    a, b = make.account(alice, balance="50.00"), make.account(alice)
+    _poison(monkeypatch)
+    tx_id = _transfer(client, alice, a, b)
+    assert wait_final([tx_id]) == {tx_id: "dead_lettered"}
+    letter = client.get("/api/v1/admin/dead-letters", headers=admin.headers).json["items"][0]
+    assert (
+        client.delete(f"/api/v1/admin/dead-letters/{letter['message_id']}", headers=admin.headers).status_code
+        == 204
+    )
+    assert transaction(tx_id).status == "dead_lettered"  # purging the message keeps the row's record
+
+    monkeypatch.undo()
+    retried = client.post(f"/api/v1/admin/dead-letters/{tx_id}/retry", headers=admin.headers)
+    assert retried.status_code == 202, retried.json
+    assert wait_final([tx_id]) == {tx_id: "completed"}
+    assert balance(b) == "10.00"
+
+
+def test_unknown_dead_letter_is_404(client, make):
+    admin = make.user("admin")
+    assert client.post("/api/v1/admin/dead-letters/nope/retry", headers=admin.headers).status_code == 404
+    assert client.delete("/api/v1/admin/dead-letters/nope", headers=admin.headers).status_code == 404

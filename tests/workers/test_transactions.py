@@ -1,0 +1,145 @@
+"""The `transactions.apply` actor: redelivery is harmless, transient errors are retried,
+permanent ones and exhausted retries end `dead_lettered` with no money moved."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+from sqlalchemy import exc as sa_exc
+
+import db.ledger
+from tests.fixtures import balance, transaction, wait_final
+from tests.support import dead_lettered_transaction_ids, drain, entries_of, pending_transfer, transfer
+from workers import broker
+from workers.transactions import apply_transaction
+
+
+def _connection_lost() -> sa_exc.OperationalError:
+    return sa_exc.OperationalError(
+        "SELECT ... FOR UPDATE", {}, psycopg.OperationalError("server closed the connection unexpectedly")
+    )
+
+
+@pytest.fixture
+def posting_outcomes(monkeypatch):
+    """Spy on the ledger posting the actor calls (it still runs for real): the outcome
+    of every application, in order."""
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def spy(session, tx_id):
+        outcome = db.ledger.apply_transaction(session, tx_id)
+        with lock:
+            outcomes.append(outcome.status)
+        return outcome
+
+    monkeypatch.setattr("workers.transactions.post_to_ledger", spy)
+    return outcomes
+
+
+def _funded_pair(make):
+    alice, bob = make.user(), make.user()
+    return alice, make.account(alice, balance="100.00"), make.account(bob)
+
+
+def test_actor_applied_twice_for_one_message_moves_money_once(make, posting_outcomes):
+    alice, a, b = _funded_pair(make)
+    tx_id = pending_transfer(alice, a, b, "25.00")
+
+    apply_transaction.fn(transaction_id=tx_id)
+    apply_transaction.fn(transaction_id=tx_id)
+
+    assert posting_outcomes == ["completed", "noop"]
+    assert transaction(tx_id).status == "completed"
+    assert (balance(a), balance(b)) == ("75.00", "25.00")
+    assert sorted(amount for _, amount in entries_of(tx_id)) == [-2500, 2500]
+    assert transaction(tx_id).attempts == 1  # the no-op redelivery is not an attempt
+
+
+def test_same_message_delivered_twice_by_the_broker_moves_money_once(make, worker, posting_outcomes):
+    alice, a, b = _funded_pair(make)
+    tx_id = pending_transfer(alice, a, b, "25.00")
+    message = apply_transaction.message(transaction_id=tx_id)
+
+    broker.enqueue(message)
+    broker.enqueue(message)  # the same Dramatiq message id, delivered twice
+    apply_transaction.send(transaction_id=tx_id)  # and a duplicate (a sweeper re-enqueue)
+    drain(worker)
+
+    assert sorted(posting_outcomes) == ["completed", "noop", "noop"]
+    assert transaction(tx_id).status == "completed"
+    assert (balance(a), balance(b)) == ("75.00", "25.00")
+    assert len(entries_of(tx_id)) == 2
+
+
+def test_transient_error_is_retried_and_the_transfer_completes(client, make, worker, monkeypatch):
+    alice, a, b = _funded_pair(make)
+    calls = []
+
+    def flaky(session, tx_id):
+        calls.append(tx_id)
+        if len(calls) == 1:
+            raise _connection_lost()
+        return db.ledger.apply_transaction(session, tx_id)
+
+    monkeypatch.setattr("workers.transactions.post_to_ledger", flaky)
+
+    tx_id = transfer(client, alice, a, b, "30.00").json["id"]
+
+    assert wait_final([tx_id]) == {tx_id: "completed"}
+    assert transaction(tx_id).attempts == 2
+    assert (balance(a), balance(b)) == ("70.00", "30.00")
+    assert len(entries_of(tx_id)) == 2
+    drain(worker)
+    assert dead_lettered_transaction_ids() == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [db.ledger.LedgerCorrupted("account has no balance row"), ValueError("a bug")],
+    ids=["ledger_corrupted", "value_error"],
+)
+def test_permanent_error_dead_letters_at_once_and_moves_no_money(client, make, worker, monkeypatch, error):
+    alice, a, b = _funded_pair(make)
+
+    def broken(session, tx_id):
+        raise error
+
+    monkeypatch.setattr("workers.transactions.post_to_ledger", broken)
+
+    tx_id = transfer(client, alice, a, b, "30.00").json["id"]
+
+    assert wait_final([tx_id]) == {tx_id: "dead_lettered"}
+    tx = transaction(tx_id)
+    assert tx.attempts == 1  # not retried: it would fail the same way again
+    assert type(error).__name__ in tx.last_error
+    assert entries_of(tx_id) == []
+    assert (balance(a), balance(b)) == ("100.00", "0.00")
+    drain(worker)
+    assert dead_lettered_transaction_ids() == [tx_id]
+    shown = client.get(f"/api/v1/transactions/{tx_id}", headers=alice.headers).json
+    assert (shown["status"], shown["failure_code"]) == ("dead_lettered", None)
+
+
+def test_transient_errors_that_never_stop_dead_letter_after_max_retries(client, make, worker, monkeypatch):
+    from db.config import get_settings
+
+    alice, a, b = _funded_pair(make)
+
+    def down(session, tx_id):
+        raise _connection_lost()
+
+    monkeypatch.setattr("workers.transactions.post_to_ledger", down)
+
+    tx_id = transfer(client, alice, a, b, "30.00").json["id"]
+
+    assert wait_final([tx_id]) == {tx_id: "dead_lettered"}
+    tx = transaction(tx_id)
+    assert tx.attempts == 1 + get_settings().worker_max_retries == 4
+    assert "OperationalError" in tx.last_error
+    assert entries_of(tx_id) == []
+    assert (balance(a), balance(b)) == ("100.00", "0.00")
+    drain(worker)
+    assert dead_lettered_transaction_ids() == [tx_id]
