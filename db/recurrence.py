@@ -196,7 +196,9 @@ def plan_due_runs(
 
     The next run is always the first run time after `now`, so a plan is never repeated.
     """
-    due_count, latest, cursor = 0, None, next_run_at
+    due_count = 0
+    latest: datetime | None = None
+    cursor: datetime | None = next_run_at
     while cursor is not None and cursor <= now and due_count < MAX_MISSED_COUNT:
         due_count, latest = due_count + 1, cursor
         cursor = recurrence.first_after(cursor)
