@@ -39,7 +39,15 @@ def refresh_queue_gauges() -> None:
 
 
 def serve(port: int, host: str) -> None:
-    """Start the /metrics endpoint on host:port (the stack's WEB_HOST; port 0 disables it)."""
-    if port:
+    """Start the /metrics endpoint on host:port (the stack's WEB_HOST; port 0 disables it).
+
+    A port already in use is logged, not fatal: releasing due transfers matters more
+    than exporting gauges, and a crash loop would stop both."""
+    if not port:
+        return
+    try:
         start_http_server(port, addr=host)
-        log.info("scheduler.metrics_listening", port=port)
+    except OSError as exc:
+        log.error("scheduler.metrics_unavailable", port=port, error=str(exc))
+        return
+    log.info("scheduler.metrics_listening", port=port)

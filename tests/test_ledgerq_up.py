@@ -41,6 +41,7 @@ def start_up(procs: Processes, state_dir: Path, port: int, env=None, remove=()):
         "SWEEPER_INTERVAL_SECONDS": "1",
         # A port of its own: the default 9191 would clash with other runs.
         "WORKER_METRICS_PORT": str(free_port()),
+        "SCHEDULER_METRICS_PORT": str(free_port()),
         **(env or {}),
     }
     up = procs.start("up", [LEDGERQ, "up", "--state-dir", str(state_dir)], env=env, remove=remove)

@@ -91,3 +91,14 @@ def test_scheduler_exports_the_same_numbers_as_prometheus_gauges():
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert 'ledgerq_queue_depth{queue="transactions"} 3.0' in body
     assert "ledgerq_scheduler_leader" in body
+
+
+def test_a_busy_metrics_port_does_not_stop_the_scheduler():
+    import socket
+
+    from scheduler import metrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        metrics.serve(taken.getsockname()[1], "127.0.0.1")  # logs an error, returns
