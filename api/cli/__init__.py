@@ -73,7 +73,7 @@ def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) 
 
 @main.command()
 def scheduler() -> None:
-    """Run the scheduler process (sweeper, due scheduled transfers)."""
+    """Run the scheduler: due transfers, standing orders, sweeper, queue gauges (leader-elected)."""
     from scheduler.main import run
 
     run(get_settings())
