@@ -131,7 +131,10 @@ def build_limiter(settings: Settings) -> Limiter:
         Limit(
             limit_provider=_checked(settings, field),
             key_function=key_function,
+            # Shared: one budget across the policy's endpoints (transfer, credit and
+            # debit draw on the same per-user allowance).
             scope=f"{policy}:{field}",
+            shared=True,
             exempt_when=_exempt_unless(policy),
         )
         for policy, rules in POLICIES.items()
@@ -171,7 +174,7 @@ def retry_after_seconds(default: int) -> int:
     """Whole seconds until the breached window resets (at least 1)."""
     limiter: Limiter | None = current_app.extensions.get(EXTENSION_KEY)
     try:
-        reset_at = limiter.current_limit.reset_at if limiter and limiter.current_limit else None
+        reset_at = limiter.current_limit.window.reset_time if limiter and limiter.current_limit else None
     except Exception:  # noqa: BLE001 - storage gone between the breach and now
         reset_at = None
     if reset_at is None:
