@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, current_app, request
 from flask_limiter import ApplicationLimit, Limit, Limiter
@@ -127,7 +128,7 @@ def _checked(settings: Settings, field: str) -> str:
 
 
 def build_limiter(settings: Settings) -> Limiter:
-    policy_limits = [
+    policy_limits: list[str | Callable[[], str] | Limit] = [
         Limit(
             limit_provider=_checked(settings, field),
             key_function=key_function,
@@ -140,6 +141,12 @@ def build_limiter(settings: Settings) -> Limiter:
         for policy, rules in POLICIES.items()
         for field, key_function in rules
     ]
+    storage_options: dict[str, Any] = {
+        "key_prefix": f"{settings.redis_namespace}:ratelimit",
+        # Never let a hung Redis hang requests: fail over to memory quickly.
+        "socket_connect_timeout": 0.5,
+        "socket_timeout": 0.5,
+    }
     return Limiter(
         key_func=caller_key,
         application_limits=[
@@ -149,12 +156,7 @@ def build_limiter(settings: Settings) -> Limiter:
         ],
         default_limits=policy_limits,
         storage_uri=settings.redis_url,
-        storage_options={
-            "key_prefix": f"{settings.redis_namespace}:ratelimit",
-            # Never let a hung Redis hang requests: fail over to memory quickly.
-            "socket_connect_timeout": 0.5,
-            "socket_timeout": 0.5,
-        },
+        storage_options=storage_options,
         strategy="fixed-window",
         in_memory_fallback_enabled=True,
         swallow_errors=True,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from db.models import RefreshToken
@@ -21,21 +22,19 @@ def get_for_update(session: Session, token_id: uuid.UUID) -> RefreshToken | None
     ).one_or_none()
 
 
-def revoke_family(session: Session, family_id: uuid.UUID, reason: str, now: datetime) -> int:
-    result = session.execute(
+def _revoke(session: Session, where, reason: str, now: datetime) -> int:
+    statement = (
         update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .where(where, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return cast(CursorResult, session.execute(statement)).rowcount
+
+
+def revoke_family(session: Session, family_id: uuid.UUID, reason: str, now: datetime) -> int:
+    return _revoke(session, RefreshToken.family_id == family_id, reason, now)
 
 
 def revoke_user(session: Session, user_id: uuid.UUID, reason: str, now: datetime) -> int:
-    result = session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount
+    return _revoke(session, RefreshToken.user_id == user_id, reason, now)
