@@ -41,10 +41,13 @@ def configure(app: Flask, settings: Settings) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from api.extensions import Api, database, request_context
+    from api.extensions import Api, cors, database, rate_limit, request_context
 
+    settings = app.config["LEDGERQ_SETTINGS"]
     request_context.init_app(app)
     database.init_app(app)
+    cors.init_app(app, settings)
+    rate_limit.init_app(app, settings)
     app.extensions["ledgerq_api"] = Api(app)
 
 
@@ -55,9 +58,10 @@ def register_blueprints(app: Flask) -> None:
     from api.dead_letters.routes import blp as dead_letters
     from api.ops.routes import blp as ops
     from api.transactions.routes import blp as transactions
+    from api.users.routes import blp as users
 
     api = app.extensions["ledgerq_api"]
-    for blueprint in (auth, accounts, transactions, balances, dead_letters):
+    for blueprint in (auth, users, accounts, transactions, balances, dead_letters):
         api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
     app.register_blueprint(ops)
 

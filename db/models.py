@@ -46,6 +46,8 @@ TRANSACTION_TYPES = ("transfer", "credit", "debit", "reversal")
 TRANSACTION_STATUSES = ("scheduled", "pending", "completed", "failed", "cancelled", "dead_lettered")
 FINAL_STATUSES = ("completed", "failed", "cancelled", "dead_lettered")
 FAILURE_CODES = ("insufficient_funds", "account_inactive", "limit_exceeded", "currency_mismatch")
+# Why a refresh-token family stopped working (forensics; the audit log has the details).
+REVOKE_REASONS = ("logout", "reuse_detected", "deactivated", "password_changed")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -84,6 +86,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     role: Mapped[str] = mapped_column(String(16), nullable=False, server_default="customer")
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    # Access tokens carry it as `ver`; bumping it (password change, deactivation) kills
+    # every access token already issued, and a reactivated user's old ones stay dead.
+    token_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -92,6 +97,12 @@ class RefreshToken(Base):
     """Server-side state of refresh tokens (hashed), for rotation and reuse detection."""
 
     __tablename__ = "refresh_tokens"
+    __table_args__ = (
+        CheckConstraint(
+            "revoked_reason IS NULL OR " + _in("revoked_reason", REVOKE_REASONS), name="revoked_reason_valid"
+        ),
+        CheckConstraint("(revoked_at IS NULL) = (revoked_reason IS NULL)", name="revoked_has_reason"),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()  # the token's jti
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
@@ -100,6 +111,7 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = _created_at()
 
 
