@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db import limits as limits_rules
 from db.config import Settings
 from db.errors import Forbidden, IdempotencyKeyReused, NotFound, RuleViolation, ValidationFailed
 from db.models import Account, Transaction
@@ -89,10 +90,9 @@ def submit(
         raise ValidationFailed.field("amount", str(exc)) from None
 
     source, target = _resolve_accounts(session, principal, request)
-    _check_request_time_rules(request, source, target)
-
     now = datetime.now(UTC)
     scheduled = request.scheduled_for is not None and request.scheduled_for > now
+    _check_request_time_rules(session, settings, request, amount_minor, source, target, scheduled=scheduled)
     values = {
         "id": uuid.uuid4(),
         "type": request.type,
@@ -178,7 +178,18 @@ def _existing_account(session: Session, account_id: uuid.UUID | None, name: str)
     return account
 
 
-def _check_request_time_rules(request: MoneyMovement, source: Account, target: Account) -> None:
+def _check_request_time_rules(
+    session: Session,
+    settings: Settings,
+    request: MoneyMovement,
+    amount_minor: int,
+    source: Account,
+    target: Account,
+    *,
+    scheduled: bool,
+) -> None:
+    """Fail fast on what the data already shows. The worker decides again under its locks
+    (DESIGN.md step 4): these checks can be raced, the worker's cannot."""
     for account in (source, target):
         if account.status != "active":
             raise RuleViolation(f"account {account.id} is {account.status}", code="account_inactive")
@@ -188,3 +199,27 @@ def _check_request_time_rules(request: MoneyMovement, source: Account, target: A
             {"accounts": {str(source.id): source.currency, str(target.id): target.currency}},
             code="currency_mismatch",
         )
+    _check_limits(session, settings, request, amount_minor, source, scheduled=scheduled)
+
+
+def _check_limits(
+    session: Session,
+    settings: Settings,
+    request: MoneyMovement,
+    amount_minor: int,
+    source: Account,
+    *,
+    scheduled: bool,
+) -> None:
+    """`limit_exceeded` when the amount, on top of what the source account has completed
+    or has pending, would break one of its limits. A scheduled transfer is checked against
+    the per-transaction limit only: today's usage says nothing about its day."""
+    if not limits_rules.applies(request.type, source):
+        return
+    limits = limits_rules.effective(source, settings)
+    usage = limits_rules.Usage()
+    if limits.needs_usage and not scheduled:
+        usage = transactions_repo.outgoing_usage(session, source.id, include_pending=True)
+    breach = limits_rules.check(limits, usage, amount_minor, request.currency, per_transaction_only=scheduled)
+    if breach is not None:
+        raise RuleViolation(breach.message, breach.details, code="limit_exceeded")
