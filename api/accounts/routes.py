@@ -15,6 +15,7 @@ from api.accounts.schemas import (
     LimitsUpdateSchema,
     StatusChangeSchema,
 )
+from api.docs import LIMITS_409, STATUS_CHANGE_409
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
@@ -108,7 +109,7 @@ class FreezeAccount(MethodView):
     @blp.login_required("finance", "admin")
     @blp.arguments(StatusChangeSchema, required=False)
     @blp.response(200, AccountSchema)
-    @blp.documents_errors(400, 404, 409, 422)
+    @blp.documents_errors(400, 404, 409, 422, codes={409: STATUS_CHANGE_409})
     def post(self, data, account_id):
         """Freeze: no money in or out. Pending transfers touching it fail `account_inactive`
         when applied. 409 unless the account is active."""
@@ -120,7 +121,7 @@ class UnfreezeAccount(MethodView):
     @blp.login_required("finance", "admin")
     @blp.arguments(StatusChangeSchema, required=False)
     @blp.response(200, AccountSchema)
-    @blp.documents_errors(400, 404, 409, 422)
+    @blp.documents_errors(400, 404, 409, 422, codes={409: STATUS_CHANGE_409})
     def post(self, data, account_id):
         """Unfreeze a frozen account (409 otherwise)."""
         return _change_status("unfreeze", account_id, data)
@@ -131,7 +132,7 @@ class CloseAccount(MethodView):
     @blp.login_required("finance", "admin")
     @blp.arguments(StatusChangeSchema, required=False)
     @blp.response(200, AccountSchema)
-    @blp.documents_errors(400, 404, 409, 422)
+    @blp.documents_errors(400, 404, 409, 422, codes={409: STATUS_CHANGE_409})
     def post(self, data, account_id):
         """Close for good: only from a zero balance (409 `conflict` otherwise); irreversible,
         no new transactions."""
@@ -152,7 +153,7 @@ class AccountLimits(MethodView):
     @blp.login_required("finance", "admin")
     @blp.arguments(LimitsUpdateSchema)
     @blp.response(200, LimitsSchema)
-    @blp.documents_errors(400, 404, 409, 422)
+    @blp.documents_errors(400, 404, 409, 422, codes={409: LIMITS_409})
     def put(self, data, account_id):
         """Replace the account's overrides: a field left out or null goes back to the
         configured default (overdraft to 0). 409 when the balance is already below a new
@@ -162,7 +163,7 @@ class AccountLimits(MethodView):
     @blp.login_required("finance", "admin")
     @blp.arguments(LimitsUpdateSchema)
     @blp.response(200, LimitsSchema)
-    @blp.documents_errors(400, 404, 409, 422)
+    @blp.documents_errors(400, 404, 409, 422, codes={409: LIMITS_409})
     def patch(self, data, account_id):
         """Change only the fields given (null resets one to its default)."""
         return _set_limits(account_id, data)

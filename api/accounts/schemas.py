@@ -3,6 +3,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from api.extensions.schemas import DecimalString, PageArgsSchema, page_schema
+from db.limits import LIMIT_NAMES
 from db.money import format_minor
 
 
@@ -96,6 +97,9 @@ class LimitsUpdateSchema(Schema):
     )
 
 
+_NULLABLE_AMOUNT = {"type": "string", "nullable": True, "example": "100.00"}
+
+
 def _amount_or_none(minor, v):
     return None if minor is None else format_minor(minor, v.account.currency)
 
@@ -103,22 +107,26 @@ def _amount_or_none(minor, v):
 class LimitsSchema(Schema):
     """Dumps a `db.services.account_rules.LimitsView`: the limits in force (null = unlimited)."""
 
-    account_id = fields.Function(lambda v: str(v.account.id))
-    currency = fields.Function(lambda v: v.account.currency)
+    account_id = fields.Function(lambda v: str(v.account.id), metadata={"type": "string"})
+    currency = fields.Function(lambda v: v.account.currency, metadata={"type": "string"})
     max_per_transaction = fields.Function(
-        lambda v: _amount_or_none(v.limits.max_per_transaction_minor, v), metadata={"nullable": True}
+        lambda v: _amount_or_none(v.limits.max_per_transaction_minor, v), metadata=_NULLABLE_AMOUNT
     )
     daily_outgoing_limit = fields.Function(
-        lambda v: _amount_or_none(v.limits.daily_outgoing_minor, v), metadata={"nullable": True}
+        lambda v: _amount_or_none(v.limits.daily_outgoing_minor, v), metadata=_NULLABLE_AMOUNT
     )
     per_minute_outgoing_count = fields.Function(
         lambda v: v.limits.per_minute_outgoing_count, metadata={"type": "integer", "nullable": True}
     )
     overdraft_limit = fields.Function(
         lambda v: _amount_or_none(v.overdraft_limit_minor, v),
-        metadata={"nullable": True, "description": "null: unlimited (system accounts)"},
+        metadata={**_NULLABLE_AMOUNT, "description": "null: unlimited (system accounts)"},
     )
     overrides = fields.Function(
         lambda v: list(v.limits.overridden),
-        metadata={"description": "limits set on this account rather than taken from the defaults"},
+        metadata={
+            "type": "array",
+            "items": {"type": "string", "enum": [*LIMIT_NAMES]},
+            "description": "limits set on this account rather than taken from the defaults",
+        },
     )
