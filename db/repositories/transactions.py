@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -147,10 +147,10 @@ def outgoing_usage(session: Session, account_id: uuid.UUID, *, include_pending: 
     minute_start = now - literal(timedelta(seconds=60))
     completed = Transaction.status == "completed"
     pending = Transaction.status == "pending"
-    amount_today = func.coalesce(
+    amount_today: ColumnElement[int] = func.coalesce(
         func.sum(Transaction.amount_minor).filter(completed, Transaction.completed_at >= day_start), 0
     )
-    count_minute = func.count().filter(completed, Transaction.completed_at > minute_start)
+    count_minute: ColumnElement[int] = func.count().filter(completed, Transaction.completed_at > minute_start)
     if include_pending:
         amount_today = amount_today + func.coalesce(func.sum(Transaction.amount_minor).filter(pending), 0)
         count_minute = count_minute + func.count().filter(pending, Transaction.created_at > minute_start)

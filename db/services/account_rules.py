@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -164,7 +165,9 @@ def _amount(value: str | None, currency: str, field: str, settings: Settings | N
     return _parse(value, currency, field, max_amount=settings.max_amount if settings else None)
 
 
-def _parse(value: str, currency: str, field: str, *, allow_zero: bool = False, max_amount=None) -> int:
+def _parse(
+    value: str, currency: str, field: str, *, allow_zero: bool = False, max_amount: Decimal | None = None
+) -> int:
     try:
         return parse_amount(value, currency, max_amount=max_amount, allow_zero=allow_zero)
     except AmountError as exc:
