@@ -90,9 +90,11 @@ def submit(
         raise ValidationFailed.field("amount", str(exc)) from None
 
     source, target = _resolve_accounts(session, principal, request)
+    _check_request_time_rules(request, source, target)
+
     now = datetime.now(UTC)
     scheduled = request.scheduled_for is not None and request.scheduled_for > now
-    _check_request_time_rules(session, settings, request, amount_minor, source, target, scheduled=scheduled)
+    check_limits(session, settings, request, amount_minor, source, scheduled=scheduled)
     values = {
         "id": uuid.uuid4(),
         "type": request.type,
@@ -178,31 +180,7 @@ def _existing_account(session: Session, account_id: uuid.UUID | None, name: str)
     return account
 
 
-def _check_request_time_rules(
-    session: Session,
-    settings: Settings,
-    request: MoneyMovement,
-    amount_minor: int,
-    source: Account,
-    target: Account,
-    *,
-    scheduled: bool,
-) -> None:
-    """Fail fast on what the data already shows. The worker decides again under its locks
-    (DESIGN.md step 4): these checks can be raced, the worker's cannot."""
-    for account in (source, target):
-        if account.status != "active":
-            raise RuleViolation(f"account {account.id} is {account.status}", code="account_inactive")
-    if source.currency != request.currency or target.currency != request.currency:
-        raise RuleViolation(
-            f"transaction currency {request.currency} does not match the accounts' currency",
-            {"accounts": {str(source.id): source.currency, str(target.id): target.currency}},
-            code="currency_mismatch",
-        )
-    _check_limits(session, settings, request, amount_minor, source, scheduled=scheduled)
-
-
-def _check_limits(
+def check_limits(
     session: Session,
     settings: Settings,
     request: MoneyMovement,
@@ -213,7 +191,10 @@ def _check_limits(
 ) -> None:
     """`limit_exceeded` when the amount, on top of what the source account has completed
     or has pending, would break one of its limits. A scheduled transfer is checked against
-    the per-transaction limit only: today's usage says nothing about its day."""
+    the per-transaction limit only: today's usage says nothing about its day.
+
+    A fast answer from what the data already shows; it can be raced. The worker checks
+    again under the source account's row lock (`db.ledger.decide`), and that cannot."""
     if not limits_rules.applies(request.type, source):
         return
     limits = limits_rules.effective(source, settings)
@@ -223,3 +204,15 @@ def _check_limits(
     breach = limits_rules.check(limits, usage, amount_minor, request.currency, per_transaction_only=scheduled)
     if breach is not None:
         raise RuleViolation(breach.message, breach.details, code="limit_exceeded")
+
+
+def _check_request_time_rules(request: MoneyMovement, source: Account, target: Account) -> None:
+    for account in (source, target):
+        if account.status != "active":
+            raise RuleViolation(f"account {account.id} is {account.status}", code="account_inactive")
+    if source.currency != request.currency or target.currency != request.currency:
+        raise RuleViolation(
+            f"transaction currency {request.currency} does not match the accounts' currency",
+            {"accounts": {str(source.id): source.currency, str(target.id): target.currency}},
+            code="currency_mismatch",
+        )
