@@ -21,6 +21,11 @@ def lock_in_order(
 
     Every writer locks in the same global order, so two transfers crossing A->B and
     B->A wait for each other instead of deadlocking.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: the posting never changes an account's key, and a
+    plain FOR UPDATE also conflicts with the KEY SHARE locks that inserting a transaction
+    takes on its two accounts (foreign-key checks, in from/to order, not id order), which
+    deadlocked the API's insert against the worker's locks.
     """
     locked: dict[uuid.UUID, tuple[Account, Balance]] = {}
     for account_id in sorted(set(account_ids)):
@@ -28,7 +33,7 @@ def lock_in_order(
             select(Account, Balance)
             .join(Balance, Balance.account_id == Account.id)
             .where(Account.id == account_id)
-            .with_for_update()
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         ).one_or_none()
         if row is not None:
