@@ -92,3 +92,18 @@ def test_system_accounts_are_unlimited(client, make):
     system = client.get(f"{API}/accounts?kind=system&currency=USD", headers=finance.headers).json["items"][0]
     assert system["balance"] == "-2000000000.00"
     assert balance(account) == "2000000000.00"
+
+
+def test_a_lowered_overdraft_leaves_a_sound_ledger(client, make):
+    """`ledgerq verify` must not mistake a past overdraft for corruption."""
+    from db.session import unit_of_work
+    from db.verify import verify_ledger
+
+    finance, alice = make.user("finance"), make.user()
+    source = make.account(alice)
+    set_limits(client, finance, source, overdraft_limit="50.00")
+    assert apply(accepted(debit(client, alice, source, "40.00"))) == "completed"
+    assert apply(accepted(credit(client, finance, source, "40.00"))) == "completed"
+    assert set_limits(client, finance, source, overdraft_limit="0").status_code == 200
+    with unit_of_work() as uow:
+        assert verify_ledger(uow.session) == []
