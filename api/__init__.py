@@ -20,6 +20,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def configure(app: Flask, settings: Settings) -> None:
+    from api.docs import DESCRIPTION
+
     app.config.update(
         LEDGERQ_SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_content_length,
@@ -31,7 +33,7 @@ def configure(app: Flask, settings: Settings) -> None:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         API_SPEC_OPTIONS={
-            "info": {"description": "Queue-centric money transfers on a double-entry ledger. See README."},
+            "info": {"description": DESCRIPTION},
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
             },

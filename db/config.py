@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     # --- money ---------------------------------------------------------------------
     # Largest amount of one transaction, in major units of its currency.
     max_amount: Decimal = Field(Decimal("1000000000"), alias="LEDGERQ_MAX_AMOUNT")
+    # Default limits on money leaving a user account (transfers and debits), each
+    # overridable per account by finance/admin (PUT /accounts/{id}/limits). Unset means
+    # no limit of that kind by default: treasury accounts that fund batches and standing
+    # orders must not trip a velocity limit nobody configured. Amounts are major units
+    # of the account's currency, like LEDGERQ_MAX_AMOUNT.
+    default_max_per_transaction: Decimal | None = Field(
+        None, gt=0, alias="LEDGERQ_DEFAULT_MAX_PER_TRANSACTION"
+    )
+    # Sum of completed + pending outgoing amounts per UTC calendar day.
+    default_daily_outgoing_limit: Decimal | None = Field(
+        None, gt=0, alias="LEDGERQ_DEFAULT_DAILY_OUTGOING_LIMIT"
+    )
+    # Number of outgoing transfers in any rolling 60 seconds.
+    default_per_minute_outgoing_count: int | None = Field(
+        None, gt=0, alias="LEDGERQ_DEFAULT_PER_MINUTE_OUTGOING_COUNT"
+    )
 
     # --- HTTP ----------------------------------------------------------------------
     port: int = Field(8000, alias="PORT")

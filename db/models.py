@@ -123,6 +123,19 @@ class Account(Base):
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
         # A user account has an owner; a system account has none.
         CheckConstraint("(kind = 'system') = (owner_id IS NULL)", name="owner_matches_kind"),
+        # Per-account limit overrides (NULL = the configured default); see db.limits.
+        CheckConstraint(
+            "max_per_transaction_minor IS NULL OR max_per_transaction_minor > 0",
+            name="max_per_transaction_positive",
+        ),
+        CheckConstraint(
+            "daily_outgoing_limit_minor IS NULL OR daily_outgoing_limit_minor > 0",
+            name="daily_outgoing_limit_positive",
+        ),
+        CheckConstraint(
+            "per_minute_outgoing_count IS NULL OR per_minute_outgoing_count > 0",
+            name="per_minute_outgoing_count_positive",
+        ),
         # Exactly one system (`external`) account per currency.
         Index(
             "uq_accounts_system_currency", "currency", unique=True, postgresql_where=text("kind = 'system'")
@@ -135,6 +148,9 @@ class Account(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     kind: Mapped[str] = mapped_column(String(8), nullable=False, server_default="user")
     status: Mapped[str] = mapped_column(String(8), nullable=False, server_default="active")
+    max_per_transaction_minor: Mapped[int | None] = mapped_column(BigInteger)
+    daily_outgoing_limit_minor: Mapped[int | None] = mapped_column(BigInteger)
+    per_minute_outgoing_count: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -182,6 +198,13 @@ class Transaction(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_transactions_from_seq", "from_account_id", "seq"),
+        # Daily and per-minute outgoing limits sum what an account sent recently.
+        Index(
+            "ix_transactions_completed_from",
+            "from_account_id",
+            "completed_at",
+            postgresql_where=text("status = 'completed'"),
+        ),
         Index("ix_transactions_to_seq", "to_account_id", "seq"),
     )
 

@@ -105,14 +105,16 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
-    def documents_errors(self, *statuses: int) -> Callable:
-        """Document the error responses an operation can produce, in the one envelope."""
+    def documents_errors(self, *statuses: int, codes: dict[int, str] | None = None) -> Callable:
+        """Document the error responses an operation can produce, in the one envelope.
+
+        `codes` describes a status whose `code` can be more than the default one (a 422
+        that may be `limit_exceeded` as well as `validation_error`)."""
 
         def decorator(view: Callable) -> Callable:
             for status in statuses:
-                view = self.alt_response(
-                    status, schema=ErrorEnvelopeSchema, description=_STATUS_CODES.get(status, "")
-                )(view)
+                description = (codes or {}).get(status) or _STATUS_CODES.get(status, "")
+                view = self.alt_response(status, schema=ErrorEnvelopeSchema, description=description)(view)
             return view
 
         return decorator
