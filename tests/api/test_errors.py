@@ -14,6 +14,7 @@ import pytest
 from db.config import Settings, get_settings
 from tests.fixtures import balance
 from tests.support import assert_error, closed_port, sql, transfer
+from workers.transactions import apply_transaction
 
 TRANSFER = "/api/v1/transactions/transfer"
 
@@ -354,8 +355,6 @@ def test_amounts_are_rendered_with_the_currencys_decimals(client, make, alice):
         assert response.status_code == 202, response.json
         rendered = {"USD": "100.00", "JPY": "500", "KWD": "1.250"}[currency]
         assert response.json["amount"] == rendered
-        from workers.transactions import apply_transaction
-
         apply_transaction.fn(transaction_id=response.json["id"])
 
     shown = {
