@@ -38,13 +38,27 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(sa_exc.IntegrityError)
     def _integrity(error: sa_exc.IntegrityError):
         # A unique clash that slipped past a service's own check (a race): 409.
-        log.info("db.integrity_conflict", constraint=getattr(getattr(error.orig, "diag", None), "constraint_name", None))
+        log.info(
+            "db.integrity_conflict",
+            constraint=getattr(getattr(error.orig, "diag", None), "constraint_name", None),
+        )
         return error_response(409, "conflict", "The request conflicts with existing data.")
 
     @app.errorhandler(sa_exc.OperationalError)
     @app.errorhandler(sa_exc.InterfaceError)
     @app.errorhandler(sa_exc.TimeoutError)
     def _database_unavailable(error):
+        sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+        if sqlstate.startswith("40") or sqlstate == "55P03":
+            # Deadlock, serialization failure or lock timeout: the database is up, the
+            # request collided with concurrent work. Rolled back, so safe to retry.
+            log.warning("db.contention", sqlstate=sqlstate)
+            return error_response(
+                503,
+                "unavailable",
+                "The request collided with concurrent work and was not recorded. Retry with the same Idempotency-Key.",
+                headers={"Retry-After": "1"},
+            )
         log.error("db.unavailable", error=str(error).splitlines()[0][:300])
         return error_response(
             503,
