@@ -20,6 +20,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def configure(app: Flask, settings: Settings) -> None:
+    from api.docs import DESCRIPTION
+
     app.config.update(
         LEDGERQ_SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_content_length,
@@ -31,7 +33,7 @@ def configure(app: Flask, settings: Settings) -> None:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         API_SPEC_OPTIONS={
-            "info": {"description": "Queue-centric money transfers on a double-entry ledger. See README."},
+            "info": {"description": DESCRIPTION},
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
             },
@@ -41,10 +43,13 @@ def configure(app: Flask, settings: Settings) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from api.extensions import Api, database, request_context
+    from api.extensions import Api, cors, database, rate_limit, request_context
 
+    settings = app.config["LEDGERQ_SETTINGS"]
     request_context.init_app(app)
     database.init_app(app)
+    cors.init_app(app, settings)
+    rate_limit.init_app(app, settings)
     app.extensions["ledgerq_api"] = Api(app)
 
 
@@ -57,9 +62,10 @@ def register_blueprints(app: Flask) -> None:
     from api.queues.routes import blp as queues
     from api.schedules.routes import blp as schedules
     from api.transactions.routes import blp as transactions
+    from api.users.routes import blp as users
 
     api = app.extensions["ledgerq_api"]
-    for blueprint in (auth, accounts, transactions, balances, schedules, dead_letters, queues):
+    for blueprint in (auth, users, accounts, transactions, balances, schedules, dead_letters, queues):
         api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
     app.register_blueprint(ops)
 

@@ -10,10 +10,12 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
+# Only these may run with the built-in development JWT secret.
+RELAXED_ENVS = ("development", "test")
 
 
 class Settings(BaseSettings):
@@ -29,7 +31,7 @@ class Settings(BaseSettings):
     )
 
     # --- environment ---------------------------------------------------------------
-    env: Literal["development", "test", "production"] = Field("development", alias="LEDGERQ_ENV")
+    env: Literal["development", "test", "staging", "production"] = Field("development", alias="LEDGERQ_ENV")
 
     # --- infrastructure ------------------------------------------------------------
     database_url: str = Field("postgresql+psycopg://postgres@127.0.0.1:5432/test", alias="DATABASE_URL")
@@ -49,9 +51,39 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(15 * 60, alias="ACCESS_TOKEN_TTL_SECONDS")
     refresh_token_ttl_s: int = Field(14 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS")
 
+    # --- rate limits (Flask-Limiter strings: "10 per minute", "5/second;100/hour") ---
+    # Counters live in Redis under "<LEDGERQ_REDIS_NAMESPACE>:ratelimit"; if Redis is
+    # unreachable each process falls back to in-memory counters (see deployment/AUTH.md).
+    rate_limit_enabled: bool = Field(True, alias="LEDGERQ_RATE_LIMIT_ENABLED")
+    # Every /api/v1 request, per authenticated user (or per IP without a valid token).
+    rate_limit_default: str = Field("1200 per minute", alias="LEDGERQ_RATE_LIMIT_DEFAULT")
+    # /auth/login, /auth/register, /auth/refresh, /auth/logout: brute force and spraying.
+    rate_limit_auth_per_ip: str = Field("30 per minute", alias="LEDGERQ_RATE_LIMIT_AUTH_PER_IP")
+    rate_limit_auth_per_login: str = Field("10 per minute", alias="LEDGERQ_RATE_LIMIT_AUTH_PER_LOGIN")
+    # POST /transactions/* per user: bulk movement belongs in batches.
+    rate_limit_money_per_user: str = Field("300 per minute", alias="LEDGERQ_RATE_LIMIT_MONEY_PER_USER")
+    # PUT /users/{id} per user (password changes: guessing `current_password`).
+    rate_limit_account_per_user: str = Field("20 per minute", alias="LEDGERQ_RATE_LIMIT_ACCOUNT_PER_USER")
+
     # --- money ---------------------------------------------------------------------
     # Largest amount of one transaction, in major units of its currency.
     max_amount: Decimal = Field(Decimal("1000000000"), alias="LEDGERQ_MAX_AMOUNT")
+    # Default limits on money leaving a user account (transfers and debits), each
+    # overridable per account by finance/admin (PUT /accounts/{id}/limits). Unset means
+    # no limit of that kind by default: treasury accounts that fund batches and standing
+    # orders must not trip a velocity limit nobody configured. Amounts are major units
+    # of the account's currency, like LEDGERQ_MAX_AMOUNT.
+    default_max_per_transaction: Decimal | None = Field(
+        None, gt=0, alias="LEDGERQ_DEFAULT_MAX_PER_TRANSACTION"
+    )
+    # Sum of completed + pending outgoing amounts per UTC calendar day.
+    default_daily_outgoing_limit: Decimal | None = Field(
+        None, gt=0, alias="LEDGERQ_DEFAULT_DAILY_OUTGOING_LIMIT"
+    )
+    # Number of outgoing transfers in any rolling 60 seconds.
+    default_per_minute_outgoing_count: int | None = Field(
+        None, gt=0, alias="LEDGERQ_DEFAULT_PER_MINUTE_OUTGOING_COUNT"
+    )
 
     # --- HTTP ----------------------------------------------------------------------
     port: int = Field(8000, alias="PORT")
@@ -62,6 +94,14 @@ class Settings(BaseSettings):
     max_content_length: int = Field(1 * 1024 * 1024, alias="LEDGERQ_MAX_BODY_BYTES")
     long_poll_max_s: int = Field(30, alias="LEDGERQ_LONG_POLL_MAX_SECONDS")
     page_size_max: int = Field(200, alias="LEDGERQ_PAGE_SIZE_MAX")
+    # Comma-separated browser origins allowed to call the API ("https://app.example.com").
+    # Empty (the default): no CORS headers at all, so browsers refuse cross-origin calls.
+    cors_origins_csv: str = Field("", alias="LEDGERQ_CORS_ORIGINS")
+    # Reverse proxies in front of us that set X-Forwarded-For/-Proto (0 = trust none).
+    # Client IPs (rate limits) and "is this request HTTPS" (HSTS) depend on it.
+    proxy_hops: int = Field(0, alias="LEDGERQ_PROXY_HOPS")
+    # Strict-Transport-Security max-age, sent on HTTPS requests only (0 = never).
+    hsts_max_age_s: int = Field(365 * 24 * 3600, alias="LEDGERQ_HSTS_SECONDS")
 
     # --- workers -------------------------------------------------------------------
     # Dramatiq's defaults (20 retries, backoff up to 7 days) would leave a client's
@@ -138,20 +178,37 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secret_strong_outside_development(self) -> Settings:
-        if self.env == "production":
-            if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret.encode()) < 32:
-                raise ValueError(
-                    "JWT_SECRET must be set to a random value of at least 32 bytes when "
-                    "LEDGERQ_ENV=production (generate one: python -c "
-                    "'import secrets; print(secrets.token_urlsafe(48))')"
-                )
+        weak = self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret.encode()) < 32
+        if weak and self.env not in RELAXED_ENVS:
+            raise ValueError(
+                "JWT_SECRET must be set to a random value of at least 32 bytes when "
+                f"LEDGERQ_ENV={self.env} (generate one: python -c "
+                "'import secrets; print(secrets.token_urlsafe(48))')"
+            )
         return self
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins_csv.split(",") if origin.strip()]
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
 
 
+class ConfigurationError(SystemExit):
+    """Invalid settings: the process refuses to start and says why, without a traceback."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()  # type: ignore[call-arg]
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as error:
+        # Field names and messages only: never the offending input, which may be a secret.
+        problems = "\n".join(
+            f"  - {'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}"
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        )
+        raise ConfigurationError(f"ledgerq: invalid configuration, refusing to start:\n{problems}") from None

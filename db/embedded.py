@@ -7,6 +7,7 @@ installed on the machine.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -40,6 +41,7 @@ class EmbeddedPostgres:
         import pgserver
 
         data_dir.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(data_dir)
         # cleanup_mode="stop": the server stops when this handle is cleaned up.
         self._server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
         uri = self._server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
@@ -47,6 +49,24 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         self._server.cleanup()
+
+
+def _forget_dead_handles(data_dir: Path) -> None:
+    """pgserver stops the server when its last handle closes, counting handles by the
+    pids listed in `.handle_pids.json`. The pid of a process that died without closing
+    its handle (SIGKILL, OOM) stays listed forever, and then no later run ever stops
+    the server. Drop the pids of processes that are gone."""
+    import psutil
+
+    path = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        log.info("embedded.postgres_forgot_dead_handles", pids=sorted(set(pids) - set(alive)))
+        path.write_text(json.dumps(alive))
 
 
 class EmbeddedRedis:

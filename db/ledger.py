@@ -6,9 +6,10 @@ transaction (the worker's unit of work): lock the transaction row, no-op unless 
 decide, write two immutable entries with `balance_after`, update both balances, set the
 final status, write the audit row. The caller commits.
 
-Business outcomes (insufficient funds, inactive account, currency mismatch) are a
-`failed` status, never an exception. Exceptions mean "could not decide" and are retried
-by the worker (transient) or dead-lettered (permanent).
+Business outcomes (inactive account, currency mismatch, limit exceeded, insufficient
+funds -- checked in that order) are a `failed` status, never an exception. Exceptions
+mean "could not decide" and are retried by the worker (transient) or dead-lettered
+(permanent).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
+from db import limits as limits_rules
+from db.config import get_settings
 from db.logs import get_logger
 from db.models import Account, Balance, LedgerEntry, Transaction
 from db.money import format_minor
@@ -49,14 +52,28 @@ class Outcome:
     failure_code: str | None = None
 
 
-def decide(tx: Transaction, source: tuple[Account, Balance], target: tuple[Account, Balance]) -> Decision:
-    """Pure decision against locked rows: the rules a transfer must pass to move money."""
+def decide(
+    tx: Transaction,
+    source: tuple[Account, Balance],
+    target: tuple[Account, Balance],
+    limits: limits_rules.Limits = limits_rules.NO_LIMITS,
+    usage: limits_rules.Usage = limits_rules.Usage(),  # noqa: B008 - frozen, never mutated
+) -> Decision:
+    """Pure decision against locked rows: the rules a transfer must pass to move money.
+
+    `usage` is what the source already sent (completed, read under its row lock), so the
+    limit check here is the authoritative one; the API's request-time check is a hint.
+    """
     (src, src_balance), (dst, _) = source, target
     for account in (src, dst):
         if account.status != "active":
             return Decision("failed", "account_inactive", f"account {account.id} is {account.status}")
     if src.currency != tx.currency or dst.currency != tx.currency:
         return Decision("failed", "currency_mismatch", "accounts and transaction currencies differ")
+    breach = limits_rules.check(limits, usage, tx.amount_minor, tx.currency)
+    if breach is not None:
+        return Decision("failed", "limit_exceeded", breach.message)
+    # System accounts (allow_negative) are unlimited; others may go down to -overdraft_limit.
     if not src_balance.allow_negative:
         floor = -src_balance.overdraft_limit_minor
         if src_balance.balance_minor - tx.amount_minor < floor:
@@ -107,7 +124,12 @@ def apply_transaction(session: Session, transaction_id: uuid.UUID) -> Outcome:
     except KeyError as missing:
         raise LedgerCorrupted(f"transaction {tx.id}: account {missing} has no balance row") from None
 
-    decision = decide(tx, source, target)
+    limits, usage = limits_rules.NO_LIMITS, limits_rules.Usage()
+    if limits_rules.applies(tx.type, source[0]):
+        limits = limits_rules.effective(source[0], get_settings())
+        if limits.needs_usage:
+            usage = transactions_repo.outgoing_usage(session, tx.from_account_id, include_pending=False)
+    decision = decide(tx, source, target, limits, usage)
     if decision.status == "completed":
         post(session, tx, source[1], target[1])
         tx.completed_at = func.now()

@@ -48,6 +48,8 @@ FINAL_STATUSES = ("completed", "failed", "cancelled", "dead_lettered")
 FAILURE_CODES = ("insufficient_funds", "account_inactive", "limit_exceeded", "currency_mismatch")
 SCHEDULE_STATUSES = ("active", "paused", "ended", "deleted")
 MISFIRE_POLICIES = ("run_once", "skip")
+# Why a refresh-token family stopped working (forensics; the audit log has the details).
+REVOKE_REASONS = ("logout", "reuse_detected", "deactivated", "password_changed")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -86,6 +88,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     role: Mapped[str] = mapped_column(String(16), nullable=False, server_default="customer")
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    # Access tokens carry it as `ver`; bumping it (password change, deactivation) kills
+    # every access token already issued, and a reactivated user's old ones stay dead.
+    token_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -94,6 +99,12 @@ class RefreshToken(Base):
     """Server-side state of refresh tokens (hashed), for rotation and reuse detection."""
 
     __tablename__ = "refresh_tokens"
+    __table_args__ = (
+        CheckConstraint(
+            "revoked_reason IS NULL OR " + _in("revoked_reason", REVOKE_REASONS), name="revoked_reason_valid"
+        ),
+        CheckConstraint("(revoked_at IS NULL) = (revoked_reason IS NULL)", name="revoked_has_reason"),
+    )
 
     id: Mapped[uuid.UUID] = _uuid_pk()  # the token's jti
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
@@ -102,6 +113,7 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -113,6 +125,19 @@ class Account(Base):
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
         # A user account has an owner; a system account has none.
         CheckConstraint("(kind = 'system') = (owner_id IS NULL)", name="owner_matches_kind"),
+        # Per-account limit overrides (NULL = the configured default); see db.limits.
+        CheckConstraint(
+            "max_per_transaction_minor IS NULL OR max_per_transaction_minor > 0",
+            name="max_per_transaction_positive",
+        ),
+        CheckConstraint(
+            "daily_outgoing_limit_minor IS NULL OR daily_outgoing_limit_minor > 0",
+            name="daily_outgoing_limit_positive",
+        ),
+        CheckConstraint(
+            "per_minute_outgoing_count IS NULL OR per_minute_outgoing_count > 0",
+            name="per_minute_outgoing_count_positive",
+        ),
         # Exactly one system (`external`) account per currency.
         Index(
             "uq_accounts_system_currency", "currency", unique=True, postgresql_where=text("kind = 'system'")
@@ -125,6 +150,9 @@ class Account(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     kind: Mapped[str] = mapped_column(String(8), nullable=False, server_default="user")
     status: Mapped[str] = mapped_column(String(8), nullable=False, server_default="active")
+    max_per_transaction_minor: Mapped[int | None] = mapped_column(BigInteger)
+    daily_outgoing_limit_minor: Mapped[int | None] = mapped_column(BigInteger)
+    per_minute_outgoing_count: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -172,6 +200,13 @@ class Transaction(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_transactions_from_seq", "from_account_id", "seq"),
+        # Daily and per-minute outgoing limits sum what an account sent recently.
+        Index(
+            "ix_transactions_completed_from",
+            "from_account_id",
+            "completed_at",
+            postgresql_where=text("status = 'completed'"),
+        ),
         Index("ix_transactions_to_seq", "to_account_id", "seq"),
         # Standing orders: one run per (schedule, run time), whoever creates it and however often.
         UniqueConstraint(

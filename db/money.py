@@ -23,11 +23,14 @@ class AmountError(ValueError):
     """A client-supplied amount that is not acceptable; the message says why."""
 
 
-def parse_amount(text: object, currency: str, *, max_amount: Decimal | None = None) -> int:
+def parse_amount(
+    text: object, currency: str, *, max_amount: Decimal | None = None, allow_zero: bool = False
+) -> int:
     """Parse a client's decimal string into minor units of `currency`.
 
-    Rejects (never rounds) more decimals than the currency has, zero, and anything
-    above `max_amount` (major units).
+    Rejects (never rounds) more decimals than the currency has, zero (unless
+    `allow_zero`: an overdraft limit may be "0"), and anything above `max_amount`
+    (major units).
     """
     if not isinstance(text, str):
         raise AmountError('must be a decimal string such as "10.50", not a JSON number')
@@ -42,7 +45,7 @@ def parse_amount(text: object, currency: str, *, max_amount: Decimal | None = No
     if len(whole) + places > MAX_DIGITS:
         raise AmountError("is too large")
     minor = int(whole) * 10**places + int(fraction.ljust(places, "0") or "0")
-    if minor <= 0:
+    if minor < 0 or (minor == 0 and not allow_zero):
         raise AmountError("must be greater than zero")
     if max_amount is not None and minor > to_minor(max_amount, currency):
         raise AmountError(f"must not exceed {format_minor(to_minor(max_amount, currency), currency)}")

@@ -20,6 +20,13 @@ os.environ.update(
         "SWEEPER_STALE_AFTER_SECONDS": "1",
         "BROKER_HEARTBEAT_TIMEOUT_MS": "3000",
         "BROKER_MAINTENANCE_CHANCE": "200000",
+        # Tests that are not about rate limits must not trip them (one IP, many logins);
+        # tests/api/test_rate_limits.py builds apps with tight limits of its own.
+        "LEDGERQ_RATE_LIMIT_DEFAULT": "100000 per minute",
+        "LEDGERQ_RATE_LIMIT_AUTH_PER_IP": "100000 per minute",
+        "LEDGERQ_RATE_LIMIT_AUTH_PER_LOGIN": "100000 per minute",
+        "LEDGERQ_RATE_LIMIT_MONEY_PER_USER": "100000 per minute",
+        "LEDGERQ_RATE_LIMIT_ACCOUNT_PER_USER": "100000 per minute",
     }
 )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
@@ -54,18 +55,17 @@ def build_broker(settings: Settings) -> RedisBroker:
         from dramatiq.middleware.prometheus import Prometheus
 
         middleware.append(Prometheus())
+    # The client is built here, not from `url=`: RedisBroker would build its pool from
+    # the URL alone and silently drop the timeouts. Fail fast while Redis is down
+    # instead of hanging an API request.
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
     return RedisBroker(
-        url=settings.redis_url,
+        client=client,
         middleware=middleware,
         namespace=settings.redis_namespace,
         heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
         maintenance_chance=settings.broker_maintenance_chance,
         dead_message_ttl=settings.broker_dead_message_ttl_ms,
-        # Fail fast while Redis is down instead of hanging an API request.
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=30,
     )
-
-
-__all__ = ["build_broker", "dramatiq"]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+from flask import current_app
 from flask.views import MethodView
 
 from api.accounts.schemas import (
@@ -10,7 +11,11 @@ from api.accounts.schemas import (
     AccountPageSchema,
     AccountSchema,
     EntryPageSchema,
+    LimitsSchema,
+    LimitsUpdateSchema,
+    StatusChangeSchema,
 )
+from api.docs import LIMITS_409, STATUS_CHANGE_409
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
@@ -19,7 +24,7 @@ from api.extensions.schemas import PageArgsSchema
 from db.repositories import accounts as accounts_repo
 from db.repositories import ledger as ledger_repo
 from db.repositories.pagination import decode_cursor, page
-from db.services import accounts
+from db.services import account_rules, accounts
 
 blp = Blueprint("accounts", __name__, url_prefix="/accounts", description="Accounts and their ledger entries")
 
@@ -87,3 +92,87 @@ class AccountEntries(MethodView):
         )
         rows, next_cursor = page(rows, limit, lambda entry: entry.id)
         return {"items": rows, "next_cursor": next_cursor}
+
+
+def _change_status(action: str, account_id, data):
+    uow = get_uow()
+    account = account_rules.change_status(
+        uow.session, current_principal(), account_id, action, data.get("reason")
+    )
+    view = accounts.view(uow.session, account)
+    uow.commit()
+    return view
+
+
+@blp.route("/<uuid:account_id>/freeze")
+class FreezeAccount(MethodView):
+    @blp.login_required("finance", "admin")
+    @blp.arguments(StatusChangeSchema, required=False)
+    @blp.response(200, AccountSchema)
+    @blp.documents_errors(400, 404, 409, 422, codes={409: STATUS_CHANGE_409})
+    def post(self, data, account_id):
+        """Freeze: no money in or out. Pending transfers touching it fail `account_inactive`
+        when applied. 409 unless the account is active."""
+        return _change_status("freeze", account_id, data)
+
+
+@blp.route("/<uuid:account_id>/unfreeze")
+class UnfreezeAccount(MethodView):
+    @blp.login_required("finance", "admin")
+    @blp.arguments(StatusChangeSchema, required=False)
+    @blp.response(200, AccountSchema)
+    @blp.documents_errors(400, 404, 409, 422, codes={409: STATUS_CHANGE_409})
+    def post(self, data, account_id):
+        """Unfreeze a frozen account (409 otherwise)."""
+        return _change_status("unfreeze", account_id, data)
+
+
+@blp.route("/<uuid:account_id>/close")
+class CloseAccount(MethodView):
+    @blp.login_required("finance", "admin")
+    @blp.arguments(StatusChangeSchema, required=False)
+    @blp.response(200, AccountSchema)
+    @blp.documents_errors(400, 404, 409, 422, codes={409: STATUS_CHANGE_409})
+    def post(self, data, account_id):
+        """Close for good: only from a zero balance (409 `conflict` otherwise); irreversible,
+        no new transactions."""
+        return _change_status("close", account_id, data)
+
+
+@blp.route("/<uuid:account_id>/limits")
+class AccountLimits(MethodView):
+    @blp.login_required()
+    @blp.response(200, LimitsSchema)
+    @blp.documents_errors(404)
+    def get(self, account_id):
+        """The limits in force on money leaving this account (null = unlimited)."""
+        session = get_session()
+        account = accounts.visible_account(session, current_principal(), account_id)
+        return account_rules.view_limits(session, account, current_app.config["LEDGERQ_SETTINGS"])
+
+    @blp.login_required("finance", "admin")
+    @blp.arguments(LimitsUpdateSchema)
+    @blp.response(200, LimitsSchema)
+    @blp.documents_errors(400, 404, 409, 422, codes={409: LIMITS_409})
+    def put(self, data, account_id):
+        """Replace the account's overrides: a field left out or null goes back to the
+        configured default (overdraft to 0). 409 when the balance is already below a new
+        overdraft floor, or for system and closed accounts."""
+        return _set_limits(account_id, {field: data.get(field) for field in account_rules.LIMIT_FIELDS})
+
+    @blp.login_required("finance", "admin")
+    @blp.arguments(LimitsUpdateSchema)
+    @blp.response(200, LimitsSchema)
+    @blp.documents_errors(400, 404, 409, 422, codes={409: LIMITS_409})
+    def patch(self, data, account_id):
+        """Change only the fields given (null resets one to its default)."""
+        return _set_limits(account_id, data)
+
+
+def _set_limits(account_id, changes: dict):
+    uow = get_uow()
+    view = account_rules.set_limits(
+        uow.session, current_principal(), account_id, changes, current_app.config["LEDGERQ_SETTINGS"]
+    )
+    uow.commit()
+    return view

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from api.extensions.schemas import PageArgsSchema, page_schema
+from api.extensions.schemas import DecimalString, PageArgsSchema, page_schema
+from db.limits import LIMIT_NAMES
 from db.money import format_minor
 
 
@@ -30,8 +31,14 @@ class AccountSchema(Schema):
     kind = fields.Function(lambda v: v.account.kind)
     status = fields.Function(lambda v: v.account.status)
     balance = fields.Function(lambda v: format_minor(v.balance_minor, v.account.currency))
-    available_balance = fields.Function(lambda v: format_minor(v.available_minor, v.account.currency))
-    overdraft_limit = fields.Function(lambda v: format_minor(v.overdraft_limit_minor, v.account.currency))
+    available_balance = fields.Function(
+        lambda v: format_minor(v.available_minor, v.account.currency),
+        metadata={"description": "balance minus pending outgoing amounts (overdraft headroom not included)"},
+    )
+    overdraft_limit = fields.Function(
+        lambda v: format_minor(v.overdraft_limit_minor, v.account.currency),
+        metadata={"description": "the balance may go down to -overdraft_limit (system accounts: unlimited)"},
+    )
     created_at = fields.Function(lambda v: v.account.created_at.isoformat())
     updated_at = fields.Function(lambda v: v.account.updated_at.isoformat())
 
@@ -53,3 +60,73 @@ class EntrySchema(Schema):
 
 
 EntryPageSchema = page_schema(EntrySchema, "EntryPage")
+
+
+class StatusChangeSchema(Schema):
+    reason = fields.String(
+        load_default=None,
+        validate=validate.Length(max=500),
+        metadata={"description": "recorded in the audit log"},
+    )
+
+
+_RESET = "null resets it to the configured default."
+
+
+class LimitsUpdateSchema(Schema):
+    """Per-account overrides. Amounts are decimal strings in the account's currency."""
+
+    max_per_transaction = DecimalString(
+        allow_none=True, metadata={"description": "largest single outgoing amount; " + _RESET}
+    )
+    daily_outgoing_limit = DecimalString(
+        allow_none=True,
+        metadata={"description": "outgoing completed + pending per UTC calendar day; " + _RESET},
+    )
+    per_minute_outgoing_count = fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "outgoing transfers in any rolling 60 s; " + _RESET},
+    )
+    overdraft_limit = DecimalString(
+        allow_none=True,
+        metadata={
+            "description": 'the balance may go down to minus this ("0" = no overdraft); null resets to 0'
+        },
+    )
+
+
+_NULLABLE_AMOUNT = {"type": "string", "nullable": True, "example": "100.00"}
+
+
+def _amount_or_none(minor, v):
+    return None if minor is None else format_minor(minor, v.account.currency)
+
+
+class LimitsSchema(Schema):
+    """Dumps a `db.services.account_rules.LimitsView`: the limits in force (null = unlimited)."""
+
+    account_id = fields.Function(lambda v: str(v.account.id), metadata={"type": "string"})
+    currency = fields.Function(lambda v: v.account.currency, metadata={"type": "string"})
+    max_per_transaction = fields.Function(
+        lambda v: _amount_or_none(v.limits.max_per_transaction_minor, v), metadata=_NULLABLE_AMOUNT
+    )
+    daily_outgoing_limit = fields.Function(
+        lambda v: _amount_or_none(v.limits.daily_outgoing_minor, v), metadata=_NULLABLE_AMOUNT
+    )
+    per_minute_outgoing_count = fields.Function(
+        lambda v: v.limits.per_minute_outgoing_count, metadata={"type": "integer", "nullable": True}
+    )
+    overdraft_limit = fields.Function(
+        lambda v: _amount_or_none(v.overdraft_limit_minor, v),
+        metadata={**_NULLABLE_AMOUNT, "description": "null: unlimited (system accounts)"},
+    )
+    overrides = fields.Function(
+        lambda v: list(v.limits.overridden),
+        metadata={
+            "type": "array",
+            "items": {"type": "string", "enum": [*LIMIT_NAMES]},
+            "description": "limits set on this account rather than taken from the defaults",
+        },
+    )

@@ -3,19 +3,23 @@ from __future__ import annotations
 from flask import current_app
 from flask.views import MethodView
 
-from api.auth.schemas import LoginSchema, RegisterSchema, TokenSchema, UserSchema
+from api.auth.schemas import LoginSchema, RefreshSchema, RegisterSchema, TokenSchema, UserSchema
 from api.extensions import Blueprint
-from api.extensions.auth import current_principal, issue_access_token
+from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
 from db.errors import Unauthorized
+from db.jwt_codec import INVALID_TOKEN
 from db.repositories import users as users_repo
 from db.services import tokens, users
 
-blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, login and the current user")
+blp = Blueprint(
+    "auth", __name__, url_prefix="/auth", description="Registration, login, tokens, the current user"
+)
 
 
 @blp.route("/register")
 class Register(MethodView):
+    @blp.rate_limit("auth")
     @blp.arguments(RegisterSchema)
     @blp.response(201, UserSchema)
     @blp.documents_errors(400, 409, 422)
@@ -29,26 +33,56 @@ class Register(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
+    @blp.rate_limit("auth")
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenSchema)
     @blp.documents_errors(400, 401, 422)
     def post(self, data):
-        """Exchange credentials for an access token and a refresh token."""
+        """Exchange credentials for an access token and a refresh token (a new token family).
+
+        Wrong username, wrong password and inactive user are the same 401."""
         settings = current_app.config["LEDGERQ_SETTINGS"]
         uow = get_uow()
         user = users.authenticate(uow.session, data.get("username") or data.get("email"), data["password"])
         if user is None:
             uow.commit()  # keep the audit row of the failed attempt
             raise Unauthorized("Invalid credentials.")
-        access, expires_in = issue_access_token(settings, user.id, user.role)
-        refresh = tokens.issue_refresh_token(uow.session, user.id, settings.refresh_token_ttl_s)
+        pair = tokens.issue_pair(uow.session, settings, user)
         uow.commit()
-        return {
-            "access_token": access,
-            "refresh_token": refresh,
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-        }
+        return pair
+
+
+@blp.route("/refresh")
+class Refresh(MethodView):
+    @blp.rate_limit("auth")
+    @blp.arguments(RefreshSchema)
+    @blp.response(200, TokenSchema)
+    @blp.documents_errors(400, 401, 422)
+    def post(self, data):
+        """Spend a refresh token for a new pair (rotation).
+
+        A refresh token works once. Presenting a spent one again revokes its whole family
+        (every token descended from that login) and answers 401: log in again."""
+        uow = get_uow()
+        pair = tokens.rotate(uow.session, current_app.config["LEDGERQ_SETTINGS"], data["refresh_token"])
+        uow.commit()  # also when rejected: a detected reuse must stay revoked
+        if pair is None:
+            raise Unauthorized(INVALID_TOKEN)
+        return pair
+
+
+@blp.route("/logout")
+class Logout(MethodView):
+    @blp.rate_limit("auth")
+    @blp.arguments(RefreshSchema)
+    @blp.response(204)
+    @blp.documents_errors(400, 401, 422)
+    def post(self, data):
+        """Revoke the refresh token's family. Access tokens already issued expire on their
+        own (minutes); change the password to cut them off at once."""
+        uow = get_uow()
+        tokens.logout(uow.session, current_app.config["LEDGERQ_SETTINGS"], data["refresh_token"])
+        uow.commit()
 
 
 @blp.route("/me")

@@ -23,6 +23,10 @@ class LoginSchema(Schema):
             raise ValidationError("Send username or email.", field_name="username")
 
 
+class RefreshSchema(Schema):
+    refresh_token = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=4096))
+
+
 class TokenSchema(Schema):
     access_token = fields.String(required=True)
     refresh_token = fields.String(required=True)

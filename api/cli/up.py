@@ -101,6 +101,10 @@ def supervisord_config(state_dir: Path, processes: dict[str, str], workdir: Path
             "stdout_logfile=/dev/stdout",
             "stdout_logfile_maxbytes=0",
         ]
+    # One group, so that a stop signals every program at once and they drain in
+    # parallel; as separate groups supervisord stopped them one after another (up to
+    # stopwaitsecs each).
+    sections += ["", "[group:ledgerq]", f"programs={','.join(processes)}"]
     return "\n".join(sections) + "\n"
 
 

@@ -1,81 +1,60 @@
-"""JWT access tokens and the current principal.
+"""The current principal, from the `Authorization: Bearer` access token.
 
-Tokens are HS256 with the algorithm pinned on decode (no `alg: none`, no algorithm
-confusion); `iss`, `aud`, `exp`, `iat`, `jti` and `sub` are required. The user is
-reloaded on every request, so a deactivated user's tokens stop working at once and a
-role change takes effect immediately.
+Tokens are signed and checked by `db.jwt_codec` (HS256 pinned; `iss`, `aud`, `exp`, `iat`,
+`jti`, `sub` required; `typ` must be `access`). The user is reloaded on every request,
+so a deactivated user's tokens stop working at once, a role change takes effect
+immediately, and a token whose `ver` is older than `users.token_version` (password
+changed, user deactivated) is refused.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
-import jwt
-from flask import g, request
+from flask import current_app, g, request
 
 from api.extensions.database import get_session
+from db import jwt_codec
 from db.config import Settings
 from db.errors import Forbidden, Unauthorized
 from db.principal import Principal
 from db.repositories import users as users_repo
+from db.services.tokens import issue_access_token
 
-ALGORITHM = "HS256"
-
-
-def issue_access_token(settings: Settings, user_id: uuid.UUID, role: str) -> tuple[str, int]:
-    now = datetime.now(UTC)
-    claims = {
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "sub": str(user_id),
-        "role": role,
-        "typ": "access",
-        "iat": now,
-        "nbf": now,
-        "exp": now + timedelta(seconds=settings.access_token_ttl_s),
-        "jti": str(uuid.uuid4()),
-    }
-    return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM), settings.access_token_ttl_s
+__all__ = ["current_principal", "decode_token", "issue_access_token", "require_principal", "token_subject"]
 
 
 def decode_token(settings: Settings, token: str, expected_type: str) -> dict:
-    try:
-        claims = jwt.decode(
-            token,
-            settings.jwt_secret,
-            algorithms=[ALGORITHM],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            options={"require": ["exp", "iat", "jti", "sub", "iss", "aud"]},
-        )
-    except jwt.PyJWTError:
-        raise Unauthorized("The token is missing, invalid or expired.") from None
-    if claims.get("typ") != expected_type:
-        raise Unauthorized("The token is missing, invalid or expired.")
-    return claims
+    return jwt_codec.decode(settings, token, expected_type)
 
 
-def _bearer_token() -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+def _bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("Authentication required: send 'Authorization: Bearer <access token>'.")
+        return None
     return token.strip()
 
 
-def require_principal(roles: tuple[str, ...] = ()) -> Principal:
-    from flask import current_app
-
-    settings: Settings = current_app.config["LEDGERQ_SETTINGS"]
-    claims = decode_token(settings, _bearer_token(), "access")
+def token_subject() -> uuid.UUID | None:
+    """The user id of a validly signed access token, without touching the database
+    (rate-limit keys are computed before the view runs); None otherwise."""
+    token = _bearer_token()
+    if token is None:
+        return None
     try:
-        user_id = uuid.UUID(claims["sub"])
-    except ValueError:
-        raise Unauthorized("The token is missing, invalid or expired.") from None
-    user = users_repo.get(get_session(), user_id)
-    if user is None or not user.is_active:
-        raise Unauthorized("The token is missing, invalid or expired.")
+        return jwt_codec.decode(current_app.config["LEDGERQ_SETTINGS"], token, "access")["sub_id"]
+    except Unauthorized:
+        return None
+
+
+def require_principal(roles: tuple[str, ...] = ()) -> Principal:
+    token = _bearer_token()
+    if token is None:
+        raise Unauthorized("Authentication required: send 'Authorization: Bearer <access token>'.")
+    claims = jwt_codec.decode(current_app.config["LEDGERQ_SETTINGS"], token, "access")
+    user = users_repo.get(get_session(), claims["sub_id"])
+    if user is None or not user.is_active or claims.get("ver") != user.token_version:
+        raise Unauthorized(jwt_codec.INVALID_TOKEN)
     principal = Principal(id=user.id, role=user.role, username=user.username)
     if roles and principal.role not in roles:
         raise Forbidden("Your role may not do this.")

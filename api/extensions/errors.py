@@ -4,6 +4,7 @@ trace; a client's mistake is never a 500."""
 from __future__ import annotations
 
 from flask import Flask
+from flask_limiter import RateLimitExceeded
 from sqlalchemy import exc as sa_exc
 
 from api.extensions.smorest import error_response
@@ -21,16 +22,43 @@ def register_error_handlers(app: Flask) -> None:
         )
         return error_response(error.status, error.code, error.message, error.details, headers)
 
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(error: RateLimitExceeded):
+        from api.extensions.rate_limit import retry_after_seconds
+
+        retry_after = retry_after_seconds(default=error.limit.limit.get_expiry())
+        return error_response(
+            429,
+            "rate_limited",
+            f"Too many requests; retry in {retry_after} s.",
+            {"limit": str(error.limit.limit), "retry_after": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
+
     @app.errorhandler(sa_exc.IntegrityError)
     def _integrity(error: sa_exc.IntegrityError):
         # A unique clash that slipped past a service's own check (a race): 409.
-        log.info("db.integrity_conflict", constraint=getattr(getattr(error.orig, "diag", None), "constraint_name", None))
+        log.info(
+            "db.integrity_conflict",
+            constraint=getattr(getattr(error.orig, "diag", None), "constraint_name", None),
+        )
         return error_response(409, "conflict", "The request conflicts with existing data.")
 
     @app.errorhandler(sa_exc.OperationalError)
     @app.errorhandler(sa_exc.InterfaceError)
     @app.errorhandler(sa_exc.TimeoutError)
     def _database_unavailable(error):
+        sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+        if sqlstate.startswith("40") or sqlstate == "55P03":
+            # Deadlock, serialization failure or lock timeout: the database is up, the
+            # request collided with concurrent work. Rolled back, so safe to retry.
+            log.warning("db.contention", sqlstate=sqlstate)
+            return error_response(
+                503,
+                "unavailable",
+                "The request collided with concurrent work and was not recorded. Retry with the same Idempotency-Key.",
+                headers={"Retry-After": "1"},
+            )
         log.error("db.unavailable", error=str(error).splitlines()[0][:300])
         return error_response(
             503,

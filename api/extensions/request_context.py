@@ -1,5 +1,6 @@
 """Per-request context: the request id (echoed or generated, bound into every log line
-and carried into the worker's message), access logs, and security headers."""
+and carried into the worker's message), access logs, trusted proxies, and security
+headers (nosniff, no referrer, no framing, no-store on API responses, HSTS over HTTPS)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 import structlog
 from flask import Flask, g, request
 from prometheus_client import Counter, Histogram
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from db.errors import InvalidJson
 from db.logs import get_logger
@@ -23,7 +25,18 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
+_NOT_SECRET_PATHS = ("/healthz", "/metrics", "/api/v1/openapi.json")
+
+
 def init_app(app: Flask) -> None:
+    settings = app.config["LEDGERQ_SETTINGS"]
+    if settings.proxy_hops:
+        # Only trust X-Forwarded-* from the proxies we run: the client IP feeds the rate
+        # limits and the scheme decides HSTS, so a client must not be able to forge them.
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    hsts = f"max-age={settings.hsts_max_age_s}; includeSubDomains" if settings.hsts_max_age_s else None
+
     @app.before_request
     def _bind_request_id():
         supplied = request.headers.get("X-Request-ID", "")
@@ -45,8 +58,15 @@ def init_app(app: Flask) -> None:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.headers.get("Authorization"):
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        # Balances, tokens and user data must never sit in a shared or browser cache:
+        # every authenticated response, and every /api/v1 one (login answers carry tokens).
+        if request.headers.get("Authorization") or (
+            request.path.startswith("/api/v1/") and request.path not in _NOT_SECRET_PATHS
+        ):
             response.headers["Cache-Control"] = "no-store"
+        if hsts and request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", hsts)
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         # The URL rule, not the path: ids must not explode the label cardinality.
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"

@@ -1,6 +1,7 @@
 """The project's flask-smorest `Api` and `Blueprint`: cross-cutting policy lives here
-once: the error envelope for every HTTPException, the Bearer security scheme, and
-`login_required` which both enforces auth/roles and documents 401/403."""
+once: the error envelope for every HTTPException, the Bearer security scheme,
+`login_required` which both enforces auth/roles and documents 401/403/429, and
+`rate_limit` which tags a view with a rate-limit policy (api/extensions/rate_limit.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import flask_smorest
 from flask import jsonify
 
 from api.extensions.schemas import ErrorEnvelopeSchema
+
+RATE_LIMIT_ATTRIBUTE = "_ledgerq_rate_limit_policy"
+_RATE_LIMITED_DOC = "rate_limited: too many requests; retry after the `Retry-After` header's seconds"
 
 # webargs/flask-smorest put field errors under their location ("json", "query", ...).
 _STATUS_CODES = {
@@ -79,24 +83,38 @@ class Blueprint(flask_smorest.Blueprint):
 
             wrapper = self.doc(security=[{"bearerAuth": []}])(wrapper)
             wrapper = self.alt_response(
-                401, schema=ErrorEnvelopeSchema, description="Missing, invalid or revoked token"
+                401, schema=ErrorEnvelopeSchema, description="Missing, invalid, expired or revoked token"
             )(wrapper)
-            if roles:
-                wrapper = self.alt_response(
-                    403, schema=ErrorEnvelopeSchema, description="Role may not do this"
-                )(wrapper)
-            return wrapper
+            wrapper = self.alt_response(
+                403,
+                schema=ErrorEnvelopeSchema,
+                description=f"Only {', '.join(roles)} may do this" if roles else "Not allowed for your role",
+            )(wrapper)
+            # Every authenticated request counts against the caller's default rate limit.
+            return self.alt_response(429, schema=ErrorEnvelopeSchema, description=_RATE_LIMITED_DOC)(wrapper)
 
         return decorator
 
-    def documents_errors(self, *statuses: int) -> Callable:
-        """Document the error responses an operation can produce, in the one envelope."""
+    def rate_limit(self, policy: str) -> Callable:
+        """Apply the named rate-limit policy (see `api.extensions.rate_limit.POLICIES`) on
+        top of the default one, and document the 429."""
+
+        def decorator(view: Callable) -> Callable:
+            setattr(view, RATE_LIMIT_ATTRIBUTE, policy)  # carried outward by functools.wraps
+            return self.alt_response(429, schema=ErrorEnvelopeSchema, description=_RATE_LIMITED_DOC)(view)
+
+        return decorator
+
+    def documents_errors(self, *statuses: int, codes: dict[int, str] | None = None) -> Callable:
+        """Document the error responses an operation can produce, in the one envelope.
+
+        `codes` describes a status whose `code` can be more than the default one (a 422
+        that may be `limit_exceeded` as well as `validation_error`)."""
 
         def decorator(view: Callable) -> Callable:
             for status in statuses:
-                view = self.alt_response(
-                    status, schema=ErrorEnvelopeSchema, description=_STATUS_CODES.get(status, "")
-                )(view)
+                description = (codes or {}).get(status) or _STATUS_CODES.get(status, "")
+                view = self.alt_response(status, schema=ErrorEnvelopeSchema, description=description)(view)
             return view
 
         return decorator

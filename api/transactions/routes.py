@@ -9,6 +9,7 @@ import time
 from flask import current_app, g, request
 from flask.views import MethodView
 
+from api.docs import TRANSACTION_422
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
@@ -89,7 +90,7 @@ class Transfer(MethodView):
     @blp.doc(**_IDEMPOTENCY_DOC)
     @blp.arguments(TransferSchema)
     @blp.response(202, TransactionSchema)
-    @blp.documents_errors(400, 404, 413, 422, 503)
+    @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
     def post(self, data):
         """Move money between two accounts of one currency (from your own account)."""
         return _accept(_movement("transfer", data))
@@ -101,7 +102,7 @@ class Credit(MethodView):
     @blp.doc(**_IDEMPOTENCY_DOC)
     @blp.arguments(SingleAccountSchema)
     @blp.response(202, TransactionSchema)
-    @blp.documents_errors(400, 404, 413, 422, 503)
+    @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
     def post(self, data):
         """Money in: from the currency's external account to `account_id` (finance/admin)."""
         return _accept(_movement("credit", data))
@@ -113,7 +114,7 @@ class Debit(MethodView):
     @blp.doc(**_IDEMPOTENCY_DOC)
     @blp.arguments(SingleAccountSchema)
     @blp.response(202, TransactionSchema)
-    @blp.documents_errors(400, 404, 413, 422, 503)
+    @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
     def post(self, data):
         """Money out: from `account_id` to the currency's external account (owner or finance)."""
         return _accept(_movement("debit", data))

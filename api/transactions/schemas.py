@@ -5,7 +5,7 @@ import json
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from api.extensions.schemas import DecimalString, PageArgsSchema, page_schema
-from db.models import TRANSACTION_STATUSES, TRANSACTION_TYPES
+from db.models import FAILURE_CODES, TRANSACTION_STATUSES, TRANSACTION_TYPES
 from db.money import format_minor
 
 _CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. USD.")
@@ -49,7 +49,13 @@ class TransactionSchema(Schema):
     reference = fields.String(allow_none=True)
     metadata = fields.Function(lambda tx: tx.metadata_)
     idempotency_key = fields.String(allow_none=True)
-    failure_code = fields.String(allow_none=True)
+    failure_code = fields.String(
+        allow_none=True,
+        metadata={
+            "enum": [*FAILURE_CODES, None],
+            "description": "set when status is failed: the rule the worker refused it for",
+        },
+    )
     failure_message = fields.String(allow_none=True)
     scheduled_for = fields.DateTime(format="iso", allow_none=True)
     batch_id = fields.UUID(allow_none=True)

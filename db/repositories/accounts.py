@@ -20,11 +20,12 @@ def lock_in_order(
     """Lock accounts and their balance rows one by one in ascending id order.
 
     Every writer locks in the same global order, so two transfers crossing A->B and
-    B->A wait for each other instead of deadlocking. FOR NO KEY UPDATE, not FOR UPDATE:
-    the posting never changes an account's key, and FOR UPDATE would conflict with the
-    FOR KEY SHARE that PostgreSQL's foreign-key checks take when the API inserts a
-    transaction row referencing both accounts (in from/to order, not id order), which
-    deadlocked crossing transfers.
+    B->A wait for each other instead of deadlocking.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: the posting never changes an account's key, and a
+    plain FOR UPDATE also conflicts with the KEY SHARE locks that inserting a transaction
+    takes on its two accounts (foreign-key checks, in from/to order, not id order), which
+    deadlocked the API's insert against the worker's locks.
     """
     locked: dict[uuid.UUID, tuple[Account, Balance]] = {}
     for account_id in sorted(set(account_ids)):

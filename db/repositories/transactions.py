@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from db.limits import LIMITED_TYPES, Usage
 from db.models import Account, Transaction
 
 
@@ -131,3 +132,36 @@ def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[
     if ids:
         session.execute(update(Transaction).where(Transaction.id.in_(ids)).values(status="pending"))
     return ids
+
+
+def outgoing_usage(session: Session, account_id: uuid.UUID, *, include_pending: bool) -> Usage:
+    """What `account_id` sent by transfer or debit: the amount this UTC day and the count
+    in the last 60 seconds, by completion time; with `include_pending`, plus every pending
+    amount and the pending requests of the last 60 seconds (the request-time view).
+
+    The worker calls it (without pending) while holding the account's row lock, under
+    which every completion from the account is written: its answer cannot be raced.
+    """
+    now = func.now()
+    day_start = func.timezone("UTC", func.date_trunc("day", func.timezone("UTC", now)))
+    minute_start = now - literal(timedelta(seconds=60))
+    completed = Transaction.status == "completed"
+    pending = Transaction.status == "pending"
+    amount_today: ColumnElement[int] = func.coalesce(
+        func.sum(Transaction.amount_minor).filter(completed, Transaction.completed_at >= day_start), 0
+    )
+    count_minute: ColumnElement[int] = func.count().filter(completed, Transaction.completed_at > minute_start)
+    if include_pending:
+        amount_today = amount_today + func.coalesce(func.sum(Transaction.amount_minor).filter(pending), 0)
+        count_minute = count_minute + func.count().filter(pending, Transaction.created_at > minute_start)
+    row = session.execute(
+        select(amount_today, count_minute).where(
+            Transaction.from_account_id == account_id,
+            Transaction.type.in_(LIMITED_TYPES),
+            or_(
+                and_(completed, Transaction.completed_at >= func.least(day_start, minute_start)),
+                pending if include_pending else literal(False),
+            ),
+        )
+    ).one()
+    return Usage(daily_outgoing_minor=int(row[0]), minute_outgoing_count=int(row[1]))

@@ -34,3 +34,26 @@ def clashes(session: Session, username: str, email: str) -> list[str]:
         if existing_email == email.lower():
             fields.add("email")
     return sorted(fields)
+
+
+def list_page(
+    session: Session, *, role: str | None, is_active: bool | None, after: uuid.UUID | None, limit: int
+) -> list[User]:
+    """Keyset page ordered by id; fetches limit+1 so the caller can tell if more exist."""
+    query = select(User).order_by(User.id).limit(limit + 1)
+    if role is not None:
+        query = query.where(User.role == role)
+    if is_active is not None:
+        query = query.where(User.is_active.is_(is_active))
+    if after is not None:
+        query = query.where(User.id > after)
+    return list(session.scalars(query))
+
+
+def email_taken(session: Session, email: str, except_id: uuid.UUID) -> bool:
+    return (
+        session.scalars(
+            select(User.id).where(func.lower(User.email) == email.lower(), User.id != except_id)
+        ).first()
+        is not None
+    )

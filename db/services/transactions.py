@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from db import limits as limits_rules
 from db.config import Settings
 from db.errors import Conflict, Forbidden, IdempotencyKeyReused, NotFound, RuleViolation, ValidationFailed
 from db.models import Account, Transaction
@@ -95,6 +96,7 @@ def submit(
     now = datetime.now(UTC)
     check_horizon(request.scheduled_for, now, settings, "scheduled_for")
     scheduled = request.scheduled_for is not None and request.scheduled_for > now
+    check_limits(session, settings, request, amount_minor, source, scheduled=scheduled)
     values = {
         "id": uuid.uuid4(),
         "type": request.type,
@@ -180,6 +182,32 @@ def _existing_account(session: Session, account_id: uuid.UUID | None, name: str)
     return account
 
 
+def check_limits(
+    session: Session,
+    settings: Settings,
+    request: MoneyMovement,
+    amount_minor: int,
+    source: Account,
+    *,
+    scheduled: bool,
+) -> None:
+    """`limit_exceeded` when the amount, on top of what the source account has completed
+    or has pending, would break one of its limits. A scheduled transfer is checked against
+    the per-transaction limit only: today's usage says nothing about its day.
+
+    A fast answer from what the data already shows; it can be raced. The worker checks
+    again under the source account's row lock (`db.ledger.decide`), and that cannot."""
+    if not limits_rules.applies(request.type, source):
+        return
+    limits = limits_rules.effective(source, settings)
+    usage = limits_rules.Usage()
+    if limits.needs_usage and not scheduled:
+        usage = transactions_repo.outgoing_usage(session, source.id, include_pending=True)
+    breach = limits_rules.check(limits, usage, amount_minor, request.currency, per_transaction_only=scheduled)
+    if breach is not None:
+        raise RuleViolation(breach.message, breach.details, code="limit_exceeded")
+
+
 def _check_request_time_rules(request: MoneyMovement, source: Account, target: Account) -> None:
     for account in (source, target):
         if account.status != "active":
@@ -214,6 +242,8 @@ def check_request(
         raise ValidationFailed.field("amount", str(exc)) from None
     source, target = _resolve_accounts(session, principal, request)
     _check_request_time_rules(request, source, target)
+    # Like a scheduled transfer: the per-transaction limit only (its days are in the future).
+    check_limits(session, settings, request, amount_minor, source, scheduled=True)
     return amount_minor, source, target
 
 

@@ -60,13 +60,15 @@ def authenticate(session: Session, login: str, password: str) -> User | None:
     user = users_repo.by_login(session, login)
     valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
     ok = bool(user and valid and user.is_active)
+    # The reason is for the audit trail only; the client always gets the same 401.
+    reason = "unknown_user" if user is None else "bad_password" if not valid else "inactive"
     audit.record(
         session,
         action="auth.login_succeeded" if ok else "auth.login_failed",
         entity_type="user",
         entity_id=str(user.id) if user else "unknown",
         actor_id=user.id if ok and user else None,
-        data={} if ok else {"login": login[:64]},
+        data={} if ok else {"login": login[:64], "reason": reason},
     )
     return user if ok else None
 

@@ -24,24 +24,23 @@ def _pending_many(user, source, target, count: int, amount: str = "0.01") -> lis
     movement = MoneyMovement(
         type="transfer", amount=amount, currency="USD", from_account_id=source, to_account_id=target
     )
+    settings = get_settings()
     with unit_of_work() as uow:
-        return [
-            str(
-                submit(
-                    uow.session, user.principal, movement, idempotency_key=None, settings=get_settings()
-                ).transaction.id
-            )
+        made = [
+            submit(uow.session, user.principal, movement, idempotency_key=None, settings=settings)
             for _ in range(count)
         ]
+    return [str(m.transaction.id) for m in made]
 
 
 def _bulk_pending(user, source, target, count: int) -> list[str]:
     """Many pending 0.01 transfers in one INSERT (the service, row by row, is slow for
     hundreds): the rows the service would write, oldest first."""
     rows = sql(
-        "INSERT INTO transactions (id, type, status, from_account_id, to_account_id, amount_minor, currency,"
-        " created_by) SELECT gen_random_uuid(), 'transfer', 'pending', :a, :b, 1, 'USD', :u FROM generate_series(1, :n)"
-        " RETURNING id, seq",
+        "INSERT INTO transactions"
+        " (id, type, status, from_account_id, to_account_id, amount_minor, currency, created_by)"
+        " SELECT gen_random_uuid(), 'transfer', 'pending', :a, :b, 1, 'USD', :u"
+        " FROM generate_series(1, :n) RETURNING id, seq",
         a=str(source),
         b=str(target),
         u=str(user.id),

@@ -65,6 +65,13 @@ def lock_waiters() -> int:
         ).scalar_one()
 
 
+def gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE  # dead, not yet reaped by init
+    except psutil.NoSuchProcess:
+        return True
+
+
 def attempts(tx_ids) -> dict[str, int]:
     with unit_of_work() as uow:
         rows = uow.session.execute(
@@ -100,8 +107,9 @@ def kill_worker_holding_messages(procs, client, make, *, prefetch: str, schedule
     lock = get_engine().connect()
     try:
         transaction = lock.begin()
-        # NO KEY UPDATE: conflicts with the worker's FOR UPDATE, but not with the FOR KEY
-        # SHARE that the API's insert takes for its foreign key, so requests still pass.
+        # NO KEY UPDATE: conflicts with the worker's lock on the account (NO KEY UPDATE),
+        # not with the KEY SHARE the API's insert takes for its foreign key, so the
+        # requests below are still accepted while every posting from this account waits.
         lock.execute(text("SELECT 1 FROM accounts WHERE id = :id FOR NO KEY UPDATE"), {"id": source})
         tx_ids = []
         for i in range(TRANSFERS):
@@ -125,7 +133,7 @@ def kill_worker_holding_messages(procs, client, make, *, prefetch: str, schedule
         kill_group(first.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         first.wait(timeout=10)
-        wait_for("the Dramatiq child to die", lambda: not children[0].is_running(), 10)
+        wait_for("the Dramatiq child to die", lambda: gone(children[0]), 10)
         transaction.rollback()
     finally:
         lock.close()

@@ -1,0 +1,69 @@
+"""Prose of the OpenAPI document: the money rules and every stable code a client can see.
+deployment/MONEY_RULES.md says the same for operators; keep them in step."""
+
+from __future__ import annotations
+
+TRANSACTION_422 = (
+    "`validation_error` (fields: amount format or decimals, unknown currency, ...), "
+    "`currency_mismatch`, `same_account`, `account_inactive`, `limit_exceeded`, "
+    "`idempotency_key_reused`"
+)
+STATUS_CHANGE_409 = (
+    "`conflict`: not allowed from the current status, a non-zero balance on close, or a system account"
+)
+LIMITS_409 = "`conflict`: the balance is already below the new overdraft floor, or a system or closed account"
+
+DESCRIPTION = """
+Queue-centric money transfers on a double-entry ledger. A `POST /transactions/*` answers
+**202** with a durable `pending` transaction; a worker decides it (`completed` or `failed`).
+
+## Money
+
+* **Amounts are decimal strings** (`"150.75"`) with an ISO 4217 `currency`: digits with an
+  optional fraction, at most as many decimals as the currency has (JPY 0, USD 2, BHD/KWD 3,
+  CLF 4). More decimals are a 422, never rounded; JSON numbers are a 422.
+* **Storage: BIGINT minor units.** Every amount and balance is an integer count of the
+  currency's minor unit (cents, fils, ...). Integer arithmetic is exact in PostgreSQL and
+  Python; no float ever touches an amount. Responses render exactly the currency's decimals
+  (`"100.00"`, `"500"` JPY, `"1.500"` BHD).
+* **Currencies**: the active ISO 4217 codes with a minor unit. An unknown or withdrawn code
+  is a 422 `validation_error` on `currency`. Accounts hold one currency; a transaction whose
+  currency differs from either account is a 422 `currency_mismatch`.
+
+## Rules and their codes
+
+A rule broken at request time is a **4xx with an error `code`**; a rule that only the worker
+can decide (it holds the account row locks) makes the transaction **`failed` with a
+`failure_code`**. The worker re-checks everything, so a rule the API let through because
+of a race still holds.
+
+| rule | request time (HTTP, `code`) | apply time (`failure_code`) |
+|---|---|---|
+| account frozen or closed (either side) | 422 `account_inactive` | `account_inactive` |
+| currency differs from an account | 422 `currency_mismatch` | `currency_mismatch` |
+| over a limit (below) | 422 `limit_exceeded` | `limit_exceeded` |
+| balance would go below `-overdraft_limit` | - | `insufficient_funds` |
+| from and to are the same account | 422 `same_account` | - |
+| bad amount / unknown currency | 422 `validation_error` | - |
+
+`failure_code` is one of `account_inactive`, `currency_mismatch`, `limit_exceeded`,
+`insufficient_funds`, checked in that order. `error.details` of a `limit_exceeded` names the
+`limit`, its `limit_value` and what was already `used`.
+
+## Limits
+
+On money **leaving a user account** by transfer or debit (credits and reversals are not
+limited): `max_per_transaction`; `daily_outgoing_limit` (completed + pending per UTC
+calendar day); `per_minute_outgoing_count` (transfers in any rolling 60 s). Each is the
+account's override (`PUT|PATCH /accounts/{id}/limits`, finance/admin) or the configured
+default (`LEDGERQ_DEFAULT_*`; unset = unlimited). The worker checks them against what the
+account completed, while holding its row lock: concurrent requests cannot jointly exceed one.
+
+## Accounts
+
+`status` is `active`, `frozen` (no money in or out; pending transfers touching it fail
+`account_inactive`) or `closed` (only from a zero balance, irreversible).
+`POST /accounts/{id}/freeze|unfreeze|close` (finance/admin, optional `{"reason"}`, audited).
+`overdraft_limit` (default 0) lets a balance go down to its negative; the system `external`
+accounts are unlimited. `available_balance` = balance minus pending outgoing amounts.
+"""

@@ -1,0 +1,40 @@
+"""Refresh-token rows: lookups under lock and bulk revocation."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
+
+from db.models import RefreshToken
+
+
+def get_for_update(session: Session, token_id: uuid.UUID) -> RefreshToken | None:
+    """Lock the row: two refreshes racing with one token are decided one after the other."""
+    return session.scalars(
+        select(RefreshToken)
+        .where(RefreshToken.id == token_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def _revoke(session: Session, where, reason: str, now: datetime) -> int:
+    statement = (
+        update(RefreshToken)
+        .where(where, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult, session.execute(statement)).rowcount
+
+
+def revoke_family(session: Session, family_id: uuid.UUID, reason: str, now: datetime) -> int:
+    return _revoke(session, RefreshToken.family_id == family_id, reason, now)
+
+
+def revoke_user(session: Session, user_id: uuid.UUID, reason: str, now: datetime) -> int:
+    return _revoke(session, RefreshToken.user_id == user_id, reason, now)
