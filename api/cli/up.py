@@ -8,7 +8,11 @@
    parent stops the others and exits; a plain Procfile runner (honcho) would then stop
    the whole stack. supervisord restarts the worker group and the API and scheduler keep
    serving.
-Ctrl-C / SIGTERM stops supervisord (which stops its children), then the databases.
+Ctrl-C / SIGTERM, at any point, stops supervisord (which stops every program at once,
+each draining gracefully), then the embedded servers, and exits 0. Exit 1 when
+supervisord stops without being asked. Killed outright (SIGKILL), supervisord and the
+embedded Redis get SIGTERM from the kernel (Linux), so no orphaned stack lives on; the
+embedded PostgreSQL is adopted by the next run.
 """
 
 from __future__ import annotations
