@@ -8,6 +8,10 @@ from pathlib import Path
 # Every gunicorn worker is a process with its own counters: Prometheus' multiprocess
 # mode aggregates them so /metrics shows the whole web tier. Must be set before the
 # app (and prometheus_client) is imported in the workers.
+for _stale in Path(tempfile.gettempdir()).glob("ledgerq-web-metrics-*"):
+    _pid = _stale.name.rsplit("-", 1)[-1]
+    if _pid.isdigit() and not os.path.exists(f"/proc/{_pid}"):
+        shutil.rmtree(_stale, ignore_errors=True)
 _metrics_dir = Path(tempfile.gettempdir()) / f"ledgerq-web-metrics-{os.getpid()}"
 shutil.rmtree(_metrics_dir, ignore_errors=True)
 _metrics_dir.mkdir(parents=True)

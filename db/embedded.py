@@ -10,14 +10,41 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from db.logs import get_logger
 
 log = get_logger(__name__)
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child get SIGTERM when the process that started it
+    dies, even by SIGKILL (Linux only; elsewhere None). Servers and supervisors started
+    in their own session would otherwise outlive a killed parent as orphans: holding
+    ports, and, for Redis, an AOF file the next run opens with a second server.
+
+    The kernel sends it when the starting *thread* exits: start from the main thread.
+    Everything the child runs is resolved here, in the parent: importing after fork
+    could deadlock on a lock another thread held."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -56,7 +83,7 @@ def _forget_dead_handles(data_dir: Path) -> None:
     pids listed in `.handle_pids.json`. The pid of a process that died without closing
     its handle (SIGKILL, OOM) stays listed forever, and then no later run ever stops
     the server. Drop the pids of processes that are gone."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     path = data_dir / ".handle_pids.json"
     try:
@@ -97,6 +124,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal is handled by our parent, not here
+            preexec_fn=die_with_parent(),  # a killed parent takes its Redis with it
         )
         deadline = time.monotonic() + 15
         while not port_open("127.0.0.1", self.port):

@@ -291,3 +291,33 @@ def test_up_with_a_long_state_dir_runs_and_fails_loudly_when_supervisord_goes(pr
     assert up.wait(timeout=40) == 1, procs.logs()
     assert "supervisord exited with code 0" in procs.logs_text("up")
     assert wait_for_nothing_left(procs) == []
+
+
+def test_up_killed_outright_takes_its_stack_with_it_and_the_next_run_recovers(procs, tmp_path):
+    """SIGKILL (the OOM killer, kill -9) cannot be handled, but the stack must not live
+    on as orphans holding the port and the embedded Redis, whose AOF the next run would
+    open with a second server. Only the embedded PostgreSQL outlives it, by design: the
+    next run adopts it, and stops it when it stops."""
+    state = tmp_path / "state"
+    remove = ("DATABASE_URL", "REDIS_URL")
+    port = free_port()
+    up, http = start_up(procs, state, port, remove=remove)
+    username = f"survivor-{uuid.uuid4().hex[:8]}"
+    status, body = http.post(
+        "/api/v1/auth/register",
+        {"username": username, "email": f"{username}@example.com", "password": PASSWORD},
+    )
+    assert status == 201, body
+
+    up.kill()
+    up.wait(timeout=10)
+
+    def only_postgres_left():
+        return all(safe(p.name, "") == "postgres" for p in procs.survivors())
+
+    wait_for("the orphaned stack to stop", only_postgres_left, 40, interval=0.25)
+    assert http.status("/healthz") is None  # nothing serves the port any more
+
+    up, http = start_up(procs, state, port, remove=remove)
+    login(http, username)
+    stop_up(procs, up)  # includes: nothing left, not even PostgreSQL

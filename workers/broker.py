@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 
-import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (

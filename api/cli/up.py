@@ -8,7 +8,11 @@
    parent stops the others and exits; a plain Procfile runner (honcho) would then stop
    the whole stack. supervisord restarts the worker group and the API and scheduler keep
    serving.
-Ctrl-C / SIGTERM stops supervisord (which stops its children), then the databases.
+Ctrl-C / SIGTERM, at any point, stops supervisord (which stops every program at once,
+each draining gracefully), then the embedded servers, and exits 0. Exit 1 when
+supervisord stops without being asked. Killed outright (SIGKILL), supervisord and the
+embedded Redis get SIGTERM from the kernel (Linux), so no orphaned stack lives on; the
+embedded PostgreSQL is adopted by the next run.
 """
 
 from __future__ import annotations
@@ -113,7 +117,7 @@ def supervisord_config(state_dir: Path, processes: dict[str, str], workdir: Path
 def up(state_dir: Path) -> None:
     """Run the whole stack here: API on 127.0.0.1:$PORT (8000), workers, scheduler."""
     from db.config import get_settings
-    from db.embedded import EmbeddedPostgres, EmbeddedRedis
+    from db.embedded import EmbeddedPostgres, EmbeddedRedis, die_with_parent
     from db.migrate import upgrade
 
     state_dir = state_dir.resolve()
@@ -178,6 +182,9 @@ def up(state_dir: Path) -> None:
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(config_path)],
             start_new_session=True,
+            # Killed outright (SIGKILL, OOM), we cannot stop supervisord: it gets SIGTERM
+            # from the kernel instead and stops the stack rather than orphaning it.
+            preexec_fn=die_with_parent(),
         )
         if stop_requested:  # the signal came while supervisord was being started
             supervisor.send_signal(signal.SIGTERM)
