@@ -52,11 +52,12 @@ def register_blueprints(app: Flask) -> None:
     from api.accounts.routes import blp as accounts
     from api.auth.routes import blp as auth
     from api.balances.routes import blp as balances
+    from api.batches.routes import blp as batches
     from api.ops.routes import blp as ops
     from api.transactions.routes import blp as transactions
 
     api = app.extensions["ledgerq_api"]
-    for blueprint in (auth, accounts, transactions, balances):
+    for blueprint in (auth, accounts, transactions, balances, batches):
         api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
     app.register_blueprint(ops)
 
