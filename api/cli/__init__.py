@@ -77,5 +77,6 @@ def verify() -> None:
     click.echo("ledger OK: every invariant holds")
 
 
+from api.cli import batch as _batch  # noqa: E402,F401  (registers `batch`)
 from api.cli import up as _up  # noqa: E402,F401  (registers `up`)
 from api.cli import users as _users  # noqa: E402,F401  (registers `users`)
