@@ -31,13 +31,13 @@ from sqlalchemy.orm import Session
 
 from db.ledger import LedgerCorrupted, decide
 from db.logs import get_logger
-from db.models import Account, Balance, Batch
+from db.models import Batch
 from db.repositories import audit
 from db.repositories import batches as batches_repo
 
 log = get_logger(__name__)
 
-# Lines read (and locked) per statement by the atomic mode.
+# Line numbers read (and locked) per statement by the atomic mode.
 BLOCK = 5000
 
 
@@ -54,7 +54,7 @@ class ChunkOutcome:
 class _Book:
     """Balances of the locked accounts as the chunk moves money, in memory."""
 
-    def __init__(self, locked: dict[uuid.UUID, tuple[Account, Balance]]) -> None:
+    def __init__(self, locked: dict[uuid.UUID, tuple[Any, Any]]) -> None:
         self.locked = locked
         self.touched: set[uuid.UUID] = set()
 
@@ -92,7 +92,8 @@ def apply_chunk(session: Session, batch_id: uuid.UUID, start_line: int, *, chunk
     if batch.mode == "atomic":
         return _apply_atomic(session, batch)
 
-    items = batches_repo.lock_items(session, batch.id, after_line=start_line - 1, limit=chunk_size)
+    next_line = start_line + chunk_size
+    items = batches_repo.lock_items(session, batch.id, lines=(start_line, next_line))
     book = _Book(batches_repo.lock_accounts(session, _accounts_of(items)))
     entries: list[tuple[Any, ...]] = []
     decisions: list[tuple[uuid.UUID, str, str | None, str | None]] = []
@@ -105,8 +106,7 @@ def apply_chunk(session: Session, batch_id: uuid.UUID, start_line: int, *, chunk
         decisions.append((item.id, decision.status, decision.failure_code, decision.failure_message))
     _write(session, book, entries, decisions)
 
-    done = len(items) < chunk_size
-    next_line = (items[-1].line_no + 1) if items else start_line
+    done = next_line > batch.last_line
     completed = sum(1 for d in decisions if d[1] == "completed")
     values = _final_values(session, batch) if done else {}
     if not batches_repo.advance_cursor(
@@ -174,18 +174,15 @@ def _final_values(session: Session, batch: Batch) -> dict[str, Any]:
 
 
 def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
+    windows = [(low, low + BLOCK) for low in range(batch.next_line, batch.last_line + 1, BLOCK)]
     # 1. Lock every line's transaction row, in line order; all must still be pending.
     accounts: set[uuid.UUID] = set()
     blocker = None
-    after = -1
-    while True:
-        block = batches_repo.lock_items(session, batch.id, after_line=after, limit=BLOCK)
+    for window in windows:
+        block = batches_repo.lock_items(session, batch.id, lines=window)
         accounts |= _accounts_of(block)
         if blocker is None:
             blocker = next((item for item in block if item.status != "pending"), None)
-        if len(block) < BLOCK:
-            break
-        after = block[-1].line_no
     if blocker is not None:
         return _fail_atomic(session, batch, blocker.line_no, None, f"the line is {blocker.status}")
 
@@ -193,9 +190,8 @@ def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
     book = _Book(batches_repo.lock_accounts(session, accounts))
     savepoint = session.begin_nested()
     completed = 0
-    after = -1
-    while True:
-        block = batches_repo.lock_items(session, batch.id, after_line=after, limit=BLOCK)
+    for window in windows:
+        block = batches_repo.lock_items(session, batch.id, lines=window)  # already ours: no wait
         entries: list[tuple[Any, ...]] = []
         decisions: list[tuple[uuid.UUID, str, str | None, str | None]] = []
         for item in block:
@@ -212,13 +208,10 @@ def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
             decisions.append((item.id, decision.status, None, None))
         _write(session, book, entries, decisions)
         completed += len(decisions)
-        if len(block) < BLOCK:
-            break
-        after = block[-1].line_no
     savepoint.commit()
     values = _final_values(session, batch)
     batches_repo.advance_cursor(
-        session, batch.id, expected=batch.next_line, next_line=after + 1, values=values
+        session, batch.id, expected=batch.next_line, next_line=batch.last_line + 1, values=values
     )
     audit.record(
         session,

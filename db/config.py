@@ -99,8 +99,12 @@ class Settings(BaseSettings):
     # Files up to this many lines are validated inside the upload request (the 202 then
     # carries every count); bigger ones are stored and validated by the `batches` worker.
     batch_sync_ingest_max_lines: int = Field(10_000, alias="LEDGERQ_BATCH_SYNC_INGEST_MAX_LINES")
-    # Transfers applied per DB transaction by `batches.apply_chunk` (independent mode).
+    # Lines applied per DB transaction by `batches.apply_chunk` (independent mode).
     batch_chunk_size: int = Field(2000, alias="LEDGERQ_BATCH_CHUNK_SIZE")
+    # One apply_chunk message keeps applying chunks (one DB transaction each) for this
+    # long before handing over to a fresh message: no queue round trip per chunk, yet
+    # no message runs for minutes.
+    batch_message_budget_s: float = Field(10.0, alias="LEDGERQ_BATCH_MESSAGE_BUDGET_SECONDS")
     # Ingesting or atomically applying a million lines takes minutes, not the 20 s of a
     # single transfer (see workers/batches.py).
     batch_time_limit_ms: int = Field(30 * 60_000, alias="WORKER_BATCH_TIME_LIMIT_MS")

@@ -185,6 +185,9 @@ class Transaction(Base):
         ),
         Index("ix_transactions_from_seq", "from_account_id", "seq"),
         Index("ix_transactions_to_seq", "to_account_id", "seq"),
+        # A batch's lines in file order (chunks read windows of it); one row per line.
+        Index("uq_transactions_batch_id_batch_line", "batch_id", "batch_line", unique=True),
+        CheckConstraint("(batch_id IS NULL) = (batch_line IS NULL)", name="batch_line_with_batch"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -208,7 +211,9 @@ class Transaction(Base):
     failure_code: Mapped[str | None] = mapped_column(String(32))
     failure_message: Mapped[str | None] = mapped_column(Text)
     scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id"))
+    # The line of the batch file this transaction came from.
+    batch_line: Mapped[int | None] = mapped_column(Integer)
     schedule_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     reverses: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
@@ -313,8 +318,10 @@ class Batch(Base):
     rejected_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     cancelled_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     dead_lettered_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    # Processing cursor: the first line number not yet handed to a chunk.
+    # Processing cursor: the first line number not yet handed to a chunk. Chunks are
+    # windows of line numbers, [next_line, next_line + chunk size), up to `last_line`.
     next_line: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    last_line: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     failure_code: Mapped[str | None] = mapped_column(String(32))
     failure_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
@@ -334,18 +341,15 @@ class BatchUpload(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
-class BatchItem(Base):
-    """One input line: either the transaction it became, or why it was rejected (with
-    the raw fields as given, truncated, so results.csv can echo them)."""
+class BatchRejectedLine(Base):
+    """An input line that did not become a transaction: why, with the raw fields as
+    given (truncated) so results.csv can echo them. Accepted lines are transactions
+    carrying `batch_id` and `batch_line`."""
 
-    __tablename__ = "batch_items"
-    __table_args__ = (
-        CheckConstraint("(transaction_id IS NULL) = (reject_code IS NOT NULL)", name="accepted_or_rejected"),
-    )
+    __tablename__ = "batch_rejected_lines"
 
     batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batches.id"), primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
-    transaction_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"))
-    reject_code: Mapped[str | None] = mapped_column(String(32))
-    reject_reason: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(String(32), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

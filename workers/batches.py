@@ -66,6 +66,8 @@ def ingest(batch_id: str) -> None:
         if batch is not None:
             send_next_step(uow, batch)
     if batch is not None:
+        with unit_of_work() as uow:  # a big ingest: give the planner fresh statistics
+            batches_repo.analyze(uow.session)
         log.info(
             "batches.validated",
             batch_id=batch_id,
@@ -79,16 +81,25 @@ def ingest(batch_id: str) -> None:
     actor_name="batches.apply_chunk", queue_name="batches", time_limit=_settings.batch_time_limit_ms
 )
 def apply_chunk(batch_id: str, start_line: int) -> None:
-    """Apply the batch's next chunk from `start_line`, then send the following one."""
+    """Apply the batch's chunks from `start_line`, one DB transaction each, for up to
+    LEDGERQ_BATCH_MESSAGE_BUDGET_SECONDS; then send a message for the rest."""
     settings = get_settings()
-    started = time.perf_counter()
-    with unit_of_work() as uow:
-        outcome = batch_posting.apply_chunk(
-            uow.session, uuid.UUID(batch_id), start_line, chunk_size=settings.batch_chunk_size
-        )
-        if outcome.next_line is not None:
-            uow.enqueue(apply_chunk, batch_id=batch_id, start_line=outcome.next_line)
-    elapsed = time.perf_counter() - started
+    deadline = time.monotonic() + settings.batch_message_budget_s
+    line: int | None = start_line
+    while line is not None:
+        started = time.perf_counter()
+        with unit_of_work() as uow:
+            outcome = batch_posting.apply_chunk(
+                uow.session, uuid.UUID(batch_id), line, chunk_size=settings.batch_chunk_size
+            )
+            handed_over = outcome.next_line is not None and time.monotonic() >= deadline
+            if handed_over:
+                uow.enqueue(apply_chunk, batch_id=batch_id, start_line=outcome.next_line)
+        _observe(batch_id, line, outcome, time.perf_counter() - started)
+        line = None if handed_over else outcome.next_line
+
+
+def _observe(batch_id: str, line: int, outcome: batch_posting.ChunkOutcome, elapsed: float) -> None:
     if outcome.status == "applied":
         CHUNK_SECONDS.observe(elapsed)
         LINES_APPLIED.labels("completed").inc(outcome.completed)
@@ -96,7 +107,7 @@ def apply_chunk(batch_id: str, start_line: int) -> None:
     log.info(
         "batches.chunk_applied",
         batch_id=batch_id,
-        start_line=start_line,
+        start_line=line,
         outcome=outcome.status,
         completed=outcome.completed,
         failed=outcome.failed,

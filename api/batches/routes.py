@@ -44,6 +44,8 @@ blp = Blueprint("batches", __name__, url_prefix="/batches", description="Finance
 
 FINANCE = ("finance", "admin")
 READ_BYTES = 1024 * 1024
+# results.csv reads this many line numbers per query.
+RESULTS_WINDOW = 5000
 # Multipart framing and the small form fields around the file.
 MULTIPART_SLACK = 64 * 1024
 RESULT_COLUMNS = (
@@ -269,7 +271,8 @@ class BatchResults(MethodView):
     @blp.documents_errors(404)
     def get(self, batch_id):
         """Every input line, in input order, with its outcome (streamed)."""
-        batch_id = _batch(batch_id).id
+        batch = _batch(batch_id)
+        batch_id, last_line = batch.id, batch.last_line
         settings = _settings()
 
         def rows() -> Iterator[str]:
@@ -278,21 +281,22 @@ class BatchResults(MethodView):
                 buffer = io.StringIO()
                 writer = csv.writer(buffer, lineterminator="\r\n")
                 writer.writerow(RESULT_COLUMNS)
-                after = None
-                while True:
+                for low in range(0, last_line + 1, RESULTS_WINDOW):
                     block = batches_repo.item_page(
-                        session, batch_id, status=None, after_line=after, limit=5000
+                        session,
+                        batch_id,
+                        status=None,
+                        after_line=low - 1,
+                        before_line=low + RESULTS_WINDOW,
+                        limit=RESULTS_WINDOW,
                     )
-                    for row in block[:5000]:
+                    session.rollback()  # one short read transaction per window
+                    for row in block:
                         item = item_view(row)
                         writer.writerow([_cell(item[column]) for column in RESULT_COLUMNS])
                     yield buffer.getvalue()
                     buffer.seek(0)
                     buffer.truncate()
-                    if len(block) <= 5000:
-                        return
-                    after = block[4999].line_no
-                    session.rollback()  # one short read transaction per block
 
         return Response(
             rows(),

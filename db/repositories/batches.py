@@ -10,14 +10,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import BigInteger, String, cast, func, null, select, text, union_all, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
-from db.models import Account, Balance, Batch, BatchItem, BatchUpload, Transaction
+from db.models import Account, Balance, Batch, BatchRejectedLine, BatchUpload, Transaction
 
 # pg_advisory_xact_lock's first key: "this lock is about a batch" (the second is the
 # batch id's hash), so it cannot collide with advisory locks taken for other reasons.
@@ -36,8 +38,9 @@ TRANSACTION_COPY_COLUMNS = (
     "request_id",
     "scheduled_for",
     "batch_id",
+    "batch_line",
 )
-ITEM_COPY_COLUMNS = ("batch_id", "line_no", "transaction_id", "reject_code", "reject_reason", "raw")
+REJECTED_COPY_COLUMNS = ("batch_id", "line_no", "code", "reason", "raw")
 ENTRY_COPY_COLUMNS = ("transaction_id", "account_id", "amount_minor", "currency", "balance_after_minor")
 
 
@@ -185,6 +188,12 @@ def upload_parts(session: Session, batch_id: uuid.UUID) -> Iterator[bytes]:
         part += 1
 
 
+def analyze(session: Session) -> None:
+    """Fresh planner statistics after a big ingest (autovacuum would get there later),
+    so item pages use the (batch_id, batch_line) index instead of sorting the batch."""
+    session.execute(text("ANALYZE transactions, batch_rejected_lines"))
+
+
 def has_upload(session: Session, batch_id: uuid.UUID) -> bool:
     return (
         session.execute(select(BatchUpload.part).where(BatchUpload.batch_id == batch_id).limit(1)).first()
@@ -207,12 +216,12 @@ def copy_transactions(session: Session, rows: Iterable[Sequence[Any]]) -> None:
     _copy(session, "transactions", TRANSACTION_COPY_COLUMNS, rows)
 
 
-def copy_items(session: Session, rows: Iterable[Sequence[Any]]) -> None:
+def copy_rejected(session: Session, rows: Iterable[Sequence[Any]]) -> None:
     _copy(
         session,
-        "batch_items",
-        ITEM_COPY_COLUMNS,
-        (row[:5] + (Jsonb(row[5]) if row[5] is not None else None,) for row in rows),
+        "batch_rejected_lines",
+        REJECTED_COPY_COLUMNS,
+        (row[:4] + (Jsonb(row[4]) if row[4] is not None else None,) for row in rows),
     )
 
 
@@ -225,13 +234,7 @@ def mark_unfinished(
         Transaction.batch_id == batch_id, Transaction.status.in_(("pending", "scheduled"))
     )
     if from_line:
-        query = query.where(
-            Transaction.id.in_(
-                select(BatchItem.transaction_id).where(
-                    BatchItem.batch_id == batch_id, BatchItem.line_no >= from_line
-                )
-            )
-        )
+        query = query.where(Transaction.batch_line >= from_line)
     return session.execute(
         query.values(status=status, failure_message=message[:2000], updated_at=func.now())
     ).rowcount
@@ -246,7 +249,7 @@ def release_scheduled(session: Session, batch_id: uuid.UUID) -> int:
 
 
 _ITEM_COLUMNS = (
-    BatchItem.line_no,
+    Transaction.batch_line.label("line_no"),
     Transaction.id,
     Transaction.type,
     Transaction.status,
@@ -257,17 +260,19 @@ _ITEM_COLUMNS = (
 )
 
 
-def lock_items(session: Session, batch_id: uuid.UUID, *, after_line: int, limit: int) -> list[Any]:
-    """The next `limit` accepted lines after `after_line`, in line order, with their
-    transaction rows locked (FOR UPDATE OF transactions)."""
+def lock_items(session: Session, batch_id: uuid.UUID, *, lines: tuple[int, int]) -> list[Any]:
+    """The accepted lines in the window [lines[0], lines[1]), in line order, with their
+    transaction rows locked. A window of line numbers, not LIMIT: its cost stays bounded
+    whatever the planner believes about the table right after a million rows arrived."""
+    low, high = lines
     return list(
         session.execute(
             select(*_ITEM_COLUMNS)
-            .join(Transaction, Transaction.id == BatchItem.transaction_id)
-            .where(BatchItem.batch_id == batch_id, BatchItem.line_no > after_line)
-            .order_by(BatchItem.line_no)
-            .limit(limit)
-            .with_for_update(of=Transaction)
+            .where(
+                Transaction.batch_id == batch_id, Transaction.batch_line >= low, Transaction.batch_line < high
+            )
+            .order_by(Transaction.batch_line)
+            .with_for_update()
         ).all()
     )
 
@@ -279,30 +284,34 @@ def item_accounts(session: Session, batch_id: uuid.UUID) -> set[uuid.UUID]:
     return {account_id for row in rows for account_id in row}
 
 
-def lock_accounts(
-    session: Session, account_ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, tuple[Account, Balance]]:
+def lock_accounts(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[Any, Any]]:
     """Lock accounts with their balance rows in ascending id order, the one global
     order every writer uses (db/repositories/accounts.lock_in_order), a few thousand
-    per statement. The rows are detached: the caller decides against them in memory
-    and writes the balances back in bulk (`write_balances`)."""
+    per statement.
+
+    Returned as plain attribute objects carrying every column of `accounts` and of
+    `balances` (what `db.ledger.decide` reads of the ORM rows), not ORM instances: a
+    chunk decides against thousands of them in memory and writes the balances back in
+    bulk (`write_balances`), and building ORM instances would cost more than the lock.
+    """
+    accounts, balances = Account.__table__, Balance.__table__
+    width = len(accounts.c)
     ordered = sorted(set(account_ids))
-    locked: dict[uuid.UUID, tuple[Account, Balance]] = {}
+    locked: dict[uuid.UUID, tuple[Any, Any]] = {}
     for start in range(0, len(ordered), 5000):
-        group = ordered[start : start + 5000]
         rows = session.execute(
-            select(Account, Balance)
-            .join(Balance, Balance.account_id == Account.id)
-            .where(Account.id.in_(group))
-            .order_by(Account.id)
+            select(*accounts.c, *balances.c)
+            .join_from(accounts, balances, balances.c.account_id == accounts.c.id)
+            .where(accounts.c.id.in_(ordered[start : start + 5000]))
+            .order_by(accounts.c.id)
             .with_for_update()
-            .execution_options(populate_existing=True)
-        ).all()
-        for account, balance in rows:
+        )
+        account_names = [c.key for c in accounts.c]
+        balance_names = [c.key for c in balances.c]
+        for row in rows:
+            account = SimpleNamespace(**dict(zip(account_names, row[:width], strict=True)))
+            balance = SimpleNamespace(**dict(zip(balance_names, row[width:], strict=True)))
             locked[account.id] = (account, balance)
-    for account, balance in locked.values():
-        session.expunge(account)
-        session.expunge(balance)
     return locked
 
 
@@ -345,40 +354,72 @@ def write_decisions(session: Session, decisions: list[tuple[uuid.UUID, str, str 
 
 # --- reading results ------------------------------------------------------------------
 
-_RESULT_COLUMNS = (
-    BatchItem.line_no,
-    BatchItem.transaction_id,
-    BatchItem.reject_code,
-    BatchItem.reject_reason,
-    BatchItem.raw,
-    Transaction.type,
-    Transaction.status,
-    Transaction.from_account_id,
-    Transaction.to_account_id,
-    Transaction.amount_minor,
-    Transaction.currency,
-    Transaction.reference,
-    Transaction.failure_code,
-    Transaction.failure_message,
-)
+_NULL_UUID = cast(null(), PG_UUID(as_uuid=True))
+_NULL_TEXT = cast(null(), String)
+_NULL_BIGINT = cast(null(), BigInteger)
 
 
 def item_page(
-    session: Session, batch_id: uuid.UUID, *, status: str | None, after_line: int | None, limit: int
+    session: Session,
+    batch_id: uuid.UUID,
+    *,
+    status: str | None,
+    after_line: int | None,
+    limit: int,
+    before_line: int | None = None,
 ) -> list[Any]:
-    """Items in line order with their transaction's columns (None for rejected lines);
-    plain rows, not ORM objects, so results.csv streams a million of them quickly."""
-    query = (
-        select(*_RESULT_COLUMNS)
-        .outerjoin(Transaction, Transaction.id == BatchItem.transaction_id)
-        .where(BatchItem.batch_id == batch_id)
-    )
-    if after_line is not None:
-        query = query.where(BatchItem.line_no > after_line)
-    if status == "rejected":
-        query = query.where(BatchItem.transaction_id.is_(None))
-    elif status == "pending":
-        query = query.where(Transaction.status.in_(("pending", "scheduled")))
-    elif status:
-        query = query.where(Transaction.status == status)
-    return list(session.execute(query.order_by(BatchItem.line_no).limit(limit + 1)).all())
+    """Every line's outcome in line order: accepted lines from `transactions`, rejected
+    ones from `batch_rejected_lines` (merged). Plain rows, not ORM objects, so
+    results.csv streams a million of them quickly. `status` is an item status
+    (pending covers scheduled lines too)."""
+    parts = []
+    if status != "rejected":
+        accepted = select(
+            Transaction.batch_line.label("line_no"),
+            Transaction.id.label("transaction_id"),
+            _NULL_TEXT.label("reject_code"),
+            _NULL_TEXT.label("reject_reason"),
+            cast(null(), JSONB).label("raw"),
+            Transaction.type,
+            Transaction.status,
+            Transaction.from_account_id,
+            Transaction.to_account_id,
+            Transaction.amount_minor,
+            Transaction.currency,
+            Transaction.reference,
+            Transaction.failure_code,
+            Transaction.failure_message,
+        ).where(Transaction.batch_id == batch_id)
+        if after_line is not None:
+            accepted = accepted.where(Transaction.batch_line > after_line)
+        if before_line is not None:
+            accepted = accepted.where(Transaction.batch_line < before_line)
+        if status == "pending":
+            accepted = accepted.where(Transaction.status.in_(("pending", "scheduled")))
+        elif status:
+            accepted = accepted.where(Transaction.status == status)
+        parts.append(accepted.order_by(Transaction.batch_line).limit(limit + 1))
+    if status in (None, "rejected"):
+        rejected = select(
+            BatchRejectedLine.line_no,
+            _NULL_UUID.label("transaction_id"),
+            BatchRejectedLine.code.label("reject_code"),
+            BatchRejectedLine.reason.label("reject_reason"),
+            BatchRejectedLine.raw,
+            _NULL_TEXT.label("type"),
+            _NULL_TEXT.label("status"),
+            _NULL_UUID.label("from_account_id"),
+            _NULL_UUID.label("to_account_id"),
+            _NULL_BIGINT.label("amount_minor"),
+            _NULL_TEXT.label("currency"),
+            _NULL_TEXT.label("reference"),
+            _NULL_TEXT.label("failure_code"),
+            _NULL_TEXT.label("failure_message"),
+        ).where(BatchRejectedLine.batch_id == batch_id)
+        if after_line is not None:
+            rejected = rejected.where(BatchRejectedLine.line_no > after_line)
+        if before_line is not None:
+            rejected = rejected.where(BatchRejectedLine.line_no < before_line)
+        parts.append(rejected.order_by(BatchRejectedLine.line_no).limit(limit + 1))
+    merged = union_all(*(part.subquery().select() for part in parts)).subquery()
+    return list(session.execute(select(merged).order_by(merged.c.line_no).limit(limit + 1)).all())

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -211,6 +213,22 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
+class OrderedIds:
+    """UUIDs in the version-7 layout (48-bit millisecond timestamp first), consecutive
+    within one batch: a batch's rows land side by side in every index keyed on the id
+    instead of on a million random pages. Still opaque and unguessable to clients (62
+    random bits, plus 12 more per batch)."""
+
+    def __init__(self) -> None:
+        millis = int(time.time() * 1000) & ((1 << 48) - 1)
+        self._high = (millis << 80) | (0x7 << 76) | (secrets.randbits(12) << 64) | (0b10 << 62)
+        self._low = secrets.randbits(61)  # room to count up without overflowing 62 bits
+
+    def next(self) -> uuid.UUID:
+        self._low += 1
+        return uuid.UUID(int=self._high | self._low)
+
+
 def _blocks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
     iterator = iter(records)
     while block := list(islice(iterator, size)):
@@ -222,13 +240,15 @@ def ingest(session: Session, batch: Batch, records: Iterable[Record], settings: 
     transactions with `batch_id`, rejected ones with their reason. Then decide what
     the batch does next (processing, scheduled, failed, cancelled)."""
     tx_status = "scheduled" if batch.scheduled_for else "pending"
+    ids = OrderedIds()
     validator = LineValidator(session, settings)
-    accepted = rejected = 0
+    accepted = rejected = last_line = 0
     for block in _blocks(records, INGEST_BLOCK):
-        tx_rows, item_rows = [], []
+        last_line = block[-1].line
+        tx_rows, rejected_rows = [], []
         for result in validator.validate(block):
             if isinstance(result, Accepted):
-                tx_id = uuid.uuid4()
+                tx_id = ids.next()
                 tx_rows.append(
                     (
                         tx_id,
@@ -243,21 +263,22 @@ def ingest(session: Session, batch: Batch, records: Iterable[Record], settings: 
                         batch.request_id,
                         batch.scheduled_for,
                         batch.id,
+                        result.line,
                     )
                 )
-                item_rows.append((batch.id, result.line, tx_id, None, None, None))
                 accepted += 1
             else:
-                item_rows.append((batch.id, result.line, None, result.code, result.reason, result.raw))
+                rejected_rows.append((batch.id, result.line, result.code, result.reason, result.raw))
                 rejected += 1
         batches_repo.copy_transactions(session, tx_rows)
-        batches_repo.copy_items(session, item_rows)
+        batches_repo.copy_rejected(session, rejected_rows)
 
     # A cancel may have arrived while the lines were validated: look under the lock.
     batch = batches_repo.get_for_update(session, batch.id) or batch
     batch.total_items = accepted + rejected
     batch.pending_count = accepted
     batch.rejected_count = rejected
+    batch.last_line = last_line
     session.flush()
     if batch.status == "cancelled":
         batches_repo.mark_unfinished(session, batch.id, status="cancelled", message="the batch was cancelled")
