@@ -314,6 +314,7 @@ def ingest(session: Session, batch: Batch, records: Iterable[Record], settings: 
         request_id=batch.request_id,
     )
     session.flush()
+    batch = batches_repo.get(session, batch.id) or batch  # counters the trigger moved
     log.info(
         "batches.ingested", batch_id=str(batch.id), accepted=accepted, rejected=rejected, status=batch.status
     )

@@ -14,6 +14,7 @@ runs `ledgerq verify`'s checks: the figures only count if the ledger is sound.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import secrets
@@ -133,10 +134,8 @@ class RssSampler(threading.Thread):
                     procs = [root, *root.children(recursive=True)]
                     sizes = []
                     for proc in procs:
-                        try:
+                        with contextlib.suppress(psutil.Error):
                             sizes.append(proc.memory_info().rss)
-                        except psutil.Error:
-                            pass
                     self.peak_total[name] = max(self.peak_total[name], sum(sizes))
                     self.peak_single[name] = max(self.peak_single[name], max(sizes, default=0))
                 except psutil.Error:
@@ -191,13 +190,25 @@ def main() -> None:
     )
 
     bin_dir = Path(sys.executable).parent
+    log_path = workdir / "processes.log"
+    log_file = log_path.open("w")
+    print(f"API and worker logs: {log_path}", flush=True)
     api = subprocess.Popen(
         [str(bin_dir / "gunicorn"), "--config", "python:api.gunicorn_conf", "api:create_app()"],
         cwd=ROOT,
         env=env,
         start_new_session=True,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
-    worker = subprocess.Popen([str(bin_dir / "ledgerq"), "worker"], cwd=ROOT, env=env, start_new_session=True)
+    worker = subprocess.Popen(
+        [str(bin_dir / "ledgerq"), "worker"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
     sampler = RssSampler({"api": api.pid, "worker": worker.pid})
     sampler.start()
     try:
@@ -226,10 +237,8 @@ def main() -> None:
     finally:
         sampler.stop.set()
         for proc in (api, worker):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 15)
-            except ProcessLookupError:
-                pass
         for proc in (api, worker):
             try:
                 proc.wait(30)
@@ -256,6 +265,7 @@ def main() -> None:
             f"all its processes {sampler.peak_total[name] / mib:.0f} MiB"
         )
     print(f"ledger verify         {'OK' if not problems else problems[:5]}")
+    print(f"load average          {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     if not args.keep:
         from db.session import dispose_engines
 
