@@ -20,7 +20,10 @@ def lock_in_order(
     """Lock accounts and their balance rows one by one in ascending id order.
 
     Every writer locks in the same global order, so two transfers crossing A->B and
-    B->A wait for each other instead of deadlocking.
+    B->A wait for each other instead of deadlocking. FOR NO KEY UPDATE (not FOR UPDATE):
+    it still excludes every other writer, but not the KEY SHARE lock a foreign-key check
+    takes, so a long insert of rows referencing the account (a batch file being
+    ingested) does not stall transfers on it.
     """
     locked: dict[uuid.UUID, tuple[Account, Balance]] = {}
     for account_id in sorted(set(account_ids)):
@@ -28,7 +31,7 @@ def lock_in_order(
             select(Account, Balance)
             .join(Balance, Balance.account_id == Account.id)
             .where(Account.id == account_id)
-            .with_for_update()
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         ).one_or_none()
         if row is not None:

@@ -61,8 +61,13 @@ def get(session: Session, batch_id: uuid.UUID) -> Batch | None:
 
 
 def get_for_update(session: Session, batch_id: uuid.UUID) -> Batch | None:
+    """FOR NO KEY UPDATE: an ingest inserting this batch's lines holds KEY SHARE on the
+    row (the FK check) for as long as it runs; a cancel must not wait for it."""
     return session.scalars(
-        select(Batch).where(Batch.id == batch_id).with_for_update().execution_options(populate_existing=True)
+        select(Batch)
+        .where(Batch.id == batch_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
     ).one_or_none()
 
 
@@ -272,7 +277,7 @@ def lock_items(session: Session, batch_id: uuid.UUID, *, lines: tuple[int, int])
                 Transaction.batch_id == batch_id, Transaction.batch_line >= low, Transaction.batch_line < high
             )
             .order_by(Transaction.batch_line)
-            .with_for_update()
+            .with_for_update(key_share=True)  # ledger entries' FK checks may share it
         ).all()
     )
 
@@ -304,7 +309,9 @@ def lock_accounts(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uu
             .join_from(accounts, balances, balances.c.account_id == accounts.c.id)
             .where(accounts.c.id.in_(ordered[start : start + 5000]))
             .order_by(accounts.c.id)
-            .with_for_update()
+            # NO KEY UPDATE: excludes every other writer of these rows, yet lets a
+            # concurrent ingest insert lines that reference them (FK checks take KEY SHARE).
+            .with_for_update(key_share=True)
         )
         account_names = [c.key for c in accounts.c]
         balance_names = [c.key for c in balances.c]

@@ -175,3 +175,32 @@ def test_counts_follow_a_single_cancel_of_a_batch_line(client, make):
     body = client.get(f"/api/v1/batches/{batch['id']}", headers=finance.headers).json
     assert body["counts"]["cancelled"] == 1 and body["counts"]["pending"] == 1
     assert_counts_add_up(body)
+
+
+def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
+    """An ingest holds KEY SHARE on every account its uncommitted lines reference (the
+    FK check) for as long as it runs; appliers lock with FOR NO KEY UPDATE, which does
+    not wait for it."""
+    from db.config import get_settings
+    from db.ledger import apply_transaction
+    from db.repositories import batches as batches_repo
+    from db.services.transactions import MoneyMovement, submit
+    from db.session import session_factory
+
+    finance, alice = make.user("finance"), make.user()
+    a = make.account(alice, balance="5.00")
+    with session_factory()() as ingest:
+        ingest.execute(text("SELECT 1 FROM accounts WHERE id = :id FOR KEY SHARE"), {"id": str(a)})
+        with unit_of_work() as uow:
+            uow.session.execute(text("SET LOCAL lock_timeout = '1s'"))
+            tx = submit(
+                uow.session,
+                finance.principal,
+                MoneyMovement(type="debit", amount="1.00", currency="USD", account_id=a),
+                idempotency_key=None,
+                settings=get_settings(),
+            ).transaction
+            assert apply_transaction(uow.session, tx.id).status == "completed"
+            assert a in batches_repo.lock_accounts(uow.session, [a])
+        ingest.rollback()
+    assert balance(a) == "4.00"
