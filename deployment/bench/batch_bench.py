@@ -110,7 +110,7 @@ def write_file(
     with path.open("w", newline="") as handle:
         handle.write("from_account_id,to_account_id,amount,currency,reference\n")
         for line in range(1, args.lines + 1):
-            amount = f"{rng.randint(1, 50_000)}.{rng.randint(0, 99):02d}"
+            amount = f"{rng.randint(1, 9_999)}.{rng.randint(0, 99):02d}"
             if args.bad_every and line % args.bad_every == 0:
                 amount = "12.345"  # too many decimals: rejected
             handle.write(f"{rng.choice(payers)},{rng.choice(payees)},{amount},USD,bench-{line}\n")
