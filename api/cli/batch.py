@@ -85,8 +85,9 @@ class MultipartFile:
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
             for name, value in fields.items()
         )
+        safe_name = path.name.replace('"', "_").replace("\r", "_").replace("\n", "_")
         head += (
-            f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
             "Content-Type: text/csv\r\n\r\n"
         ).encode()
         self._parts: list[bytes | BinaryIO] = [head, path.open("rb"), f"\r\n--{self.boundary}--\r\n".encode()]

@@ -149,7 +149,7 @@ def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[
             .where(Batch.status == "scheduled", Batch.scheduled_for <= now)
             .order_by(Batch.scheduled_for)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
     )
 
