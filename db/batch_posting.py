@@ -33,6 +33,7 @@ from db.ledger import LedgerCorrupted, decide
 from db.logs import get_logger
 from db.models import Batch
 from db.repositories import audit
+from db.repositories import batch_lines as lines_repo
 from db.repositories import batches as batches_repo
 
 log = get_logger(__name__)
@@ -93,8 +94,8 @@ def apply_chunk(session: Session, batch_id: uuid.UUID, start_line: int, *, chunk
         return _apply_atomic(session, batch)
 
     next_line = start_line + chunk_size
-    items = batches_repo.lock_items(session, batch.id, lines=(start_line, next_line))
-    book = _Book(batches_repo.lock_accounts(session, _accounts_of(items)))
+    items = lines_repo.lock_items(session, batch.id, lines=(start_line, next_line))
+    book = _Book(lines_repo.lock_accounts(session, _accounts_of(items)))
     entries: list[tuple[Any, ...]] = []
     decisions: list[tuple[uuid.UUID, str, str | None, str | None]] = []
     skipped = 0
@@ -143,10 +144,10 @@ def _write(
     entries: list[tuple[Any, ...]],
     decisions: list[tuple[uuid.UUID, str, str | None, str | None]],
 ) -> None:
-    batches_repo.copy_entries(session, entries)
-    batches_repo.write_balances(session, book.balances())
+    lines_repo.copy_entries(session, entries)
+    lines_repo.write_balances(session, book.balances())
     book.touched.clear()
-    changed = batches_repo.write_decisions(session, decisions)
+    changed = lines_repo.write_decisions(session, decisions)
     if changed != len(decisions):
         # Every row was locked and pending a moment ago; anything else is a bug.
         raise LedgerCorrupted(f"{len(decisions) - changed} locked batch transaction(s) changed status")
@@ -179,7 +180,7 @@ def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
     accounts: set[uuid.UUID] = set()
     blocker = None
     for window in windows:
-        block = batches_repo.lock_items(session, batch.id, lines=window)
+        block = lines_repo.lock_items(session, batch.id, lines=window)
         accounts |= _accounts_of(block)
         if blocker is None:
             blocker = next((item for item in block if item.status != "pending"), None)
@@ -187,11 +188,11 @@ def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
         return _fail_atomic(session, batch, blocker.line_no, None, f"the line is {blocker.status}")
 
     # 2. Lock the accounts once, then decide and write block by block under a savepoint.
-    book = _Book(batches_repo.lock_accounts(session, accounts))
+    book = _Book(lines_repo.lock_accounts(session, accounts))
     savepoint = session.begin_nested()
     completed = 0
     for window in windows:
-        block = batches_repo.lock_items(session, batch.id, lines=window)  # already ours: no wait
+        block = lines_repo.lock_items(session, batch.id, lines=window)  # already ours: no wait
         entries: list[tuple[Any, ...]] = []
         decisions: list[tuple[uuid.UUID, str, str | None, str | None]] = []
         for item in block:
@@ -235,9 +236,9 @@ def _fail_atomic(
     `cancelled` with the reason, the batch `failed`."""
     code = failing[1] if failing else "line_not_pending"
     if failing:
-        batches_repo.write_decisions(session, [(failing[0], "failed", code, reason)])
+        lines_repo.write_decisions(session, [(failing[0], "failed", code, reason)])
     message = f"line {line_no}: {code}: {reason}; nothing in the atomic batch moved money"
-    cancelled = batches_repo.mark_unfinished(
+    cancelled = lines_repo.mark_unfinished(
         session,
         batch.id,
         status="cancelled",

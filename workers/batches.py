@@ -24,7 +24,9 @@ from db.config import get_settings
 from db.logs import get_logger
 from db.models import Batch
 from db.repositories import audit
+from db.repositories import batch_lines as lines_repo
 from db.repositories import batches as batches_repo
+from db.services import batch_ingest
 from db.services import batches as batches_service
 from db.session import UnitOfWork, unit_of_work
 from workers.middleware import on_dead_letter
@@ -62,12 +64,12 @@ def ingest(batch_id: str) -> None:
         batches_repo.mark_validating(uow.session, batch_uuid)
     started = time.perf_counter()
     with unit_of_work() as uow:
-        batch = batches_service.ingest_stored(uow.session, batch_uuid, settings)
+        batch = batch_ingest.ingest_stored(uow.session, batch_uuid, settings)
         if batch is not None:
             send_next_step(uow, batch)
     if batch is not None:
         with unit_of_work() as uow:  # a big ingest: give the planner fresh statistics
-            batches_repo.analyze(uow.session)
+            lines_repo.analyze(uow.session)
         log.info(
             "batches.validated",
             batch_id=batch_id,
@@ -166,7 +168,7 @@ def record_chunk_dead_letter(kwargs: dict, reason: str) -> None:
         if batch is None or batch.status != "processing":
             return
         from_line = 0 if batch.mode == "atomic" else int(kwargs.get("start_line", 0))
-        count = batches_repo.mark_unfinished(
+        count = lines_repo.mark_unfinished(
             uow.session, batch_id, status="dead_lettered", message=reason, from_line=from_line
         )
         batch = batches_repo.get_for_update(uow.session, batch_id)

@@ -35,6 +35,7 @@ from db.batch_format import FileRejected
 from db.config import Settings
 from db.errors import InvalidJson, NotFound, PayloadTooLarge, ValidationFailed
 from db.models import Batch
+from db.repositories import batch_lines as lines_repo
 from db.repositories import batches as batches_repo
 from db.repositories.pagination import decode_cursor, page
 from db.services import batches as batches_service
@@ -234,7 +235,7 @@ class BatchItems(MethodView):
         """Lines in file order with their outcome; `?status=` filters."""
         batch = _batch(batch_id)
         limit = capped_limit(args["limit"])
-        rows = batches_repo.item_page(
+        rows = lines_repo.item_page(
             get_session(),
             batch.id,
             status=args["status"],
@@ -282,7 +283,7 @@ class BatchResults(MethodView):
                 writer = csv.writer(buffer, lineterminator="\r\n")
                 writer.writerow(RESULT_COLUMNS)
                 for low in range(0, last_line + 1, RESULTS_WINDOW):
-                    block = batches_repo.item_page(
+                    block = lines_repo.item_page(
                         session,
                         batch_id,
                         status=None,

@@ -22,7 +22,7 @@ from db.errors import RuleViolation
 from db.models import Account
 from db.money import AmountError, parse_amount
 from db.repositories import accounts as accounts_repo
-from db.repositories import batches as batches_repo
+from db.repositories import batch_lines as lines_repo
 from db.services.transactions import MoneyMovement
 from db.services.transactions import _check_request_time_rules as check_request_time_rules
 
@@ -75,7 +75,7 @@ class LineValidator:
             wanted.update(i for i in (source, target) if i is not None and i not in self._accounts)
             parsed.append((record, *outcome))
         if wanted:
-            found = batches_repo.accounts_by_id(self.session, wanted)
+            found = lines_repo.accounts_by_id(self.session, wanted)
             for account_id in wanted:
                 self._accounts[account_id] = found.get(account_id)
         return [item if isinstance(item, Rejected) else self._rules(*item) for item in parsed]

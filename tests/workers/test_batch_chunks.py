@@ -183,7 +183,7 @@ def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
     not wait for it."""
     from db.config import get_settings
     from db.ledger import apply_transaction
-    from db.repositories import batches as batches_repo
+    from db.repositories import batch_lines as lines_repo
     from db.services.transactions import MoneyMovement, submit
     from db.session import session_factory
 
@@ -201,6 +201,6 @@ def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
                 settings=get_settings(),
             ).transaction
             assert apply_transaction(uow.session, tx.id).status == "completed"
-            assert a in batches_repo.lock_accounts(uow.session, [a])
+            assert a in lines_repo.lock_accounts(uow.session, [a])
         ingest.rollback()
     assert balance(a) == "4.00"
