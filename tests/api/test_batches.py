@@ -348,3 +348,21 @@ def test_missing_file_and_bad_fields_are_422(client, make):
     )
     assert naive_time.status_code == 422
     assert "scheduled_for" in naive_time.json["error"]["details"]
+
+
+def test_a_file_whose_every_line_is_rejected_fails_without_processing(client, make):
+    finance = make.user("finance")
+    batch = upload(client, finance, csv_bytes(f",{uuid.uuid4()},1.00,USD,a", ",,1.00,USD,b")).json
+    assert batch["status"] == "failed"
+    assert batch["failure_code"] == "nothing_applied"
+    assert batch["counts"]["rejected"] == batch["total_items"] == 2
+    assert batch["completed_at"] is not None
+
+
+def test_batches_are_in_the_openapi_document(client):
+    paths = client.get("/api/v1/openapi.json").json["paths"]
+    post = paths["/api/v1/batches"]["post"]
+    assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert {"200", "202", "403", "409", "413", "422"} <= set(post["responses"])
+    assert "/api/v1/batches/{batch_id}/results.csv" in paths
+    assert "/api/v1/batches/{batch_id}/cancel" in paths

@@ -135,3 +135,13 @@ def test_an_inbox_file_over_the_limit_is_rejected_with_the_reason(inbox, make):
     assert scan_inbox(settings.model_copy(update={"batch_max_lines": 5})) == 1
     assert "limit of 5 lines" in (directory / "rejected" / "big.csv.error.txt").read_text()
     assert batches() == []
+
+
+def test_scheduler_runs_the_batch_ticks_and_the_inbox_only_when_configured(tmp_path):
+    from scheduler.main import build_scheduler
+
+    plain = {job.id for job in build_scheduler(get_settings()).get_jobs()}
+    assert {"release_batches", "sweep_batches"} <= plain
+    assert "batch_inbox" not in plain
+    with_inbox = get_settings().model_copy(update={"batch_inbox_dir": str(tmp_path)})
+    assert "batch_inbox" in {job.id for job in build_scheduler(with_inbox).get_jobs()}
