@@ -46,8 +46,9 @@ BATCHES_RESENT = Counter("ledgerq_batches_resent_total", "Stalled batches whose 
 
 
 def send_next_step(uow: UnitOfWork, batch: Batch) -> None:
-    """After the unit of work commits, send what the batch needs next."""
-    if batch.status in ("received", "validating"):
+    """After the unit of work commits, send what the batch needs next. (A cancelled
+    batch whose upload was never validated still gets its lines recorded, as cancelled.)"""
+    if batch.status in ("received", "validating", "cancelled") and not batch.total_items:
         uow.enqueue(ingest, batch_id=str(batch.id))
     elif batch.status == "processing":
         uow.enqueue(apply_chunk, batch_id=str(batch.id), start_line=batch.next_line)

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -123,11 +123,13 @@ def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[
 def stale(
     session: Session, *, statuses: Sequence[str], idle_s: float, limit: int
 ) -> list[tuple[uuid.UUID, int]]:
-    """Batches in `statuses` nobody touched for `idle_s` (their message was lost)."""
+    """Batches in `statuses` nobody touched for `idle_s` (their message was lost), and
+    cancelled ones whose upload was never validated (their lines are still to record)."""
+    unvalidated = select(BatchUpload.part).where(BatchUpload.batch_id == Batch.id).exists()
     rows = session.execute(
         select(Batch.id, Batch.next_line)
         .where(
-            Batch.status.in_(statuses),
+            or_(Batch.status.in_(statuses), and_(Batch.status == "cancelled", unvalidated)),
             Batch.updated_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, idle_s),
         )
         .order_by(Batch.updated_at)

@@ -204,3 +204,28 @@ def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
             assert a in lines_repo.lock_accounts(uow.session, [a])
         ingest.rollback()
     assert balance(a) == "4.00"
+
+
+def test_a_cancelled_upload_whose_message_was_lost_still_gets_its_report(make):
+    from api import create_app
+    from db.config import get_settings
+    from tests.fixtures import flush_namespace
+
+    client = create_app(get_settings().model_copy(update={"batch_sync_ingest_max_lines": 1})).test_client()
+    finance, alice = make.user("finance"), make.user()
+    a = make.account(alice)
+    batch = upload(client, finance, csv_bytes(f",{a},1.00,USD,l-1", f",{a},2.00,USD,l-2")).json
+    assert batch["status"] == "received"
+    flush_namespace()  # the ingest message is lost
+    assert client.post(f"/api/v1/batches/{batch['id']}/cancel", headers=finance.headers).status_code == 200
+    with unit_of_work() as uow:
+        uow.session.execute(
+            text("UPDATE batches SET updated_at = now() - interval '1 hour' WHERE id = :id"),
+            {"id": batch["id"]},
+        )
+    assert batch_actors.sweep_stalled() == 1
+    batch_actors.ingest(batch["id"])  # what the re-sent message does
+    row = batch_row(batch["id"])
+    assert (row.status, row.total_items, row.cancelled_count) == ("cancelled", 2, 2)
+    assert batch_actors.sweep_stalled() == 0
+    assert balance(a) == "0.00"
