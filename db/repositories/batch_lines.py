@@ -54,6 +54,11 @@ def _copy(session: Session, table: str, columns: Sequence[str], rows: Iterable[S
             copy.write_row(row)
 
 
+def changed(result: Any) -> int:
+    """Rows a DML statement changed (`execute` is typed as returning a plain Result)."""
+    return int(result.rowcount)
+
+
 def analyze(session: Session) -> None:
     """Fresh planner statistics after a big ingest (autovacuum would get there later),
     so item pages use the (batch_id, batch_line) index instead of sorting the batch."""
@@ -73,7 +78,7 @@ def copy_rejected(session: Session, rows: Iterable[Sequence[Any]]) -> None:
         session,
         "batch_rejected_lines",
         REJECTED_COPY_COLUMNS,
-        (row[:4] + (Jsonb(row[4]) if row[4] is not None else None,) for row in rows),
+        (tuple(row[:4]) + (Jsonb(row[4]) if row[4] is not None else None,) for row in rows),
     )
 
 
@@ -87,17 +92,19 @@ def mark_unfinished(
     )
     if from_line:
         query = query.where(Transaction.batch_line >= from_line)
-    return session.execute(
-        query.values(status=status, failure_message=message[:2000], updated_at=func.now())
-    ).rowcount
+    return changed(
+        session.execute(query.values(status=status, failure_message=message[:2000], updated_at=func.now()))
+    )
 
 
 def release_scheduled(session: Session, batch_id: uuid.UUID) -> int:
-    return session.execute(
-        update(Transaction)
-        .where(Transaction.batch_id == batch_id, Transaction.status == "scheduled")
-        .values(status="pending", updated_at=func.now())
-    ).rowcount
+    return changed(
+        session.execute(
+            update(Transaction)
+            .where(Transaction.batch_id == batch_id, Transaction.status == "scheduled")
+            .values(status="pending", updated_at=func.now())
+        )
+    )
 
 
 _ITEM_COLUMNS = (
@@ -186,17 +193,19 @@ def write_decisions(session: Session, decisions: list[tuple[uuid.UUID, str, str 
     if not decisions:
         return 0
     ids, statuses, codes, messages = (list(column) for column in zip(*decisions, strict=True))
-    return session.execute(
-        text(
-            "UPDATE transactions AS t SET status = v.status, failure_code = v.code, "
-            "failure_message = v.message, updated_at = now(), "
-            "completed_at = CASE WHEN v.status = 'completed' THEN now() END "
-            "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]), "
-            "CAST(:messages AS text[])) AS v(id, status, code, message) "
-            "WHERE t.id = v.id AND t.status = 'pending'"
-        ),
-        {"ids": ids, "statuses": statuses, "codes": codes, "messages": messages},
-    ).rowcount
+    return changed(
+        session.execute(
+            text(
+                "UPDATE transactions AS t SET status = v.status, failure_code = v.code, "
+                "failure_message = v.message, updated_at = now(), "
+                "completed_at = CASE WHEN v.status = 'completed' THEN now() END "
+                "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]), "
+                "CAST(:messages AS text[])) AS v(id, status, code, message) "
+                "WHERE t.id = v.id AND t.status = 'pending'"
+            ),
+            {"ids": ids, "statuses": statuses, "codes": codes, "messages": messages},
+        )
+    )
 
 
 _NULL_UUID = cast(null(), PG_UUID(as_uuid=True))

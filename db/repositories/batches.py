@@ -8,11 +8,12 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from db.models import Batch, BatchUpload
+from db.repositories.batch_lines import changed
 
 # pg_advisory_xact_lock's first key: "this lock is about a batch" (the second is the
 # batch id's hash), so it cannot collide with advisory locks taken for other reasons.
@@ -99,13 +100,12 @@ def advance_cursor(
     session: Session, batch_id: uuid.UUID, *, expected: int, next_line: int, values: dict[str, Any]
 ) -> bool:
     """Move the processing cursor only if nobody moved it meanwhile (compare-and-set)."""
-    return bool(
-        session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id, Batch.next_line == expected, Batch.status == "processing")
-            .values(next_line=next_line, started_at=func.coalesce(Batch.started_at, func.now()), **values)
-        ).rowcount
+    result = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.next_line == expected, Batch.status == "processing")
+        .values(next_line=next_line, started_at=func.coalesce(Batch.started_at, func.now()), **values)
     )
+    return changed(result) == 1
 
 
 def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
@@ -169,4 +169,4 @@ def has_upload(session: Session, batch_id: uuid.UUID) -> bool:
 
 
 def delete_upload(session: Session, batch_id: uuid.UUID) -> None:
-    session.execute(BatchUpload.__table__.delete().where(BatchUpload.batch_id == batch_id))
+    session.execute(delete(BatchUpload).where(BatchUpload.batch_id == batch_id))

@@ -168,6 +168,6 @@ class LineValidator:
             self._system[currency] = account.id
             self._accounts[account.id] = account
             return account
-        account = self._accounts[account_id]
-        assert account is not None
-        return account
+        cached = self._accounts[account_id]
+        assert cached is not None
+        return cached
