@@ -46,13 +46,13 @@ def test_scheduled_batch_waits_until_due_then_runs(client, make, worker):
 
     # Not due yet: neither the batch tick nor the single-transfer release touches it.
     assert batch_actors.release_due() == 0
-    assert maintenance.release_scheduled() == 0
+    assert maintenance.release_due_scheduled() == 0
     time.sleep(0.5)
     assert balance(b) == "0.00"
     assert client.get(f"/api/v1/batches/{batch['id']}", headers=finance.headers).json["status"] == "scheduled"
 
     time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.1)
-    assert maintenance.release_scheduled() == 0  # batch lines are released with their batch
+    assert maintenance.release_due_scheduled() == 0  # batch lines are released with their batch
     assert batch_actors.release_due() == 1
     assert batch_actors.release_due() == 0  # released once
     done = wait_batch(client, finance, batch["id"])

@@ -41,10 +41,12 @@ ID_BUILDERS: dict[str, Callable[[Party], object]] = {
     "owner_id": lambda party: party.user.id,
     # Admin-only: customers are refused (403) whatever the id, so any value will do.
     "message_id": lambda party: uuid.uuid4(),
+    # Batches are finance/admin only: a customer is refused (403) whatever the id.
+    "batch_id": lambda party: uuid.uuid4(),
 }
 # Query filters whose resources do not exist on this code base yet. The moment such a
 # resource gets an endpoint of its own, the test below insists on a real builder.
-NO_OBJECTS_YET = {"batch_id", "schedule_id"}
+NO_OBJECTS_YET = {"schedule_id"}
 
 _PATH_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
