@@ -57,6 +57,7 @@ def register_blueprints(app: Flask) -> None:
     from api.accounts.routes import blp as accounts
     from api.auth.routes import blp as auth
     from api.balances.routes import blp as balances
+    from api.batches.routes import blp as batches
     from api.dead_letters.routes import blp as dead_letters
     from api.ops.routes import blp as ops
     from api.queues.routes import blp as queues
@@ -65,7 +66,17 @@ def register_blueprints(app: Flask) -> None:
     from api.users.routes import blp as users
 
     api = app.extensions["ledgerq_api"]
-    for blueprint in (auth, users, accounts, transactions, balances, schedules, dead_letters, queues):
+    for blueprint in (
+        auth,
+        users,
+        accounts,
+        transactions,
+        balances,
+        batches,
+        schedules,
+        dead_letters,
+        queues,
+    ):
         api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
     app.register_blueprint(ops)
 

@@ -162,6 +162,38 @@ class Settings(BaseSettings):
 
     # Set (by api/gunicorn_conf.py) when several web processes share one /metrics view.
     prometheus_multiproc_dir: str | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
+    # --- batches (finance bulk files) -----------------------------------------------
+    # Over these limits an upload is refused with 413 (the message names the limit).
+    batch_max_bytes: int = Field(256 * 1024 * 1024, alias="LEDGERQ_BATCH_MAX_BYTES")
+    batch_max_lines: int = Field(1_000_000, alias="LEDGERQ_BATCH_MAX_LINES")
+    # JSON batches (`{"items": [...]}`) are parsed in memory, so they get a smaller cap.
+    batch_max_json_bytes: int = Field(16 * 1024 * 1024, alias="LEDGERQ_BATCH_MAX_JSON_BYTES")
+    # A longer line is rejected on its own (code line_too_long) without being held whole.
+    batch_max_line_bytes: int = Field(4096, alias="LEDGERQ_BATCH_MAX_LINE_BYTES")
+    # Files up to this many lines are validated inside the upload request (the 202 then
+    # carries every count); bigger ones are stored and validated by the `batches` worker.
+    batch_sync_ingest_max_lines: int = Field(10_000, alias="LEDGERQ_BATCH_SYNC_INGEST_MAX_LINES")
+    # Lines applied per DB transaction by `batches.apply_chunk` (independent mode).
+    batch_chunk_size: int = Field(2000, alias="LEDGERQ_BATCH_CHUNK_SIZE")
+    # One apply_chunk message keeps applying chunks (one DB transaction each) for this
+    # long before handing over to a fresh message: no queue round trip per chunk, yet
+    # no message runs for minutes.
+    batch_message_budget_s: float = Field(10.0, alias="LEDGERQ_BATCH_MESSAGE_BUDGET_SECONDS")
+    # Ingesting or atomically applying a million lines takes minutes, not the 20 s of a
+    # single transfer (see workers/batches.py).
+    batch_time_limit_ms: int = Field(30 * 60_000, alias="WORKER_BATCH_TIME_LIMIT_MS")
+    # A processing batch whose cursor has not moved for this long gets its next chunk
+    # re-sent (Redis lost the message); a duplicate is a no-op.
+    batch_stale_after_s: int = Field(60, alias="LEDGERQ_BATCH_STALE_AFTER_SECONDS")
+    # Rejected lines listed in a dry-run report (the counts always cover every line).
+    batch_dry_run_max_reported: int = Field(10_000, alias="LEDGERQ_BATCH_DRY_RUN_MAX_REPORTED")
+    # Inbox: files dropped here are ingested by the scheduler as `batch_inbox_user`
+    # (a finance or admin username) and moved to processed/ or rejected/ beside them.
+    batch_inbox_dir: str | None = Field(None, alias="LEDGERQ_BATCH_INBOX_DIR")
+    batch_inbox_user: str | None = Field(None, alias="LEDGERQ_BATCH_INBOX_USER")
+    batch_inbox_interval_s: int = Field(5, alias="LEDGERQ_BATCH_INBOX_INTERVAL_SECONDS")
+    # A file modified less than this long ago may still be being written: wait.
+    batch_inbox_settle_s: float = Field(2.0, alias="LEDGERQ_BATCH_INBOX_SETTLE_SECONDS")
 
     # --- logging -------------------------------------------------------------------
     log_level: str = Field("INFO", alias="LOG_LEVEL")

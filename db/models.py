@@ -21,6 +21,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -50,6 +51,19 @@ SCHEDULE_STATUSES = ("active", "paused", "ended", "deleted")
 MISFIRE_POLICIES = ("run_once", "skip")
 # Why a refresh-token family stopped working (forensics; the audit log has the details).
 REVOKE_REASONS = ("logout", "reuse_detected", "deactivated", "password_changed")
+BATCH_STATUSES = (
+    "received",
+    "validating",
+    "scheduled",
+    "processing",
+    "completed",
+    "completed_with_errors",
+    "failed",
+    "cancelled",
+)
+BATCH_FINAL_STATUSES = ("completed", "completed_with_errors", "failed", "cancelled")
+BATCH_MODES = ("independent", "atomic")
+BATCH_SOURCES = ("api", "inbox")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -208,6 +222,9 @@ class Transaction(Base):
             postgresql_where=text("status = 'completed'"),
         ),
         Index("ix_transactions_to_seq", "to_account_id", "seq"),
+        # A batch's lines in file order (chunks read windows of it); one row per line.
+        Index("uq_transactions_batch_id_batch_line", "batch_id", "batch_line", unique=True),
+        CheckConstraint("(batch_id IS NULL) = (batch_line IS NULL)", name="batch_line_with_batch"),
         # Standing orders: one run per (schedule, run time), whoever creates it and however often.
         UniqueConstraint(
             "schedule_id", "scheduled_run_at", name="uq_transactions_schedule_id_scheduled_run_at"
@@ -240,7 +257,9 @@ class Transaction(Base):
     failure_code: Mapped[str | None] = mapped_column(String(32))
     failure_message: Mapped[str | None] = mapped_column(Text)
     scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    batch_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id"))
+    # The line of the batch file this transaction came from.
+    batch_line: Mapped[int | None] = mapped_column(Integer)
     schedule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("schedules.id"), index=True)
     # The standing order's run time this transaction is (the idempotency key of a run).
     scheduled_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -336,3 +355,98 @@ class AuditLog(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     request_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = _created_at()
+
+
+class Batch(Base):
+    """A finance bulk file (or JSON item list): its lines become ordinary transactions
+    with `batch_id`, applied many per DB transaction by `batches.apply_chunk`.
+
+    The counters are kept by a statement-level trigger on `transactions` (migration
+    0005), so whichever code path changes an item's status, the counts follow, and the
+    CHECK makes "they add up to total_items" a database fact.
+    """
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        CheckConstraint(_in("status", BATCH_STATUSES), name="status_valid"),
+        CheckConstraint(_in("mode", BATCH_MODES), name="mode_valid"),
+        CheckConstraint(_in("source", BATCH_SOURCES), name="source_valid"),
+        CheckConstraint(
+            "LEAST(pending_count, completed_count, failed_count, rejected_count, cancelled_count, "
+            "dead_lettered_count) >= 0",
+            name="counts_non_negative",
+        ),
+        CheckConstraint(
+            "pending_count + completed_count + failed_count + rejected_count + cancelled_count "
+            "+ dead_lettered_count = total_items",
+            name="counts_add_up",
+        ),
+        UniqueConstraint("created_by", "idempotency_key", name="uq_batches_created_by_idempotency_key"),
+        # The same content twice is a duplicate, unless the first batch moved no money.
+        Index(
+            "uq_batches_content_sha256",
+            "content_sha256",
+            unique=True,
+            postgresql_where=text("status NOT IN ('failed', 'cancelled')"),
+        ),
+        Index("ix_batches_status_scheduled_for", "status", "scheduled_for"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False, unique=True)
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
+    status: Mapped[str] = mapped_column(String(24), nullable=False)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False, server_default="independent")
+    source: Mapped[str] = mapped_column(String(8), nullable=False, server_default="api")
+    # csv | json: how the stored upload (if any) is to be parsed.
+    content_format: Mapped[str] = mapped_column(String(8), nullable=False, server_default="csv")
+    filename: Mapped[str | None] = mapped_column(String(255))
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    content_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    reference: Mapped[str | None] = mapped_column(String(255))
+    scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    total_items: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    pending_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    completed_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    failed_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    rejected_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    cancelled_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    dead_lettered_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # Processing cursor: the first line number not yet handed to a chunk. Chunks are
+    # windows of line numbers, [next_line, next_line + chunk size), up to `last_line`.
+    next_line: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    last_line: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    failure_code: Mapped[str | None] = mapped_column(String(32))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BatchUpload(Base):
+    """The uploaded bytes of a batch waiting for the worker to validate them, in
+    pieces (PostgreSQL is the one store every host shares). Deleted once ingested."""
+
+    __tablename__ = "batch_uploads"
+
+    batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class BatchRejectedLine(Base):
+    """An input line that did not become a transaction: why, with the raw fields as
+    given (truncated) so results.csv can echo them. Accepted lines are transactions
+    carrying `batch_id` and `batch_line`."""
+
+    __tablename__ = "batch_rejected_lines"
+
+    batch_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -62,7 +62,23 @@ def build_scheduler(
     scheduler.add_job(
         metrics.refresh_queue_gauges, "interval", seconds=settings.scheduler_queue_gauges_s, id="queue_gauges"
     )
+    _add_batch_jobs(scheduler, settings)
     return scheduler
+
+
+def _add_batch_jobs(scheduler: BaseScheduler, settings: Settings) -> None:
+    from scheduler.inbox import scan_inbox
+    from workers.batches import release_due, sweep_stalled
+
+    scheduler.add_job(_send, "interval", args=[release_due], seconds=1, id="release_batches")
+    scheduler.add_job(
+        _send, "interval", args=[sweep_stalled], seconds=settings.sweeper_interval_s, id="sweep_batches"
+    )
+    if settings.batch_inbox_dir:
+        # Filesystem work on this host, so it runs here (see scheduler/inbox.py).
+        scheduler.add_job(
+            scan_inbox, "interval", args=[settings], seconds=settings.batch_inbox_interval_s, id="batch_inbox"
+        )
 
 
 class SchedulerProcess:

@@ -12,7 +12,6 @@ would dead-letter them.)
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import dramatiq
@@ -80,9 +79,9 @@ def sweep_stale_pending() -> int:
     return len(ids)
 
 
-def release_due_scheduled(now: datetime | None = None) -> list[uuid.UUID]:
-    """Move `scheduled` transactions due by `now` to `pending` and enqueue them; the ids
-    released. `now` defaults to the clock; tests pass their own."""
+def release_due_scheduled(now: datetime | None = None) -> int:
+    """Move `scheduled` transactions due by `now` to `pending` and enqueue them; how many.
+    `now` defaults to the clock; tests pass their own."""
     with unit_of_work() as uow:
         ids = release_due(uow.session, now=now or datetime.now(UTC), limit=get_settings().sweeper_batch_size)
         for tx_id in ids:
@@ -90,4 +89,4 @@ def release_due_scheduled(now: datetime | None = None) -> list[uuid.UUID]:
     if ids:
         RELEASED.inc(len(ids))
         log.info("scheduler.released", count=len(ids))
-    return ids
+    return len(ids)

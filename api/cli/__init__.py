@@ -107,6 +107,7 @@ def verify() -> None:
     click.echo("ledger OK: every invariant holds")
 
 
+from api.cli import batch as _batch  # noqa: E402,F401  (registers `batch`)
 from api.cli import dlq as _dlq  # noqa: E402,F401  (registers `dlq`)
 from api.cli import up as _up  # noqa: E402,F401  (registers `up`)
 from api.cli import users as _users  # noqa: E402,F401  (registers `users`)

@@ -108,6 +108,9 @@ def claim_stale_pending(
         session.scalars(
             select(Transaction.id)
             .where(Transaction.status == "pending", idle_for > literal(stale_after_s) + retry_wait)
+            # Batch lines are applied by their chunk (in file order, all-or-nothing when
+            # atomic); workers.batches.sweep_stalled re-sends a lost chunk instead.
+            .where(Transaction.batch_id.is_(None))
             .order_by(Transaction.updated_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -124,6 +127,7 @@ def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[
         session.scalars(
             select(Transaction.id)
             .where(Transaction.status == "scheduled", Transaction.scheduled_for <= now)
+            .where(Transaction.batch_id.is_(None))  # a scheduled batch is released as a whole
             .order_by(Transaction.scheduled_for)
             .limit(limit)
             .with_for_update(skip_locked=True)

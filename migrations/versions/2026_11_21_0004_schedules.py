@@ -1,7 +1,7 @@
 """schedules: standing orders, and the run key on transactions
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-21 21:54:04.651284
 
 - `schedules`: standing orders (transfer template + cron or interval recurrence) and
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0003"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -48,15 +48,16 @@ def test_due_transfer_is_released_at_its_time_with_a_controlled_clock(client, ma
     tx_id = response.json["id"]
     due = datetime.fromisoformat(response.json["scheduled_for"])
 
-    assert release_due_scheduled(due - timedelta(seconds=1)) == []
+    assert release_due_scheduled(due - timedelta(seconds=1)) == 0
     assert transaction(tx_id).status == "scheduled"
     assert balance(a) == "10.00"
 
-    assert [str(i) for i in release_due_scheduled(due)] == [tx_id]
+    assert release_due_scheduled(due) == 1
+    assert transaction(tx_id).status in ("pending", "completed")
     assert wait_final([tx_id]) == {tx_id: "completed"}
     assert balance(a) == "6.00"
     # A second tick (or a second scheduler) finds nothing left to release.
-    assert release_due_scheduled(due + timedelta(minutes=5)) == []
+    assert release_due_scheduled(due + timedelta(minutes=5)) == 0
     assert audit_actions(tx_id).count("transaction.released") == 1
     assert entry_count(tx_id) == 2
 
@@ -87,7 +88,6 @@ def test_release_is_not_early_and_leaves_cancelled_rows_alone(client, make):
         client.post(f"/api/v1/transactions/{second['id']}/cancel", headers=alice.headers).status_code == 200
     )
 
-    released = release_due_scheduled(later(minutes=11))
-    assert [str(i) for i in released] == [first["id"]]
+    assert release_due_scheduled(later(minutes=11)) == 1
     assert transaction(second["id"]).status == "cancelled"
     assert wait_until(lambda: transaction(first["id"]).status == "pending", timeout=1)

@@ -1,0 +1,147 @@
+"""The batch inbox: files become batches of the configured finance user, then move to
+processed/ or rejected/ (with a reason) — never dropped, never ingested twice."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from db.config import get_settings
+from db.models import Batch
+from db.session import unit_of_work
+from scheduler.inbox import scan_inbox
+from tests.batch_helpers import csv_bytes, wait_batch
+from tests.fixtures import balance
+
+
+@pytest.fixture
+def inbox(tmp_path, make):
+    finance = make.user("finance")
+    settings = get_settings().model_copy(
+        update={
+            "batch_inbox_dir": str(tmp_path),
+            "batch_inbox_user": finance.username,
+            "batch_inbox_settle_s": 0,
+        }
+    )
+    return tmp_path, settings, finance
+
+
+def batches() -> list[Batch]:
+    with unit_of_work() as uow:
+        rows = list(uow.session.scalars(select(Batch).order_by(Batch.seq)))
+        for row in rows:
+            uow.session.expunge(row)
+        return rows
+
+
+def test_files_are_ingested_and_moved_never_twice(inbox, make, client, worker):
+    directory, settings, finance = inbox
+    alice, bob = make.user(), make.user()
+    a = make.account(alice, balance="20.00")
+    b = make.account(bob)
+    good = csv_bytes(f"{a},{b},5.00,USD,in-1", f"{a},{b},bad,USD,in-2")
+    (directory / "payroll.csv").write_bytes(good)
+    (directory / "wrong-header.csv").write_bytes(b"who,what\nx,y\n")
+    (directory / "upload.csv.part").write_bytes(good)  # still being written
+    (directory / ".hidden.csv").write_bytes(good)
+
+    assert scan_inbox(settings) == 2
+    assert sorted(p.name for p in (directory / "processed").iterdir()) == [
+        "payroll.csv",
+        "payroll.csv.batch.txt",
+    ]
+    assert sorted(p.name for p in (directory / "rejected").iterdir()) == [
+        "wrong-header.csv",
+        "wrong-header.csv.error.txt",
+    ]
+    assert "wrong column set" in (directory / "rejected" / "wrong-header.csv.error.txt").read_text()
+    assert (directory / "upload.csv.part").exists() and (directory / ".hidden.csv").exists()
+    assert list((directory / "processing").iterdir()) == []
+
+    [batch] = batches()
+    assert batch.source == "inbox" and batch.filename == "payroll.csv"
+    assert batch.created_by == finance.id
+    assert str(batch.id) in (directory / "processed" / "payroll.csv.batch.txt").read_text()
+    done = wait_batch(client, finance, batch.id)
+    assert done["counts"]["completed"] == 1 and done["counts"]["rejected"] == 1
+    assert balance(b) == "5.00"
+
+    # The same content dropped again is a duplicate: rejected with the first batch's id.
+    (directory / "payroll-again.csv").write_bytes(good)
+    assert scan_inbox(settings) == 1
+    reason = (directory / "rejected" / "payroll-again.csv.error.txt").read_text()
+    assert "conflict" in reason and str(batch.id) in reason
+    assert scan_inbox(settings) == 0
+    assert len(batches()) == 1
+    assert balance(b) == "5.00"
+
+
+def test_atomic_suffix_and_name_collisions(inbox, make):
+    directory, settings, finance = inbox
+    alice = make.user()
+    a = make.account(alice)
+    (directory / "run.atomic.csv").write_bytes(csv_bytes(f",{a},1.00,USD,x-1"))
+    scan_inbox(settings)
+    (directory / "run.atomic.csv").write_bytes(csv_bytes(f",{a},2.00,USD,x-2"))
+    scan_inbox(settings)
+    assert [b.mode for b in batches()] == ["atomic", "atomic"]
+    names = sorted(p.name for p in (directory / "processed").iterdir() if not p.name.endswith(".txt"))
+    assert names == ["run.atomic.csv", "run.atomic.csv.1"]
+
+
+def test_a_file_left_in_processing_by_a_crash_is_finished_once(inbox, make):
+    directory, settings, finance = inbox
+    alice = make.user()
+    a = make.account(alice)
+    content = csv_bytes(f",{a},1.00,USD,crash-1")
+    (directory / "processing").mkdir()
+    # Crash after the claim, before anything was recorded: it is ingested now.
+    (directory / "processing" / "claimed.csv").write_bytes(content)
+    assert scan_inbox(settings) == 1
+    assert len(batches()) == 1
+    # Crash after the batch was committed, before the move: it is only moved.
+    os.rename(directory / "processed" / "claimed.csv", directory / "processing" / "claimed.csv")
+    assert scan_inbox(settings) == 1
+    assert len(batches()) == 1
+    assert (directory / "processed" / "claimed.csv").exists()
+
+
+def test_files_wait_while_they_are_still_being_written_or_the_user_is_missing(inbox, make):
+    directory, settings, finance = inbox
+    alice = make.user()
+    a = make.account(alice)
+    (directory / "fresh.csv").write_bytes(csv_bytes(f",{a},1.00,USD,f-1"))
+    assert scan_inbox(settings.model_copy(update={"batch_inbox_settle_s": 60})) == 0
+    assert (directory / "fresh.csv").exists()
+    customer = make.user()
+    assert scan_inbox(settings.model_copy(update={"batch_inbox_user": customer.username})) == 0
+    assert scan_inbox(settings.model_copy(update={"batch_inbox_user": "nobody"})) == 0
+    assert (directory / "fresh.csv").exists()  # left for later, not dropped
+    time.sleep(0.01)
+    assert scan_inbox(settings) == 1
+    with unit_of_work() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Batch)) == 1
+
+
+def test_an_inbox_file_over_the_limit_is_rejected_with_the_reason(inbox, make):
+    directory, settings, finance = inbox
+    alice = make.user()
+    a = make.account(alice)
+    (directory / "big.csv").write_bytes(csv_bytes(*[f",{a},1.00,USD,b-{n}" for n in range(10)]))
+    assert scan_inbox(settings.model_copy(update={"batch_max_lines": 5})) == 1
+    assert "limit of 5 lines" in (directory / "rejected" / "big.csv.error.txt").read_text()
+    assert batches() == []
+
+
+def test_scheduler_runs_the_batch_ticks_and_the_inbox_only_when_configured(tmp_path):
+    from scheduler.main import build_scheduler
+
+    plain = {job.id for job in build_scheduler(get_settings()).get_jobs()}
+    assert {"release_batches", "sweep_batches"} <= plain
+    assert "batch_inbox" not in plain
+    with_inbox = get_settings().model_copy(update={"batch_inbox_dir": str(tmp_path)})
+    assert "batch_inbox" in {job.id for job in build_scheduler(with_inbox).get_jobs()}

@@ -1,0 +1,231 @@
+"""The chunk actor: redelivery, concurrency with single operations, lost messages,
+dead letters, and the single-transfer sweeper leaving batch lines alone."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, text, update
+
+from db import batch_posting
+from db.models import Batch, LedgerEntry, Transaction
+from db.repositories import transactions as transactions_repo
+from db.session import unit_of_work
+from tests.batch_helpers import assert_counts_add_up, csv_bytes, upload, wait_batch
+from tests.fixtures import balance
+from workers import batches as batch_actors
+
+
+def batch_row(batch_id) -> Batch:
+    with unit_of_work() as uow:
+        batch = uow.session.get(Batch, uuid.UUID(str(batch_id)))
+        uow.session.expunge(batch)
+        return batch
+
+
+def entries() -> int:
+    with unit_of_work() as uow:
+        return uow.session.scalar(select(func.count()).select_from(LedgerEntry))
+
+
+def submitted(client, make, lines: int = 5, **form):
+    """A batch recorded by the API with no worker running: its chunk message waits in Redis."""
+    finance, alice, bob = make.user("finance"), make.user(), make.user()
+    a = make.account(alice, balance="100.00")
+    b = make.account(bob)
+    content = csv_bytes(*[f"{a},{b},1.00,USD,c-{n}" for n in range(lines)])
+    batch = upload(client, finance, content, **form).json
+    return finance, a, b, batch
+
+
+def test_redelivered_chunk_message_does_not_apply_twice(client, make):
+    finance, a, b, batch = submitted(client, make)
+    assert batch["status"] == "processing"
+    before = entries()
+    batch_actors.apply_chunk(batch["id"], 0)  # first delivery
+    assert balance(a) == "95.00" and balance(b) == "5.00"
+    assert entries() == before + 10
+    batch_actors.apply_chunk(batch["id"], 0)  # the same message again
+    assert balance(a) == "95.00" and balance(b) == "5.00"
+    assert entries() == before + 10
+    row = batch_row(batch["id"])
+    assert row.status == "completed"
+    assert row.completed_count == 5
+
+    # Even with the batch's cursor wound back (as if the first delivery's bookkeeping
+    # were lost), every line is locked, found no longer pending, and skipped.
+    with unit_of_work() as uow:
+        uow.session.execute(
+            update(Batch).where(Batch.id == uuid.UUID(batch["id"])).values(status="processing", next_line=0)
+        )
+    with unit_of_work() as uow:
+        outcome = batch_posting.apply_chunk(uow.session, uuid.UUID(batch["id"]), 0, chunk_size=100)
+    assert (outcome.completed, outcome.failed, outcome.skipped) == (0, 0, 5)
+    assert balance(a) == "95.00" and entries() == before + 10
+
+
+def test_redelivery_through_the_real_broker_applies_once(client, make, worker):
+    finance, a, b, batch = submitted(client, make)
+    for _ in range(3):  # the API's message plus two duplicates
+        batch_actors.apply_chunk.send(batch_id=batch["id"], start_line=0)
+    done = wait_batch(client, finance, batch["id"])
+    assert done["status"] == "completed"
+    assert balance(a) == "95.00" and balance(b) == "5.00"
+    assert_counts_add_up(done)
+
+
+def test_lines_no_longer_pending_are_skipped(client, make):
+    """Each line's transaction row is locked and decided only while pending: a line
+    cancelled on its own (or decided by an earlier delivery) is left as it is."""
+    finance, a, b, batch = submitted(client, make, lines=3)
+    with unit_of_work() as uow:
+        second = uow.session.scalar(
+            select(Transaction.id).where(
+                Transaction.batch_id == uuid.UUID(batch["id"]), Transaction.batch_line == 3
+            )
+        )
+        uow.session.execute(update(Transaction).where(Transaction.id == second).values(status="cancelled"))
+    with unit_of_work() as uow:
+        outcome = batch_posting.apply_chunk(uow.session, uuid.UUID(batch["id"]), 0, chunk_size=100)
+    assert (outcome.completed, outcome.skipped) == (2, 1)
+    row = batch_row(batch["id"])
+    assert (row.completed_count, row.cancelled_count, row.pending_count) == (2, 1, 0)
+    assert row.status == "completed_with_errors"
+    assert balance(b) == "2.00"
+
+
+def test_chunks_follow_each_other_in_file_order(client, make, worker):
+    """Line 2 funds bob; later chunks spend it: deciding in file order makes them pass."""
+    finance, alice, bob, carol = make.user("finance"), make.user(), make.user(), make.user()
+    a = make.account(alice, balance="10.00")
+    b, c = make.account(bob), make.account(carol)
+    lines = [f"{a},{b},10.00,USD,fund"] + [f"{b},{c},1.00,USD,spend-{n}" for n in range(10)]
+    from api import create_app
+    from db.config import get_settings
+
+    app = create_app(get_settings().model_copy(update={"batch_chunk_size": 3}))
+    batch = upload(app.test_client(), finance, csv_bytes(*lines)).json
+    done = wait_batch(client, finance, batch["id"])
+    assert done["status"] == "completed", done
+    assert balance(c) == "10.00" and balance(b) == "0.00"
+
+
+def test_a_lost_chunk_message_is_resent_by_the_batch_sweeper(client, make):
+    finance, a, b, batch = submitted(client, make)
+    from tests.fixtures import flush_namespace
+
+    flush_namespace()  # Redis lost the message
+    with unit_of_work() as uow:
+        uow.session.execute(
+            text("UPDATE batches SET updated_at = now() - interval '1 hour' WHERE id = :id"),
+            {"id": batch["id"]},
+        )
+    assert batch_actors.sweep_stalled() == 1
+    assert batch_actors.sweep_stalled() == 0  # touched: not re-sent every tick
+    from dramatiq import Worker
+
+    from workers import broker
+
+    worker = Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        done = wait_batch(client, finance, batch["id"])
+    finally:
+        worker.stop(timeout=10_000)
+    assert done["status"] == "completed"
+    assert balance(b) == "5.00"
+
+
+def test_single_transfer_sweeper_and_release_leave_batch_lines_alone(client, make):
+    finance, a, b, batch = submitted(client, make)
+    with unit_of_work() as uow:
+        uow.session.execute(
+            text("UPDATE transactions SET updated_at = now() - interval '1 hour' WHERE batch_id = :id"),
+            {"id": batch["id"]},
+        )
+        stale = transactions_repo.claim_stale_pending(
+            uow.session, stale_after_s=1, min_backoff_s=0.05, max_backoff_s=0.2, limit=100
+        )
+    assert stale == []
+
+
+def test_dead_lettered_chunk_marks_its_lines_and_ends_the_batch(client, make):
+    finance, a, b, batch = submitted(client, make, lines=4)
+    batch_actors.record_chunk_dead_letter(
+        {"batch_id": batch["id"], "start_line": 0}, "OperationalError: down"
+    )
+    row = batch_row(batch["id"])
+    assert row.status == "failed"
+    assert row.failure_code == "dead_lettered"
+    assert row.dead_lettered_count == 4 and row.pending_count == 0
+    assert row.total_items == 4
+    assert balance(a) == "100.00"
+    batch_actors.apply_chunk(batch["id"], 0)  # a late delivery changes nothing
+    assert balance(a) == "100.00"
+
+
+def test_counts_follow_a_single_cancel_of_a_batch_line(client, make):
+    """The counters are kept by the database, whichever code path changes a line."""
+    finance, a, b, batch = submitted(client, make, lines=2)
+    with unit_of_work() as uow:
+        uow.session.execute(
+            text("UPDATE transactions SET status = 'cancelled' WHERE batch_id = :id AND batch_line = 2"),
+            {"id": batch["id"]},
+        )
+    body = client.get(f"/api/v1/batches/{batch['id']}", headers=finance.headers).json
+    assert body["counts"]["cancelled"] == 1 and body["counts"]["pending"] == 1
+    assert_counts_add_up(body)
+
+
+def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
+    """An ingest holds KEY SHARE on every account its uncommitted lines reference (the
+    FK check) for as long as it runs; appliers lock with FOR NO KEY UPDATE, which does
+    not wait for it."""
+    from db.config import get_settings
+    from db.ledger import apply_transaction
+    from db.repositories import batch_lines as lines_repo
+    from db.services.transactions import MoneyMovement, submit
+    from db.session import session_factory
+
+    finance, alice = make.user("finance"), make.user()
+    a = make.account(alice, balance="5.00")
+    with session_factory()() as ingest:
+        ingest.execute(text("SELECT 1 FROM accounts WHERE id = :id FOR KEY SHARE"), {"id": str(a)})
+        with unit_of_work() as uow:
+            uow.session.execute(text("SET LOCAL lock_timeout = '1s'"))
+            tx = submit(
+                uow.session,
+                finance.principal,
+                MoneyMovement(type="debit", amount="1.00", currency="USD", account_id=a),
+                idempotency_key=None,
+                settings=get_settings(),
+            ).transaction
+            assert apply_transaction(uow.session, tx.id).status == "completed"
+            assert a in lines_repo.lock_accounts(uow.session, [a])
+        ingest.rollback()
+    assert balance(a) == "4.00"
+
+
+def test_a_cancelled_upload_whose_message_was_lost_still_gets_its_report(make):
+    from api import create_app
+    from db.config import get_settings
+    from tests.fixtures import flush_namespace
+
+    client = create_app(get_settings().model_copy(update={"batch_sync_ingest_max_lines": 1})).test_client()
+    finance, alice = make.user("finance"), make.user()
+    a = make.account(alice)
+    batch = upload(client, finance, csv_bytes(f",{a},1.00,USD,l-1", f",{a},2.00,USD,l-2")).json
+    assert batch["status"] == "received"
+    flush_namespace()  # the ingest message is lost
+    assert client.post(f"/api/v1/batches/{batch['id']}/cancel", headers=finance.headers).status_code == 200
+    with unit_of_work() as uow:
+        uow.session.execute(
+            text("UPDATE batches SET updated_at = now() - interval '1 hour' WHERE id = :id"),
+            {"id": batch["id"]},
+        )
+    assert batch_actors.sweep_stalled() == 1
+    batch_actors.ingest(batch["id"])  # what the re-sent message does
+    row = batch_row(batch["id"])
+    assert (row.status, row.total_items, row.cancelled_count) == ("cancelled", 2, 2)
+    assert batch_actors.sweep_stalled() == 0
+    assert balance(a) == "0.00"
