@@ -29,12 +29,15 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
+from db import limits as limits_rules
+from db.config import get_settings
 from db.ledger import LedgerCorrupted, decide
 from db.logs import get_logger
 from db.models import Batch
 from db.repositories import audit
 from db.repositories import batch_lines as lines_repo
 from db.repositories import batches as batches_repo
+from db.repositories import transactions as transactions_repo
 
 log = get_logger(__name__)
 
@@ -53,18 +56,36 @@ class ChunkOutcome:
 
 
 class _Book:
-    """Balances of the locked accounts as the chunk moves money, in memory."""
+    """Balances of the locked accounts as the chunk moves money, in memory, and what each
+    limited source account has sent so far (read once under its row lock, then counted
+    up as lines complete), so batch lines obey the same outgoing limits as transfers."""
 
-    def __init__(self, locked: dict[uuid.UUID, tuple[Any, Any]]) -> None:
+    def __init__(self, session: Session, locked: dict[uuid.UUID, tuple[Any, Any]]) -> None:
+        self.session = session
         self.locked = locked
         self.touched: set[uuid.UUID] = set()
+        self._limits: dict[uuid.UUID, tuple[limits_rules.Limits, limits_rules.Usage]] = {}
+
+    def _limits_of(self, item: Any, account: Any) -> tuple[limits_rules.Limits, limits_rules.Usage]:
+        if not limits_rules.applies(item.type, account):
+            return limits_rules.NO_LIMITS, limits_rules.Usage()
+        if account.id not in self._limits:
+            limits = limits_rules.effective(account, get_settings())
+            usage = (
+                transactions_repo.outgoing_usage(self.session, account.id, include_pending=False)
+                if limits.needs_usage
+                else limits_rules.Usage()
+            )
+            self._limits[account.id] = (limits, usage)
+        return self._limits[account.id]
 
     def decide(self, item: Any, entries: list[tuple[Any, ...]]):
         try:
             source, target = self.locked[item.from_account_id], self.locked[item.to_account_id]
         except KeyError as missing:
             raise LedgerCorrupted(f"transaction {item.id}: account {missing} has no balance row") from None
-        decision = decide(item, source, target)
+        limits, usage = self._limits_of(item, source[0])
+        decision = decide(item, source, target, limits, usage)
         if decision.status == "completed":
             amount = item.amount_minor
             source[1].balance_minor -= amount
@@ -72,6 +93,11 @@ class _Book:
             entries.append((item.id, source[0].id, -amount, item.currency, source[1].balance_minor))
             entries.append((item.id, target[0].id, amount, item.currency, target[1].balance_minor))
             self.touched.update((source[0].id, target[0].id))
+            if source[0].id in self._limits:
+                self._limits[source[0].id] = (
+                    limits,
+                    limits_rules.Usage(usage.daily_outgoing_minor + amount, usage.minute_outgoing_count + 1),
+                )
         return decision
 
     def balances(self) -> dict[uuid.UUID, int]:
@@ -95,7 +121,7 @@ def apply_chunk(session: Session, batch_id: uuid.UUID, start_line: int, *, chunk
 
     next_line = start_line + chunk_size
     items = lines_repo.lock_items(session, batch.id, lines=(start_line, next_line))
-    book = _Book(lines_repo.lock_accounts(session, _accounts_of(items)))
+    book = _Book(session, lines_repo.lock_accounts(session, _accounts_of(items)))
     entries: list[tuple[Any, ...]] = []
     decisions: list[tuple[uuid.UUID, str, str | None, str | None]] = []
     skipped = 0
@@ -188,7 +214,7 @@ def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
         return _fail_atomic(session, batch, blocker.line_no, None, f"the line is {blocker.status}")
 
     # 2. Lock the accounts once, then decide and write block by block under a savepoint.
-    book = _Book(lines_repo.lock_accounts(session, accounts))
+    book = _Book(session, lines_repo.lock_accounts(session, accounts))
     savepoint = session.begin_nested()
     completed = 0
     for window in windows:
