@@ -60,3 +60,36 @@ def test_verify_passes_on_a_sound_ledger_and_names_a_corrupted_balance(client, m
     assert f"account {b}: balance 50.01 but entries sum to 50.00" in report, report
     # And the per-currency zero-sum invariant breaks with it.
     assert "currency USD: balances sum to 0.01, not 0" in report, report
+
+
+def test_rebuild_balances_repairs_a_corrupted_balance_from_the_entries(make, tmp_path):
+    alice = make.user()
+    a = make.account(alice, balance="50.00")
+    with get_engine().begin() as connection:
+        connection.execute(
+            text("UPDATE balances SET balance_minor = balance_minor + 7 WHERE account_id = :id"), {"id": a}
+        )
+    env = {**os.environ, "LOG_FORMAT": "json"}
+
+    dry = subprocess.run(
+        [LEDGERQ, "rebuild-balances", "--dry-run"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dry.returncode == 0 and f"account {a}: 50.07 -> 50.00 USD" in dry.stdout
+    assert run_verify(tmp_path).returncode == 1  # the dry run changed nothing
+
+    fixed = subprocess.run(
+        [LEDGERQ, "rebuild-balances"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert fixed.returncode == 0 and "corrected 1 balance(s)" in fixed.stdout
+    assert run_verify(tmp_path).returncode == 0
+    with get_engine().begin() as connection:
+        audited = connection.execute(
+            text("SELECT count(*) FROM audit_logs WHERE action = 'balance.rebuilt' AND entity_id = :id"),
+            {"id": str(a)},
+        ).scalar_one()
+    assert audited == 1

@@ -107,6 +107,27 @@ def verify() -> None:
     click.echo("ledger OK: every invariant holds")
 
 
+@main.command("rebuild-balances")
+@click.option("--dry-run", is_flag=True, help="only report what would change")
+def rebuild_balances(dry_run: bool) -> None:
+    """Recompute every balance from the ledger entries (replay) and report corrections."""
+    from db.money import format_minor
+    from db.rebuild import rebuild_balances as rebuild
+    from db.session import unit_of_work
+
+    with unit_of_work() as uow:
+        corrections = rebuild(uow.session, apply=not dry_run)
+        if dry_run:
+            uow.rollback()
+    for fix in corrections:
+        click.echo(
+            f"account {fix.account_id}: {format_minor(fix.was_minor, fix.currency)} -> "
+            f"{format_minor(fix.now_minor, fix.currency)} {fix.currency}"
+        )
+    verb = "would correct" if dry_run else "corrected"
+    click.echo(f"{verb} {len(corrections)} balance(s); every other balance matches its entries")
+
+
 from api.cli import batch as _batch  # noqa: E402,F401  (registers `batch`)
 from api.cli import dlq as _dlq  # noqa: E402,F401  (registers `dlq`)
 from api.cli import up as _up  # noqa: E402,F401  (registers `up`)

@@ -70,3 +70,23 @@ def test_second_system_account_for_a_currency_is_refused(make):
             "INSERT INTO accounts (id, currency, kind, status, name) "
             "VALUES (gen_random_uuid(), 'EUR', 'system', 'active', 'x')"
         )
+
+
+def test_code_passes_mypy():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--ignore-missing-imports",
+            "api",
+            "workers",
+            "scheduler",
+            "db",
+            "migrations",
+        ],
+        cwd=MIGRATIONS_DIR.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
