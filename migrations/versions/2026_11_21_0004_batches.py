@@ -1,6 +1,6 @@
 """batches: finance bulk files, their lines, counters kept by a trigger
 
-Revision ID: 0005
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-21 22:12:49.463517
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0005"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """schedules: standing orders, and the run key on transactions
 
-Revision ID: 0004
-Revises: 0005
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-21 21:54:04.651284
 
 - `schedules`: standing orders (transfer template + cron or interval recurrence) and
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0005"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
