@@ -55,6 +55,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from api.accounts.routes import blp as accounts
+    from api.audit_logs.routes import blp as audit_logs
     from api.auth.routes import blp as auth
     from api.balances.routes import blp as balances
     from api.batches.routes import blp as batches
@@ -76,6 +77,7 @@ def register_blueprints(app: Flask) -> None:
         schedules,
         dead_letters,
         queues,
+        audit_logs,
     ):
         api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
     app.register_blueprint(ops)

@@ -7,16 +7,38 @@ from datetime import UTC, datetime
 from flask import jsonify
 from flask.views import MethodView
 
-from api.balances.schemas import BalancePageSchema, BalanceSchema, CurrentArgsSchema
+from api.balances.schemas import (
+    AtTimeArgsSchema,
+    AtTimeBalanceSchema,
+    BalancePageSchema,
+    BalanceSchema,
+    CurrentArgsSchema,
+    HistoricalArgsSchema,
+    HistoricalPageSchema,
+)
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session
 from api.extensions.paging import capped_limit
 from db.repositories import accounts as accounts_repo
+from db.repositories import ledger as ledger_repo
 from db.repositories.pagination import decode_cursor, page
 from db.services import accounts
 
 blp = Blueprint("balances", __name__, url_prefix="/balances", description="Balances")
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoricalPoint:
+    entry: object
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AtTimeBalance:
+    account: object
+    at: datetime
+    balance_minor: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,3 +84,42 @@ class CurrentBalance(MethodView):
                 {"items": _snapshots(accounts.views(session, rows)), "next_cursor": next_cursor}
             )
         )
+
+
+@blp.route("/historical")
+class HistoricalBalance(MethodView):
+    @blp.login_required()
+    @blp.arguments(HistoricalArgsSchema, location="query")
+    @blp.response(200, HistoricalPageSchema)
+    @blp.documents_errors(404, 422)
+    def get(self, args):
+        """The balance after each ledger entry of the account with `from <= created_at <= to`
+        (both optional, inclusive), oldest first, cursor-paginated."""
+        session = get_session()
+        account = accounts.visible_account(session, current_principal(), args["account_id"])
+        limit = capped_limit(args["limit"])
+        rows = ledger_repo.balance_history(
+            session,
+            account.id,
+            since=args["from_"],
+            until=args["to"],
+            after_id=decode_cursor(args["cursor"], int),
+            limit=limit,
+        )
+        rows, next_cursor = page(rows, limit, lambda entry: entry.id)
+        return {"items": [HistoricalPoint(e, account.currency) for e in rows], "next_cursor": next_cursor}
+
+
+@blp.route("/at-time")
+class BalanceAtTime(MethodView):
+    @blp.login_required()
+    @blp.arguments(AtTimeArgsSchema, location="query")
+    @blp.response(200, AtTimeBalanceSchema)
+    @blp.documents_errors(404, 422)
+    def get(self, args):
+        """The balance as of an instant: after the last entry created at or before `at`
+        (0 before the first entry)."""
+        session = get_session()
+        account = accounts.visible_account(session, current_principal(), args["account_id"])
+        at = args["at"] or datetime.now(UTC)
+        return AtTimeBalance(account, at, ledger_repo.balance_at(session, account.id, at))

@@ -45,6 +45,8 @@ ID_BUILDERS: dict[str, Callable[[Party], object]] = {
     "message_id": lambda party: uuid.uuid4(),
     # Batches are finance/admin only: a customer is refused (403) whatever the id.
     "batch_id": lambda party: uuid.uuid4(),
+    # The audit log is admin-only: a customer is refused (403) whatever the entity.
+    "entity_id": lambda party: uuid.uuid4(),
 }
 # Query filters whose resources do not exist on this code base yet. The moment such a
 # resource gets an endpoint of its own, the test below insists on a real builder.
