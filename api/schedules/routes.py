@@ -16,6 +16,7 @@ from api.schedules.schemas import (
     SchedulePageSchema,
     ScheduleSchema,
 )
+from api.transactions.routes import with_reversed_by
 from api.transactions.schemas import TransactionPageSchema
 from db.repositories import schedules as schedules_repo
 from db.repositories.pagination import decode_cursor, page
@@ -137,4 +138,5 @@ class ScheduleRuns(MethodView):
             session, schedule.id, before_seq=decode_cursor(args["cursor"], int), limit=limit
         )
         rows, next_cursor = page(rows, limit, lambda tx: tx.seq)
+        with_reversed_by(session, rows)
         return {"items": rows, "next_cursor": next_cursor}

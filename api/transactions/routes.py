@@ -27,7 +27,7 @@ from db.models import FINAL_STATUSES, Transaction
 from db.repositories import transactions as transactions_repo
 from db.repositories.pagination import decode_cursor, page
 from db.services import accounts
-from db.services.transactions import MoneyMovement, cancel, submit
+from db.services.transactions import MoneyMovement, Submitted, cancel, reverse, submit
 
 blp = Blueprint(
     "transactions", __name__, url_prefix="/transactions", description="Money movement (asynchronous)"
@@ -59,8 +59,6 @@ def _idempotency_key() -> str | None:
 
 def _accept(movement: MoneyMovement):
     """Record the request durably, then (after commit) enqueue it: the 202 promise."""
-    from workers.transactions import apply_transaction
-
     uow = get_uow()
     result = submit(
         uow.session,
@@ -70,9 +68,17 @@ def _accept(movement: MoneyMovement):
         settings=current_app.config["LEDGERQ_SETTINGS"],
         request_id=g.request_id,
     )
+    return _enqueue_and_commit(result)
+
+
+def _enqueue_and_commit(result: Submitted):
+    from workers.transactions import apply_transaction
+
+    uow = get_uow()
     tx = result.transaction
     if not result.replayed and tx.status == "pending":
         uow.enqueue(apply_transaction, transaction_id=str(tx.id))
+    with_reversed_by(uow.session, [tx])  # a replayed original may have been reversed since
     uow.commit()
     headers = {"Location": f"/api/v1/transactions/{tx.id}"}
     if result.replayed:
@@ -146,6 +152,7 @@ class History(MethodView):
             limit=limit,
         )
         rows, next_cursor = page(rows, limit, lambda tx: tx.seq)
+        with_reversed_by(session, rows)
         return {"items": rows, "next_cursor": next_cursor}
 
 
@@ -168,7 +175,7 @@ class TransactionById(MethodView):
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
             interval = min(interval * 2, 0.5)
             session.refresh(tx)
-        return tx
+        return with_reversed_by(session, [tx])[0]
 
 
 @blp.route("/<uuid:transaction_id>/cancel")
@@ -187,6 +194,54 @@ class CancelTransaction(MethodView):
         tx = cancel(uow.session, current_principal(), transaction_id, request_id=g.request_id)
         uow.commit()
         return tx
+
+
+@blp.route("/<uuid:transaction_id>/reverse")
+class ReverseTransaction(MethodView):
+    @blp.login_required("finance", "admin")
+    @blp.doc(**_IDEMPOTENCY_DOC)
+    @blp.response(202, TransactionSchema)
+    @blp.documents_errors(
+        404,
+        409,
+        422,
+        503,
+        codes={
+            409: "`conflict`: the transaction is not `completed`, was already reversed, is itself "
+            "a reversal, or is being processed right now",
+            422: "`account_inactive` (an account of the original is frozen or closed), "
+            "`insufficient_funds` (the original recipient no longer holds the amount), "
+            "`idempotency_key_reused`, `validation_error` (Idempotency-Key format)",
+        },
+    )
+    def post(self, transaction_id):
+        """Move a `completed` transaction's money back (finance/admin): 202 with a new `pending`
+        `reversal` (from the original's `to_account_id` to its `from_account_id`, same amount,
+        `reverses` = the original's id), applied by the worker like any transaction.
+
+        The original stays `completed` and shows `reversed_by`. A transaction is reversed at
+        most once; a reversal cannot be reversed. The worker applies the transfer rules except
+        the outgoing limits: the reversal fails `insufficient_funds` if the recipient no longer
+        holds the money (checked at request time as well, 422) and `account_inactive` if an
+        account was frozen meanwhile. A failed reversal still counts as the one reversal."""
+        uow = get_uow()
+        result = reverse(
+            uow.session,
+            current_principal(),
+            transaction_id,
+            idempotency_key=_idempotency_key(),
+            request_id=g.request_id,
+        )
+        return _enqueue_and_commit(result)
+
+
+def with_reversed_by(session, txs: list[Transaction]) -> list[Transaction]:
+    """Set `reversed_by` (the id of the transaction's reversal, or None) on each of `txs`
+    for TransactionSchema: one query for the whole list."""
+    found = transactions_repo.reversed_by(session, [tx.id for tx in txs])
+    for tx in txs:
+        setattr(tx, "reversed_by", found.get(tx.id))  # noqa: B010 - not a column; mypy-clean
+    return txs
 
 
 def visible_transaction(session, transaction_id) -> Transaction:

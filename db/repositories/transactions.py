@@ -25,6 +25,22 @@ def get_for_update(session: Session, transaction_id: uuid.UUID) -> Transaction |
     ).one_or_none()
 
 
+def reversal_of(session: Session, transaction_id: uuid.UUID) -> Transaction | None:
+    """The reversal of `transaction_id` (whatever its status), if one was requested."""
+    return session.scalars(select(Transaction).where(Transaction.reverses == transaction_id)).one_or_none()
+
+
+def reversed_by(session: Session, transaction_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """original id -> its reversal's id, for those of `transaction_ids` that have one:
+    one query for a whole page (the unique index on `reverses` serves it)."""
+    if not transaction_ids:
+        return {}
+    rows = session.execute(
+        select(Transaction.reverses, Transaction.id).where(Transaction.reverses.in_(transaction_ids))
+    ).all()
+    return {original: reversal for original, reversal in rows if original is not None}
+
+
 def insert_idempotent(session: Session, values: dict[str, Any]) -> uuid.UUID | None:
     """Insert a transaction; None if (created_by, idempotency_key) already exists.
 

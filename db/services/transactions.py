@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from db import limits as limits_rules
 from db.config import Settings
 from db.errors import Conflict, Forbidden, IdempotencyKeyReused, NotFound, RuleViolation, ValidationFailed
 from db.models import Account, Transaction
-from db.money import AmountError, parse_amount
+from db.money import AmountError, format_minor, parse_amount
 from db.principal import Principal
 from db.repositories import accounts as accounts_repo
 from db.repositories import audit
@@ -33,7 +33,7 @@ from db.services.accounts import require_known_currency
 class MoneyMovement:
     """A validated client request, before it becomes a row."""
 
-    type: str  # transfer | credit | debit
+    type: str  # transfer | credit | debit | reversal
     amount: str
     currency: str
     from_account_id: uuid.UUID | None = None
@@ -42,11 +42,14 @@ class MoneyMovement:
     reference: str | None = None
     scheduled_for: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    reverses: uuid.UUID | None = None  # reversal: the transaction it moves back
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request: what makes a retry a replay."""
+        extra = {"reverses": str(self.reverses)} if self.reverses else {}  # old hashes unchanged
         canonical = json.dumps(
             {
+                **extra,
                 "type": self.type,
                 "amount": self.amount,
                 "currency": self.currency,
@@ -296,6 +299,161 @@ def cancel(
     )
     session.flush()
     return locked
+
+
+def reverse(
+    session: Session,
+    principal: Principal,
+    transaction_id: uuid.UUID,
+    *,
+    idempotency_key: str | None,
+    request_id: str | None = None,
+) -> Submitted:
+    """Record a `pending` reversal of a `completed` transaction (finance/admin).
+
+    The reversal moves the same amount back (from the original's recipient to its
+    sender) and goes through the worker like any transaction: `db.ledger.decide` applies
+    the transfer rules (accounts active, currencies, funds within the overdraft) but no
+    outgoing limits (an operator's correction; `db.limits.LIMITED_TYPES`). So a
+    recipient who already spent the money makes the reversal `failed`
+    `insufficient_funds`: finance reverses only money that is still there, and we check
+    it here first (a fast 422 that does not use up the one reversal a transaction gets).
+
+    Decided under the original's row lock: concurrent reversals of one transaction
+    serialize, and the UNIQUE constraint on `reverses` is the backstop (409). A reversal
+    itself cannot be reversed (409): to redo the original, make a new transaction.
+    """
+    if not principal.sees_everything:
+        raise Forbidden("only finance or admin may reverse transactions")
+    original = transactions_repo.get(session, transaction_id)
+    if original is None:
+        raise NotFound("transaction not found")
+    request = MoneyMovement(
+        type="reversal",
+        amount=format_minor(original.amount_minor, original.currency),
+        currency=original.currency,
+        from_account_id=original.to_account_id,
+        to_account_id=original.from_account_id,
+        reverses=original.id,
+    )
+    fingerprint = request.fingerprint()
+    if idempotency_key:
+        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint)
+
+    original = _lock_or_conflict(session, transaction_id, "reversed")
+    if idempotency_key:
+        # A concurrent request with the same key held the lock before us and committed.
+        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint)
+    if original.type == "reversal":
+        raise Conflict(
+            "A reversal cannot be reversed; make a new transaction instead.",
+            {"transaction_id": str(original.id), "reverses": str(original.reverses)},
+        )
+    if original.status != "completed":
+        raise Conflict(
+            f"Only a completed transaction can be reversed; this one is {original.status}.",
+            {"transaction_id": str(original.id), "status": original.status},
+        )
+    _no_reversal_yet(session, original.id)
+
+    source = accounts_repo.get(session, original.to_account_id)
+    target = accounts_repo.get(session, original.from_account_id)
+    if source is None or target is None:
+        raise NotFound("account not found")  # rows are never deleted; defensive
+    _check_request_time_rules(request, source, target)
+    _check_funds(session, source, original.amount_minor)
+
+    values = {
+        "id": uuid.uuid4(),
+        "type": "reversal",
+        "status": "pending",
+        "from_account_id": source.id,
+        "to_account_id": target.id,
+        "amount_minor": original.amount_minor,
+        "currency": original.currency,
+        "created_by": principal.id,
+        "idempotency_key": idempotency_key,
+        "request_hash": fingerprint,
+        "request_id": request_id,
+        "reverses": original.id,
+    }
+    try:
+        with session.begin_nested():
+            new_id = transactions_repo.insert_idempotent(session, values)
+    except IntegrityError as exc:
+        if "uq_transactions_reverses" not in str(exc.orig):
+            raise
+        _no_reversal_yet(session, original.id)
+        raise Conflict(
+            "This transaction was already reversed.", {"transaction_id": str(original.id)}
+        ) from None
+    if new_id is None:
+        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key or "")
+        assert existing is not None
+        return _replay(existing, fingerprint)
+
+    audit.record(
+        session,
+        action="transaction.requested.reversal",
+        entity_type="transaction",
+        entity_id=new_id,
+        actor_id=principal.id,
+        data={
+            "reverses": str(original.id),
+            "amount_minor": original.amount_minor,
+            "currency": original.currency,
+        },
+        request_id=request_id,
+    )
+    session.flush()
+    tx = transactions_repo.get(session, new_id)
+    assert tx is not None
+    return Submitted(tx, replayed=False)
+
+
+def _lock_or_conflict(session: Session, transaction_id: uuid.UUID, verb: str) -> Transaction:
+    try:
+        locked = transactions_repo.get_for_update(session, transaction_id)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise Conflict(
+                f"The transaction is being processed right now and cannot be {verb}.",
+                {"transaction_id": str(transaction_id)},
+            ) from None
+        raise
+    assert locked is not None  # rows are never deleted
+    return locked
+
+
+def _no_reversal_yet(session: Session, transaction_id: uuid.UUID) -> None:
+    existing = transactions_repo.reversal_of(session, transaction_id)
+    if existing is not None:
+        raise Conflict(
+            "This transaction was already reversed; a transaction is reversed at most once.",
+            {"transaction_id": str(transaction_id), "reversed_by": str(existing.id)},
+        )
+
+
+def _check_funds(session: Session, source: Account, amount_minor: int) -> None:
+    """The worker's funds rule, as a request-time hint: current balance minus what is
+    already pending out of the account must cover the amount (down to the overdraft)."""
+    balance = accounts_repo.balance_of(session, source.id)
+    if balance is None or balance.allow_negative:
+        return
+    pending = accounts_repo.pending_outgoing(session, [source.id]).get(source.id, 0)
+    if balance.balance_minor - pending - amount_minor < -balance.overdraft_limit_minor:
+        raise RuleViolation(
+            f"account {source.id} no longer holds the {format_minor(amount_minor, source.currency)} to move back",
+            {
+                "account_id": str(source.id),
+                "available": format_minor(balance.balance_minor - pending, source.currency),
+            },
+            code="insufficient_funds",
+        )
 
 
 def _may_cancel(session: Session, principal: Principal, tx: Transaction) -> bool:
