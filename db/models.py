@@ -198,6 +198,15 @@ class Transaction(Base):
 
     __tablename__ = "transactions"
     __table_args__ = (
+        # At most one *effective* reversal per transaction: a reversal that failed
+        # (funds already spent, account frozen) or was cancelled moved nothing and must
+        # not block a later one.
+        Index(
+            "uq_transactions_reverses",
+            "reverses",
+            unique=True,
+            postgresql_where=text("reverses IS NOT NULL AND status NOT IN ('failed', 'cancelled')"),
+        ),
         CheckConstraint(_in("type", TRANSACTION_TYPES), name="type_valid"),
         CheckConstraint(_in("status", TRANSACTION_STATUSES), name="status_valid"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
@@ -263,7 +272,7 @@ class Transaction(Base):
     schedule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("schedules.id"), index=True)
     # The standing order's run time this transaction is (the idempotency key of a run).
     scheduled_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    reverses: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"), unique=True)
+    reverses: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()

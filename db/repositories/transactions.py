@@ -25,9 +25,16 @@ def get_for_update(session: Session, transaction_id: uuid.UUID) -> Transaction |
     ).one_or_none()
 
 
+_INEFFECTIVE = ("failed", "cancelled")  # reversals that moved nothing and block nothing
+
+
 def reversal_of(session: Session, transaction_id: uuid.UUID) -> Transaction | None:
-    """The reversal of `transaction_id` (whatever its status), if one was requested."""
-    return session.scalars(select(Transaction).where(Transaction.reverses == transaction_id)).one_or_none()
+    """The effective reversal of `transaction_id` (any status but failed/cancelled)."""
+    return session.scalars(
+        select(Transaction).where(
+            Transaction.reverses == transaction_id, Transaction.status.not_in(_INEFFECTIVE)
+        )
+    ).one_or_none()
 
 
 def reversed_by(session: Session, transaction_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
@@ -36,7 +43,9 @@ def reversed_by(session: Session, transaction_ids: list[uuid.UUID]) -> dict[uuid
     if not transaction_ids:
         return {}
     rows = session.execute(
-        select(Transaction.reverses, Transaction.id).where(Transaction.reverses.in_(transaction_ids))
+        select(Transaction.reverses, Transaction.id).where(
+            Transaction.reverses.in_(transaction_ids), Transaction.status.not_in(_INEFFECTIVE)
+        )
     ).all()
     return {original: reversal for original, reversal in rows if original is not None}
 

@@ -210,3 +210,30 @@ def test_frozen_accounts(client, make):
     assert client.post(f"/api/v1/accounts/{c}/freeze", headers=finance.headers).status_code == 200
     refused = _reverse(client, finance, other_id)
     assert refused.status_code == 422 and refused.json["error"]["code"] == "account_inactive"
+
+
+def test_a_failed_reversal_does_not_block_a_later_one(client, make):
+    """A reversal that failed moved nothing: once the money is back, finance can reverse
+    again, and `reversed_by` names the effective reversal, never the failed one."""
+    alice, bob, a, b, tx_id = _completed_transfer(client, make)
+    carol = make.user()
+    c = make.account(carol)
+    finance = make.user("finance")
+
+    first = _reverse(client, finance, tx_id).json["id"]
+    spend_id = _transfer(client, bob, b, c, "30.00")
+    assert _apply(spend_id) == "completed"
+    assert _apply(first) == "failed"
+    assert client.get(f"/api/v1/transactions/{tx_id}", headers=finance.headers).json["reversed_by"] is None
+
+    make.fund(b, "30.00")  # the money is there again
+    second = _reverse(client, finance, tx_id)
+    assert second.status_code == 202, second.json
+    assert _apply(second.json["id"]) == "completed"
+    assert (
+        client.get(f"/api/v1/transactions/{tx_id}", headers=finance.headers).json["reversed_by"]
+        == second.json["id"]
+    )
+    assert balance(a) == "100.00"
+    third = _reverse(client, finance, tx_id)  # the effective reversal still counts once
+    assert third.status_code == 409
