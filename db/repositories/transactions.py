@@ -126,7 +126,9 @@ def claim_stale_pending(
     """
     retry_wait = case(
         (Transaction.attempts == 0, literal(0.0)),
-        else_=func.least(literal(min_backoff_s) * func.power(2, Transaction.attempts - 1), max_backoff_s),
+        # Dramatiq's wait after the n-th failed attempt is min_backoff * 2**(n-1), jittered
+        # up to twice that (dramatiq.common.compute_backoff), capped near max_backoff.
+        else_=func.least(literal(min_backoff_s) * func.power(2, Transaction.attempts), max_backoff_s),
     )
     idle_for = func.extract("epoch", func.now() - Transaction.updated_at)
     ids = list(

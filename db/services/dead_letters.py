@@ -23,6 +23,11 @@ def reopen(session: Session, transaction_id: uuid.UUID, actor: Principal | None)
     tx = transactions_repo.get_for_update(session, transaction_id)
     if tx is None:
         raise NotFound("transaction not found")
+    if tx.batch_id is not None:
+        # A batch line belongs to its batch: applied alone it could move money for an
+        # atomic batch that reported nothing moved, and the single-transfer sweeper
+        # skips batch lines, so a lost retry message would leave it pending forever.
+        raise Conflict("this transaction is a batch line; it cannot be retried on its own")
     if tx.status == "dead_lettered":
         session.execute(
             update(Transaction).where(Transaction.id == tx.id).values(status="pending", attempts=0)

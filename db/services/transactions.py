@@ -459,6 +459,10 @@ def _check_funds(session: Session, source: Account, amount_minor: int) -> None:
 def _may_cancel(session: Session, principal: Principal, tx: Transaction) -> bool:
     if principal.sees_everything or tx.created_by == principal.id:
         return True
+    if tx.type in ("reversal", "credit"):
+        # Finance's decisions: the customer whose account they take money from (a
+        # reversal's source is the original recipient) must not be able to cancel them.
+        return False
     source = accounts_repo.get(session, tx.from_account_id)
     return source is not None and source.owner_id == principal.id
 

@@ -237,3 +237,15 @@ def test_a_failed_reversal_does_not_block_a_later_one(client, make):
     assert balance(a) == "100.00"
     third = _reverse(client, finance, tx_id)  # the effective reversal still counts once
     assert third.status_code == 409
+
+
+def test_the_recipient_cannot_cancel_the_reversal_that_takes_the_money_back(client, make):
+    alice, bob, a, b, tx_id = _completed_transfer(client, make)
+    finance = make.user("finance")
+    reversal_id = _reverse(client, finance, tx_id).json["id"]  # pending: no worker running
+
+    refused = client.post(f"/api/v1/transactions/{reversal_id}/cancel", headers=bob.headers)
+    assert refused.status_code == 404 and refused.json["error"]["code"] == "not_found"
+    assert transaction(reversal_id).status == "pending"
+    assert _apply(reversal_id) == "completed"
+    assert balance(b) == "0.00"

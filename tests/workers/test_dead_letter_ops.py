@@ -82,3 +82,27 @@ def test_unknown_dead_letter_is_404(client, make):
     admin = make.user("admin")
     assert client.post("/api/v1/admin/dead-letters/nope/retry", headers=admin.headers).status_code == 404
     assert client.delete("/api/v1/admin/dead-letters/nope", headers=admin.headers).status_code == 404
+
+
+def test_a_batch_line_cannot_be_retried_on_its_own(client, make):
+    """A dead-lettered batch line belongs to its batch (atomic batches move all or nothing,
+    and the single-transfer sweeper skips batch lines): retrying it alone is refused."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from db.session import get_engine
+    from tests.batch_helpers import csv_bytes, upload
+
+    admin, finance, alice = make.user("admin"), make.user("finance"), make.user()
+    a, b = make.account(alice, balance="50.00"), make.account(alice)
+    batch = upload(client, finance, csv_bytes(f"{a},{b},5.00,USD,line-1")).json
+    with get_engine().begin() as connection:
+        line_id = connection.execute(
+            text("UPDATE transactions SET status = 'dead_lettered' WHERE batch_id = :id RETURNING id"),
+            {"id": uuid.UUID(batch["id"])},
+        ).scalar_one()
+    refused = client.post(f"/api/v1/admin/dead-letters/{line_id}/retry", headers=admin.headers)
+    assert refused.status_code == 409 and refused.json["error"]["code"] == "conflict"
+    assert transaction(line_id).status == "dead_lettered"
+    assert balance(b) == "0.00"
