@@ -1,21 +1,13 @@
 """gunicorn settings for the `web` process (Procfile), from the one settings object."""
 
 import os
-import shutil
-import tempfile
-from pathlib import Path
+
+from db.metrics_dirs import fresh_multiprocess_dir
 
 # Every gunicorn worker is a process with its own counters: Prometheus' multiprocess
 # mode aggregates them so /metrics shows the whole web tier. Must be set before the
 # app (and prometheus_client) is imported in the workers.
-for _stale in Path(tempfile.gettempdir()).glob("ledgerq-web-metrics-*"):
-    _pid = _stale.name.rsplit("-", 1)[-1]
-    if _pid.isdigit() and not os.path.exists(f"/proc/{_pid}"):
-        shutil.rmtree(_stale, ignore_errors=True)
-_metrics_dir = Path(tempfile.gettempdir()) / f"ledgerq-web-metrics-{os.getpid()}"
-shutil.rmtree(_metrics_dir, ignore_errors=True)
-_metrics_dir.mkdir(parents=True)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_multiprocess_dir("ledgerq-web-metrics-"))
 
 from db.config import get_settings  # noqa: E402
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 import click
 
@@ -42,10 +39,9 @@ def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) 
     if settings.worker_metrics_port:
         # One multiprocess metrics directory per worker group, shared by Dramatiq's
         # exposition server and our own counters (workers/transactions.py).
-        _remove_dead_metrics_dirs("ledgerq-worker-metrics-")
-        metrics_dir = Path(tempfile.gettempdir()) / f"ledgerq-worker-metrics-{os.getpid()}"
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
+        from db.metrics_dirs import fresh_multiprocess_dir
+
+        metrics_dir = fresh_multiprocess_dir("ledgerq-worker-metrics-")
         os.environ.update(
             {
                 "LEDGERQ_WORKER_METRICS": "1",
@@ -70,17 +66,6 @@ def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) 
         argv += ["--queues", *queues]
     sys.stdout.flush()
     os.execv(sys.executable, argv)
-
-
-def _remove_dead_metrics_dirs(prefix: str) -> None:
-    """Multiprocess metrics directories are per process group (named by pid): remove
-    those whose group is gone, so restarts do not pile them up in the temp dir."""
-    import psutil
-
-    for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
-        pid = path.name.removeprefix(prefix)
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
 
 
 @main.command()
