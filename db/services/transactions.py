@@ -87,14 +87,7 @@ def submit(
         if existing is not None:
             return _replay(existing, fingerprint)
 
-    require_known_currency(request.currency)
-    try:
-        amount_minor = parse_amount(request.amount, request.currency, max_amount=settings.max_amount)
-    except AmountError as exc:
-        raise ValidationFailed.field("amount", str(exc)) from None
-
-    source, target = _resolve_accounts(session, principal, request)
-    _check_request_time_rules(request, source, target)
+    amount_minor, source, target = _validated(session, principal, request, settings)
 
     now = datetime.now(UTC)
     check_horizon(request.scheduled_for, now, settings, "scheduled_for")
@@ -233,11 +226,11 @@ def check_horizon(moment: datetime | None, now: datetime, settings: Settings, fi
         )
 
 
-def check_request(
-    session: Session, principal: Principal, request: MoneyMovement, *, settings: Settings
+def _validated(
+    session: Session, principal: Principal, request: MoneyMovement, settings: Settings
 ) -> tuple[int, Account, Account]:
-    """Every request-time rule of `submit`, recording nothing: standing orders validate
-    their transfer template with it. Returns (amount in minor units, source, target)."""
+    """Currency, amount, accounts and the request-time account rules, in that order:
+    (amount in minor units, source, target)."""
     require_known_currency(request.currency)
     try:
         amount_minor = parse_amount(request.amount, request.currency, max_amount=settings.max_amount)
@@ -245,6 +238,15 @@ def check_request(
         raise ValidationFailed.field("amount", str(exc)) from None
     source, target = _resolve_accounts(session, principal, request)
     _check_request_time_rules(request, source, target)
+    return amount_minor, source, target
+
+
+def check_request(
+    session: Session, principal: Principal, request: MoneyMovement, *, settings: Settings
+) -> tuple[int, Account, Account]:
+    """Every request-time rule of `submit`, recording nothing: standing orders validate
+    their transfer template with it. Returns (amount in minor units, source, target)."""
+    amount_minor, source, target = _validated(session, principal, request, settings)
     # Like a scheduled transfer: the per-transaction limit only (its days are in the future).
     check_limits(session, settings, request, amount_minor, source, scheduled=True)
     return amount_minor, source, target
