@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from db.config import Settings, get_settings
-from db.logs import configure_logging
+from db.core.config import Settings, get_settings
+from db.core.logs import configure_logging
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -2,14 +2,14 @@
 
 import os
 
-from db.metrics_dirs import fresh_multiprocess_dir
+from db.ops.metrics_dirs import fresh_multiprocess_dir
 
 # Every gunicorn worker is a process with its own counters: Prometheus' multiprocess
 # mode aggregates them so /metrics shows the whole web tier. Must be set before the
 # app (and prometheus_client) is imported in the workers.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_multiprocess_dir("ledgerq-web-metrics-"))
 
-from db.config import get_settings  # noqa: E402
+from db.core.config import get_settings  # noqa: E402
 
 _settings = get_settings()
 

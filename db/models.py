@@ -2,7 +2,7 @@
 for the schema (tests build their database by running them); `alembic check` in CI keeps
 these models and the migrations from drifting apart.
 
-Amounts are BIGINT minor units (see `db.money`). Relationships are `lazy="raise"`:
+Amounts are BIGINT minor units (see `db.core.money`). Relationships are `lazy="raise"`:
 every load is explicit, in a repository.
 """
 
@@ -139,7 +139,7 @@ class Account(Base):
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
         # A user account has an owner; a system account has none.
         CheckConstraint("(kind = 'system') = (owner_id IS NULL)", name="owner_matches_kind"),
-        # Per-account limit overrides (NULL = the configured default); see db.limits.
+        # Per-account limit overrides (NULL = the configured default); see db.ledger.limits.
         CheckConstraint(
             "max_per_transaction_minor IS NULL OR max_per_transaction_minor > 0",
             name="max_per_transaction_positive",

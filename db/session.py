@@ -17,8 +17,8 @@ from prometheus_client import Counter
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.config import Settings, get_settings
-from db.logs import get_logger
+from db.core.config import Settings, get_settings
+from db.core.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from db.config import get_settings
+from db.core.config import get_settings
 from db.models import Base
 
 config = context.config

@@ -32,14 +32,14 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from db.batch_format import FileRejected
-from db.config import Settings
-from db.errors import DomainError
-from db.logs import get_logger
-from db.principal import Principal
-from db.repositories import batches as batches_repo
-from db.repositories import users as users_repo
-from db.services import batches as batches_service
+from db.auth import repository as users_repo
+from db.batches import repository as batches_repo
+from db.batches import service as batches_service
+from db.batches.format import FileRejected
+from db.core.config import Settings
+from db.core.errors import DomainError
+from db.core.logs import get_logger
+from db.core.principal import Principal
 from db.session import get_engine, unit_of_work
 
 log = get_logger(__name__)

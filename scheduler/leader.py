@@ -19,7 +19,7 @@ from sqlalchemy import Connection, create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from db.logs import get_logger
+from db.core.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -9,7 +9,7 @@ APScheduler 3.x has no coordination between processes, so:
 - no state lives in APScheduler (memory job store): what is due is in PostgreSQL
   (`transactions.scheduled_for`, `schedules.next_run_at`), so a restart or a new leader
   loses nothing and repeats nothing. Missed standing-order runs follow each schedule's
-  `misfire_policy` (db/recurrence.py), not APScheduler's misfire handling.
+  `misfire_policy` (db/schedules/recurrence.py), not APScheduler's misfire handling.
 
 Job defaults, set deliberately for ticks:
 - `coalesce=True`: a backlog of missed ticks (the process was paused, a GC stall, a
@@ -27,8 +27,8 @@ import threading
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, BaseScheduler
 
-from db.config import Settings
-from db.logs import get_logger
+from db.core.config import Settings
+from db.core.logs import get_logger
 from scheduler import metrics
 from scheduler.leader import LeaderLock
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Gauge, start_http_server
 
-from db.logs import get_logger
+from db.core.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -7,7 +7,7 @@ import os
 
 from tests import infra
 
-# Before anything imports db.config (settings are read once per process).
+# Before anything imports db.core.config (settings are read once per process).
 os.environ.update(infra.provision())
 os.environ.update(
     {
@@ -33,7 +33,7 @@ os.environ.update(
 import pytest  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from db.config import get_settings  # noqa: E402
+from db.core.config import get_settings  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 
 upgrade(get_settings().database_url)

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from db.config import get_settings
+from db.core.config import get_settings
+from db.core.principal import Principal
 from db.models import FINAL_STATUSES, Transaction
-from db.principal import Principal
 
 
 def flush_namespace() -> None:
@@ -60,7 +60,7 @@ class Builders:
         self, role: str = "customer", username: str | None = None, password: str = "correct horse battery"
     ):
         from api.extensions.auth import issue_access_token
-        from db.services.users import create_user
+        from db.auth.users import create_user
         from db.session import unit_of_work
 
         username = username or f"{role}-{uuid.uuid4().hex[:8]}"
@@ -72,7 +72,7 @@ class Builders:
         return User(user.id, role, username, password, {"Authorization": f"Bearer {token}"})
 
     def account(self, owner, currency: str = "USD", balance: str | None = None) -> uuid.UUID:
-        from db.services.accounts import open_account
+        from db.accounts.service import open_account
         from db.session import unit_of_work
 
         with unit_of_work() as uow:
@@ -83,9 +83,9 @@ class Builders:
 
     def fund(self, account_id: uuid.UUID, amount: str, currency: str = "USD") -> None:
         """A credit recorded and applied synchronously through the ledger posting."""
-        from db.ledger import apply_transaction
-        from db.services.transactions import MoneyMovement, submit
+        from db.ledger.posting import apply_transaction
         from db.session import unit_of_work
+        from db.transactions.service import MoneyMovement, submit
 
         if self._finance is None:
             self._finance = self.user("finance").principal
@@ -146,8 +146,8 @@ def wait_final(tx_ids, timeout: float = 20.0) -> dict[str, str]:
 
 
 def balance(account_id) -> str:
+    from db.core.money import format_minor
     from db.models import Balance
-    from db.money import format_minor
     from db.session import unit_of_work
 
     with unit_of_work() as uow:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from db.embedded import EmbeddedPostgres, EmbeddedRedis, port_open
+from db.ops.embedded import EmbeddedPostgres, EmbeddedRedis, port_open
 
 _stoppers: list = []
 

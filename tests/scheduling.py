@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from db.config import Settings, get_settings
+from db.core.config import Settings, get_settings
 from db.models import AuditLog, LedgerEntry, Schedule, Transaction
 from db.session import unit_of_work
 

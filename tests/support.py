@@ -29,8 +29,8 @@ def concurrently(app, count: int, call: Callable[[Any, int], T]) -> list[T]:
 
 def ledger_problems() -> list[str]:
     """`ledgerq verify`: every invariant of DESIGN.md, [] when the ledger is sound."""
+    from db.ledger.verify import verify_ledger
     from db.session import unit_of_work
-    from db.verify import verify_ledger
 
     with unit_of_work() as uow:
         return verify_ledger(uow.session)
@@ -80,9 +80,9 @@ def pending_transfer(user, source, target, amount: str, currency: str = "USD") -
 
 def pending_movement(user, type_: str, amount: str, currency: str = "USD", **accounts) -> str:
     """Any money movement (transfer, credit, debit) recorded `pending`, no message sent."""
-    from db.config import get_settings
-    from db.services.transactions import MoneyMovement, submit
+    from db.core.config import get_settings
     from db.session import unit_of_work
+    from db.transactions.service import MoneyMovement, submit
 
     movement = MoneyMovement(type=type_, amount=amount, currency=currency, **accounts)
     with unit_of_work() as uow:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from db.embedded import EmbeddedRedis, free_port
+from db.ops.embedded import EmbeddedRedis, free_port
 from tests.processes import LEDGERQ, Http, Processes, dramatiq_workers, safe, wait_for
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dramatiq
 
-from db.config import get_settings
-from db.logs import configure_logging
+from db.core.config import get_settings
+from db.core.logs import configure_logging
 from workers.broker import build_broker
 
 # `dramatiq workers` runs with --skip-logging: its own log lines go through ours.

@@ -19,15 +19,15 @@ import dramatiq
 from prometheus_client import Counter, Histogram
 from sqlalchemy import func
 
-from db import batch_posting
-from db.config import get_settings
-from db.logs import get_logger
+from db.audit import repository as audit
+from db.batches import ingest as batch_ingest
+from db.batches import line_repository as lines_repo
+from db.batches import posting as batch_posting
+from db.batches import repository as batches_repo
+from db.batches import service as batches_service
+from db.core.config import get_settings
+from db.core.logs import get_logger
 from db.models import Batch
-from db.repositories import audit
-from db.repositories import batch_lines as lines_repo
-from db.repositories import batches as batches_repo
-from db.services import batch_ingest
-from db.services import batches as batches_service
 from db.session import UnitOfWork, unit_of_work
 from workers.middleware import on_dead_letter
 

@@ -17,7 +17,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
-from db.config import Settings
+from db.core.config import Settings
 from workers.middleware import DeadLetterRecorder, RequestContext, should_retry
 
 

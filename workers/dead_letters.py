@@ -122,9 +122,9 @@ def retry(broker: RedisBroker, identifier: str, actor=None) -> dict:
     message (expired or lost): the `dead_lettered` row is enough."""
     import uuid
 
-    from db.errors import NotFound
-    from db.services.dead_letters import reopen
+    from db.core.errors import NotFound
     from db.session import unit_of_work
+    from db.transactions.dead_letters import reopen
     from workers.transactions import apply_transaction
 
     letter = find(broker, identifier)

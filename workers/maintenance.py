@@ -19,11 +19,11 @@ from dramatiq.common import current_millis
 from dramatiq.middleware import CurrentMessage
 from prometheus_client import Counter
 
-from db.config import get_settings
-from db.logs import get_logger
-from db.repositories import transactions as transactions_repo
-from db.services.transactions import release_due
+from db.core.config import get_settings
+from db.core.logs import get_logger
 from db.session import unit_of_work
+from db.transactions import repository as transactions_repo
+from db.transactions.service import release_due
 from workers.transactions import apply_transaction
 
 log = get_logger(__name__)

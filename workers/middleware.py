@@ -8,7 +8,7 @@ import structlog
 from dramatiq.middleware import Middleware
 from sqlalchemy import exc as sa_exc
 
-from db.logs import get_logger
+from db.core.logs import get_logger
 
 log = get_logger(__name__)
 

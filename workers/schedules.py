@@ -1,5 +1,5 @@
 """Standing orders: the `schedules.run_due` tick creates each due run's transaction
-(see db/services/schedules.py) and sends it to `transactions.apply`."""
+(see db/schedules/service.py) and sends it to `transactions.apply`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import dramatiq
 from prometheus_client import Counter
 
-from db.config import get_settings
-from db.logs import get_logger
-from db.services import schedules
+from db.core.config import get_settings
+from db.core.logs import get_logger
+from db.schedules import service as schedules
 from db.session import unit_of_work
 from workers.maintenance import stale_tick
 from workers.transactions import apply_transaction

@@ -9,10 +9,10 @@ import dramatiq
 from prometheus_client import Counter, Histogram
 from sqlalchemy import update
 
-from db.ledger import apply_transaction as post_to_ledger
-from db.logs import get_logger
+from db.audit import repository as audit
+from db.core.logs import get_logger
+from db.ledger.posting import apply_transaction as post_to_ledger
 from db.models import Transaction
-from db.repositories import audit
 from db.session import session_factory, unit_of_work
 from workers.middleware import on_dead_letter
 

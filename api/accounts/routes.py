@@ -21,10 +21,11 @@ from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
 from api.extensions.paging import capped_limit
 from api.extensions.schemas import PageArgsSchema
-from db.repositories import accounts as accounts_repo
-from db.repositories import ledger as ledger_repo
-from db.repositories.pagination import decode_cursor, page
-from db.services import account_rules, accounts
+from db.accounts import repository as accounts_repo
+from db.accounts import rules as account_rules
+from db.accounts import service as accounts
+from db.ledger import repository as ledger_repo
+from db.pagination import decode_cursor, page
 
 blp = Blueprint("accounts", __name__, url_prefix="/accounts", description="Accounts and their ledger entries")
 

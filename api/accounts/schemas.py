@@ -3,8 +3,8 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from api.extensions.schemas import DecimalString, PageArgsSchema, page_schema
-from db.limits import LIMIT_NAMES
-from db.money import format_minor
+from db.core.money import format_minor
+from db.ledger.limits import LIMIT_NAMES
 
 
 class AccountCreateSchema(Schema):
@@ -22,7 +22,7 @@ class AccountListArgsSchema(PageArgsSchema):
 
 
 class AccountSchema(Schema):
-    """Dumps a `db.services.accounts.AccountView`."""
+    """Dumps a `db.accounts.service.AccountView`."""
 
     id = fields.Function(lambda v: str(v.account.id))
     owner_id = fields.Function(lambda v: str(v.account.owner_id) if v.account.owner_id else None)
@@ -105,7 +105,7 @@ def _amount_or_none(minor, v):
 
 
 class LimitsSchema(Schema):
-    """Dumps a `db.services.account_rules.LimitsView`: the limits in force (null = unlimited)."""
+    """Dumps a `db.accounts.rules.LimitsView`: the limits in force (null = unlimited)."""
 
     account_id = fields.Function(lambda v: str(v.account.id), metadata={"type": "string"})
     currency = fields.Function(lambda v: v.account.currency, metadata={"type": "string"})

@@ -9,8 +9,8 @@ from api.extensions import Blueprint
 from api.extensions.database import get_session
 from api.extensions.paging import capped_limit
 from api.extensions.schemas import PageArgsSchema, page_schema
-from db.repositories import audit_logs as audit_logs_repo
-from db.repositories.pagination import decode_cursor, page
+from db.audit import reads as audit_logs_repo
+from db.pagination import decode_cursor, page
 
 blp = Blueprint("audit_logs", __name__, url_prefix="/admin/audit-logs", description="Audit log (admin)")
 

@@ -7,10 +7,10 @@ from api.auth.schemas import LoginSchema, RefreshSchema, RegisterSchema, TokenSc
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
-from db.errors import Unauthorized
-from db.jwt_codec import INVALID_TOKEN
-from db.repositories import users as users_repo
-from db.services import tokens, users
+from db.auth import repository as users_repo
+from db.auth import tokens, users
+from db.core.errors import Unauthorized
+from db.core.jwt_codec import INVALID_TOKEN
 
 blp = Blueprint(
     "auth", __name__, url_prefix="/auth", description="Registration, login, tokens, the current user"

@@ -20,10 +20,10 @@ from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session
 from api.extensions.paging import capped_limit
-from db.repositories import accounts as accounts_repo
-from db.repositories import ledger as ledger_repo
-from db.repositories.pagination import decode_cursor, page
-from db.services import accounts
+from db.accounts import repository as accounts_repo
+from db.accounts import service as accounts
+from db.ledger import repository as ledger_repo
+from db.pagination import decode_cursor, page
 
 blp = Blueprint("balances", __name__, url_prefix="/balances", description="Balances")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 
 from api.extensions.schemas import PageArgsSchema, page_schema
-from db.money import format_minor
+from db.core.money import format_minor
 
 
 class CurrentArgsSchema(PageArgsSchema):
@@ -11,7 +11,7 @@ class CurrentArgsSchema(PageArgsSchema):
 
 
 class BalanceSchema(Schema):
-    """Dumps a `db.services.accounts.AccountView` as a balance snapshot."""
+    """Dumps a `db.accounts.service.AccountView` as a balance snapshot."""
 
     account_id = fields.Function(lambda v: str(v.account.id))
     currency = fields.Function(lambda v: v.account.currency)

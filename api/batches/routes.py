@@ -31,14 +31,14 @@ from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
 from api.extensions.paging import capped_limit
 from api.transactions.routes import _IDEMPOTENCY_DOC, _idempotency_key
-from db.batch_format import FileRejected
-from db.config import Settings
-from db.errors import InvalidJson, NotFound, PayloadTooLarge, ValidationFailed
+from db.batches import line_repository as lines_repo
+from db.batches import repository as batches_repo
+from db.batches import service as batches_service
+from db.batches.format import FileRejected
+from db.core.config import Settings
+from db.core.errors import InvalidJson, NotFound, PayloadTooLarge, ValidationFailed
 from db.models import Batch
-from db.repositories import batch_lines as lines_repo
-from db.repositories import batches as batches_repo
-from db.repositories.pagination import decode_cursor, page
-from db.services import batches as batches_service
+from db.pagination import decode_cursor, page
 from db.session import session_factory
 
 blp = Blueprint("batches", __name__, url_prefix="/batches", description="Finance bulk files (finance/admin)")

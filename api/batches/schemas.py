@@ -5,9 +5,9 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from api.extensions.schemas import PageArgsSchema, page_schema
-from db.batch_format import COLUMNS
+from db.batches.format import COLUMNS
+from db.core.money import format_minor
 from db.models import BATCH_MODES, BATCH_STATUSES
-from db.money import format_minor
 
 ITEM_STATUSES = ("pending", "completed", "failed", "rejected", "cancelled", "dead_lettered")
 
@@ -111,7 +111,7 @@ class ItemArgsSchema(PageArgsSchema):
 
 
 def item_view(row: Any) -> dict[str, Any]:
-    """One line's outcome from a `db.repositories.batches.item_page` row."""
+    """One line's outcome from a `db.batches.repository.item_page` row."""
     if row.transaction_id is None:
         raw = row.raw or {}
         return {

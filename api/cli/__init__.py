@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from db.config import get_settings
-from db.logs import configure_logging
+from db.core.config import get_settings
+from db.core.logs import configure_logging
 
 
 @click.group()
@@ -34,12 +34,12 @@ def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) 
     """Run Dramatiq workers (`dramatiq workers`) with ledgerq's settings applied."""
     settings = get_settings()
     # Dramatiq reads its prefetch from the environment at import time; keep it small so a
-    # killed worker strands few messages (see db/config.py).
+    # killed worker strands few messages (see db/core/config.py).
     os.environ["dramatiq_queue_prefetch"] = str(settings.worker_prefetch)
     if settings.worker_metrics_port:
         # One multiprocess metrics directory per worker group, shared by Dramatiq's
         # exposition server and our own counters (workers/transactions.py).
-        from db.metrics_dirs import fresh_multiprocess_dir
+        from db.ops.metrics_dirs import fresh_multiprocess_dir
 
         metrics_dir = fresh_multiprocess_dir("ledgerq-worker-metrics-")
         os.environ.update(
@@ -79,8 +79,8 @@ def scheduler() -> None:
 @main.command()
 def verify() -> None:
     """Check every ledger invariant; exit 1 with a report when one breaks."""
+    from db.ledger.verify import verify_ledger
     from db.session import unit_of_work
-    from db.verify import verify_ledger
 
     with unit_of_work() as uow:
         problems = verify_ledger(uow.session)
@@ -96,8 +96,8 @@ def verify() -> None:
 @click.option("--dry-run", is_flag=True, help="only report what would change")
 def rebuild_balances(dry_run: bool) -> None:
     """Recompute every balance from the ledger entries (replay) and report corrections."""
-    from db.money import format_minor
-    from db.rebuild import rebuild_balances as rebuild
+    from db.core.money import format_minor
+    from db.ledger.rebuild import rebuild_balances as rebuild
     from db.session import unit_of_work
 
     with unit_of_work() as uow:

@@ -50,7 +50,7 @@ def retry_(identifier: str | None, retry_all: bool) -> None:
     """Retry one dead letter (message id or transaction id), or --all."""
     from sqlalchemy import select
 
-    from db.errors import DomainError
+    from db.core.errors import DomainError
     from db.models import Transaction
     from db.session import unit_of_work
     from workers import broker

@@ -31,7 +31,7 @@ from pathlib import Path
 import click
 
 from api.cli import main
-from db.logs import get_logger
+from db.core.logs import get_logger
 
 log = get_logger(__name__)
 
@@ -116,9 +116,9 @@ def supervisord_config(state_dir: Path, processes: dict[str, str], workdir: Path
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".ledgerq"), show_default=True)
 def up(state_dir: Path) -> None:
     """Run the whole stack here: API on 127.0.0.1:$PORT (8000), workers, scheduler."""
-    from db.config import get_settings
-    from db.embedded import EmbeddedPostgres, EmbeddedRedis, die_with_parent
+    from db.core.config import get_settings
     from db.migrate import upgrade
+    from db.ops.embedded import EmbeddedPostgres, EmbeddedRedis, die_with_parent
 
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ import sys
 import click
 
 from api.cli import main
-from db.errors import DomainError
+from db.core.errors import DomainError
 from db.models import ROLES
 
 
@@ -21,7 +21,7 @@ def users() -> None:
 @click.option("--role", type=click.Choice(ROLES), default="customer", show_default=True)
 def create(username: str, email: str, password: str, role: str) -> None:
     """Create a user (this is how the first admin is made)."""
-    from db.services.users import create_user
+    from db.auth.users import create_user
     from db.session import unit_of_work
 
     try:

@@ -7,7 +7,7 @@ from marshmallow import Schema, fields
 
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
-from db.errors import NotFound
+from db.core.errors import NotFound
 
 blp = Blueprint(
     "dead_letters", __name__, url_prefix="/admin/dead-letters", description="Dead-letter queue (admin)"

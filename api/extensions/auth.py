@@ -1,6 +1,6 @@
 """The current principal, from the `Authorization: Bearer` access token.
 
-Tokens are signed and checked by `db.jwt_codec` (HS256 pinned; `iss`, `aud`, `exp`, `iat`,
+Tokens are signed and checked by `db.core.jwt_codec` (HS256 pinned; `iss`, `aud`, `exp`, `iat`,
 `jti`, `sub` required; `typ` must be `access`). The user is reloaded on every request,
 so a deactivated user's tokens stop working at once, a role change takes effect
 immediately, and a token whose `ver` is older than `users.token_version` (password
@@ -14,12 +14,12 @@ import uuid
 from flask import current_app, g, request
 
 from api.extensions.database import get_session
-from db import jwt_codec
-from db.config import Settings
-from db.errors import Forbidden, Unauthorized
-from db.principal import Principal
-from db.repositories import users as users_repo
-from db.services.tokens import issue_access_token
+from db.auth import repository as users_repo
+from db.auth.tokens import issue_access_token
+from db.core import jwt_codec
+from db.core.config import Settings
+from db.core.errors import Forbidden, Unauthorized
+from db.core.principal import Principal
 
 __all__ = ["current_principal", "decode_token", "issue_access_token", "require_principal", "token_subject"]
 

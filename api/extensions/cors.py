@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from db.config import Settings
+from db.core.config import Settings
 
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
 EXPOSED_HEADERS = ["Location", "Retry-After", "X-Request-ID", "Idempotent-Replayed"]

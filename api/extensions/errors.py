@@ -8,8 +8,8 @@ from flask_limiter import RateLimitExceeded
 from sqlalchemy import exc as sa_exc
 
 from api.extensions.smorest import error_response
-from db.errors import DomainError
-from db.logs import get_logger
+from db.core.errors import DomainError
+from db.core.logs import get_logger
 
 log = get_logger(__name__)
 

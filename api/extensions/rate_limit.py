@@ -36,9 +36,9 @@ from limits import parse_many
 
 from api.extensions.auth import token_subject
 from api.extensions.smorest import RATE_LIMIT_ATTRIBUTE
-from db import jwt_codec
-from db.config import ConfigurationError, Settings
-from db.errors import Unauthorized
+from db.core import jwt_codec
+from db.core.config import ConfigurationError, Settings
+from db.core.errors import Unauthorized
 
 EXTENSION_KEY = "ledgerq_limiter"
 MONEY_BLUEPRINTS = ("transactions", "batches")

@@ -13,8 +13,8 @@ from flask import Flask, g, request
 from prometheus_client import Counter, Histogram
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from db.errors import InvalidJson
-from db.logs import get_logger
+from db.core.errors import InvalidJson
+from db.core.logs import get_logger
 
 log = get_logger("api.access")
 

@@ -19,7 +19,7 @@ class ErrorEnvelopeSchema(Schema):
 
 class DecimalString(fields.String):
     """An amount: a decimal *string*. JSON numbers are refused (they are floats in most
-    clients); format and scale are checked against the currency by `db.money`."""
+    clients); format and scale are checked against the currency by `db.core.money`."""
 
     default_error_messages = {"invalid": 'Must be a decimal string such as "10.50", not a JSON number.'}
 

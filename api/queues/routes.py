@@ -8,7 +8,7 @@ from flask.views import MethodView
 
 from api.extensions import Blueprint
 from api.queues.schemas import QueuesSchema
-from db.errors import Unavailable
+from db.core.errors import Unavailable
 
 blp = Blueprint("queues", __name__, url_prefix="/admin/queues", description="Queue statistics (admin)")
 

@@ -18,9 +18,10 @@ from api.schedules.schemas import (
 )
 from api.transactions.routes import with_reversed_by
 from api.transactions.schemas import TransactionPageSchema
-from db.repositories import schedules as schedules_repo
-from db.repositories.pagination import decode_cursor, page
-from db.services import accounts, schedules
+from db.accounts import service as accounts
+from db.pagination import decode_cursor, page
+from db.schedules import repository as schedules_repo
+from db.schedules import service as schedules
 
 blp = Blueprint(
     "schedules", __name__, url_prefix="/schedules", description="Standing orders (recurring transfers)"

@@ -3,8 +3,8 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.extensions.schemas import DecimalString, PageArgsSchema, page_schema
+from db.core.money import format_minor
 from db.models import MISFIRE_POLICIES, SCHEDULE_STATUSES
-from db.money import format_minor
 
 
 class ScheduleCreateSchema(Schema):

@@ -22,12 +22,12 @@ from api.transactions.schemas import (
     TransferSchema,
     WaitArgsSchema,
 )
-from db.errors import NotFound, ValidationFailed
+from db.accounts import service as accounts
+from db.core.errors import NotFound, ValidationFailed
 from db.models import FINAL_STATUSES, Transaction
-from db.repositories import transactions as transactions_repo
-from db.repositories.pagination import decode_cursor, page
-from db.services import accounts
-from db.services.transactions import MoneyMovement, Submitted, cancel, reverse, submit
+from db.pagination import decode_cursor, page
+from db.transactions import repository as transactions_repo
+from db.transactions.service import MoneyMovement, Submitted, cancel, reverse, submit
 
 blp = Blueprint(
     "transactions", __name__, url_prefix="/transactions", description="Money movement (asynchronous)"

@@ -5,8 +5,8 @@ import json
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from api.extensions.schemas import DecimalString, PageArgsSchema, page_schema
+from db.core.money import format_minor
 from db.models import FAILURE_CODES, TRANSACTION_STATUSES, TRANSACTION_TYPES
-from db.money import format_minor
 
 _CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. USD.")
 MAX_METADATA_BYTES = 4096

@@ -12,9 +12,9 @@ from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
 from api.extensions.paging import capped_limit
 from api.users.schemas import UserListArgsSchema, UserPageSchema, UserUpdateSchema
-from db.repositories import users as users_repo
-from db.repositories.pagination import decode_cursor, page
-from db.services import user_admin
+from db.auth import repository as users_repo
+from db.auth import user_admin
+from db.pagination import decode_cursor, page
 
 blp = Blueprint("users", __name__, url_prefix="/users", description="User management")
 

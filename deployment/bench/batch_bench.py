@@ -65,13 +65,13 @@ def make_database(server: str, name: str) -> str:
 
 def seed(args: argparse.Namespace) -> tuple[str, list[uuid.UUID], list[uuid.UUID]]:
     """A finance user, funded payers and payees, through the real services."""
-    from db.config import get_settings
-    from db.ledger import apply_transaction
+    from db.accounts.service import open_account
+    from db.auth.users import create_user
+    from db.core.config import get_settings
+    from db.ledger.posting import apply_transaction
     from db.migrate import upgrade
-    from db.services.accounts import open_account
-    from db.services.transactions import MoneyMovement, submit
-    from db.services.users import create_user
     from db.session import unit_of_work
+    from db.transactions.service import MoneyMovement, submit
 
     settings = get_settings()
     upgrade(settings.database_url)
@@ -84,7 +84,7 @@ def seed(args: argparse.Namespace) -> tuple[str, list[uuid.UUID], list[uuid.UUID
             password=password,
             role="finance",
         )
-    from db.principal import Principal
+    from db.core.principal import Principal
 
     finance = Principal(id=user.id, role="finance", username="bench-finance")
     payers, payees = [], []
@@ -245,8 +245,8 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
 
+    from db.ledger.verify import verify_ledger
     from db.session import unit_of_work
-    from db.verify import verify_ledger
 
     with unit_of_work() as uow:
         problems = verify_ledger(uow.session)

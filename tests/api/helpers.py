@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from db.config import get_settings
+from db.core.config import get_settings
 
 
 def app_with(**overrides) -> Flask:

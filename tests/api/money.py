@@ -44,7 +44,7 @@ def accepted(response) -> str:
 
 def apply(tx_id) -> str:
     """Run the worker's posting for one transaction now; return its final status."""
-    from db.ledger import apply_transaction
+    from db.ledger.posting import apply_transaction
     from db.session import unit_of_work
 
     with unit_of_work() as uow:

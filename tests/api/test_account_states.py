@@ -171,7 +171,7 @@ def test_a_pending_credit_to_an_account_closed_meanwhile_fails(client, make):
 
 def test_freeze_waits_for_the_row_lock_a_transfer_holds(app, make):
     """The state change takes the account's row lock, so it serializes with the worker."""
-    from db.repositories.accounts import lock_in_order
+    from db.accounts.repository import lock_in_order
     from db.session import session_factory
 
     finance = make.user("finance")

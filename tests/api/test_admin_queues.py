@@ -9,7 +9,7 @@ import uuid
 from dramatiq import Worker
 from prometheus_client import REGISTRY
 
-from db.embedded import free_port
+from db.ops.embedded import free_port
 from tests.fixtures import flush_namespace
 from tests.scheduling import wait_until
 

@@ -16,7 +16,7 @@ AT_TIME = "/api/v1/balances/at-time"
 
 
 def _apply(tx_id: str) -> None:
-    from db.ledger import apply_transaction
+    from db.ledger.posting import apply_transaction
     from db.session import unit_of_work
 
     with unit_of_work() as uow:
@@ -127,7 +127,7 @@ def test_history_rejects_bad_arguments(client, story):
 def test_history_page_size_is_capped(client, make, app):
     from sqlalchemy import select
 
-    from db.ledger import apply_transaction
+    from db.ledger.posting import apply_transaction
     from db.models import Transaction
     from db.session import unit_of_work
     from tests.support import sql

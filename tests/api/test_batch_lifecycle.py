@@ -105,7 +105,7 @@ def test_cancel_of_a_stored_batch_before_validation(app, make, worker):
     """A big upload waits (received) for the worker; cancelled then, its lines are still
     recorded (every one `cancelled`) so the report is complete, and nothing moves."""
     from api import create_app
-    from db.config import get_settings
+    from db.core.config import get_settings
 
     client = create_app(get_settings().model_copy(update={"batch_sync_ingest_max_lines": 1})).test_client()
     finance, alice = make.user("finance"), make.user()

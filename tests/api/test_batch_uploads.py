@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from db.config import get_settings
+from db.core.config import get_settings
 from tests.batch_helpers import HEADER, assert_counts_add_up, csv_bytes, items, upload, wait_batch
 from tests.fixtures import balance
 

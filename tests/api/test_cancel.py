@@ -8,10 +8,10 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from db.ledger import apply_transaction
-from db.services.transactions import cancel
+from db.ledger.posting import apply_transaction
+from db.ledger.verify import verify_ledger
 from db.session import unit_of_work
-from db.verify import verify_ledger
+from db.transactions.service import cancel
 from tests.fixtures import balance, transaction, wait_final
 from tests.scheduling import audit_actions, entry_count, iso, later, transfer
 

@@ -50,7 +50,7 @@ def test_amounts_render_with_exactly_the_currency_decimals(client, make, currenc
 
 
 def format_zero(currency):
-    from db.money import format_minor
+    from db.core.money import format_minor
 
     return format_minor(0, currency)
 

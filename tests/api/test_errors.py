@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from db.config import Settings, get_settings
+from db.core.config import Settings, get_settings
 from tests.fixtures import balance
 from tests.support import assert_error, closed_port, sql, transfer
 from workers.transactions import apply_transaction

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from db.config import get_settings
+from db.core.config import get_settings
 from tests.api.helpers import bearer, login
 
 SECRET_OF_SOMEONE_ELSE = "another-secret-that-is-also-32-bytes-long!!"

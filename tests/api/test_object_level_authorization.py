@@ -56,8 +56,8 @@ _PATH_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def _party(make) -> Party:
-    from db.config import get_settings
-    from db.services.schedules import StandingOrder, create
+    from db.core.config import get_settings
+    from db.schedules.service import StandingOrder, create
 
     user = make.user()
     account_id = make.account(user, balance="50.00")

@@ -96,8 +96,8 @@ def test_system_accounts_are_unlimited(client, make):
 
 def test_a_lowered_overdraft_leaves_a_sound_ledger(client, make):
     """`ledgerq verify` must not mistake a past overdraft for corruption."""
+    from db.ledger.verify import verify_ledger
     from db.session import unit_of_work
-    from db.verify import verify_ledger
 
     finance, alice = make.user("finance"), make.user()
     source = make.account(alice)

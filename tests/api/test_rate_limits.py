@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from db.config import get_settings
+from db.core.config import get_settings
 from tests.api.helpers import app_with, bearer
 
 GENEROUS = "100000 per minute"
@@ -144,7 +144,7 @@ def _assert_rate_limited_any(response):
 def test_limits_are_configurable_and_checked_at_start_up():
     import pytest
 
-    from db.config import ConfigurationError
+    from db.core.config import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="LEDGERQ_RATE_LIMIT_AUTH_PER_IP"):
         app_with(rate_limit_auth_per_ip="lots please")

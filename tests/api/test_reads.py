@@ -17,9 +17,9 @@ HISTORY = "/api/v1/transactions/history"
 
 def _pending_many(user, source, target, count: int, amount: str = "0.01") -> list[str]:
     """`count` pending transfers in one database transaction (fast), oldest first."""
-    from db.config import get_settings
-    from db.services.transactions import MoneyMovement, submit
+    from db.core.config import get_settings
     from db.session import unit_of_work
+    from db.transactions.service import MoneyMovement, submit
 
     movement = MoneyMovement(
         type="transfer", amount=amount, currency="USD", from_account_id=source, to_account_id=target

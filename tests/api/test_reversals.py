@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import select
 
-from db.ledger import apply_transaction
+from db.ledger.posting import apply_transaction
 from db.models import AuditLog
 from db.session import unit_of_work
 from tests.fixtures import balance, transaction, wait_final

@@ -11,7 +11,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from db.config import DEV_JWT_SECRET, Settings, get_settings
+from db.core.config import DEV_JWT_SECRET, Settings, get_settings
 from tests.api.helpers import app_with, bearer, login, refresh
 
 STRONG = "s" * 32

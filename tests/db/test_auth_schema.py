@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from sqlalchemy import exc
 
-from db.config import get_settings
+from db.core.config import get_settings
 from db.migrate import alembic_config
 from db.models import RefreshToken
 from db.session import unit_of_work

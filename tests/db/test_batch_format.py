@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.batch_format import FileRejected, UploadScan, csv_records, physical_lines
+from db.batches.format import FileRejected, UploadScan, csv_records, physical_lines
 
 HEADER = b"from_account_id,to_account_id,amount,currency,reference"
 

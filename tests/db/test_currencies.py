@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from db.currencies import CURRENCY_EXPONENTS, exponent, is_known_currency
-from db.money import AmountError, format_minor, parse_amount
+from db.core.currencies import CURRENCY_EXPONENTS, exponent, is_known_currency
+from db.core.money import AmountError, format_minor, parse_amount
 
 # (currency, exponent, valid amount -> minor units, rendering)
 VALID = [

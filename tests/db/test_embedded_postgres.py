@@ -10,7 +10,7 @@ import textwrap
 import psutil
 import pytest
 
-from db.embedded import EmbeddedPostgres
+from db.ops.embedded import EmbeddedPostgres
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def test_a_run_after_a_crashed_one_still_stops_the_server(tmp_path):
                 f"""
                 import os, signal
                 from pathlib import Path
-                from db.embedded import EmbeddedPostgres
+                from db.ops.embedded import EmbeddedPostgres
                 EmbeddedPostgres(Path({str(data_dir)!r}))
                 os.kill(os.getpid(), signal.SIGKILL)
                 """

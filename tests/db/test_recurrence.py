@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from db.recurrence import Recurrence, RecurrenceError, plan_due_runs, to_apscheduler_crontab
+from db.schedules.recurrence import Recurrence, RecurrenceError, plan_due_runs, to_apscheduler_crontab
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday
 

@@ -11,7 +11,7 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from db.config import get_settings
+from db.core.config import get_settings
 from db.migrate import MIGRATIONS_DIR, alembic_config
 from db.session import get_engine
 

@@ -1,4 +1,4 @@
-"""`ledgerq verify` (db.verify.verify_ledger) and the database's own guards: the
+"""`ledgerq verify` (db.ledger.verify.verify_ledger) and the database's own guards: the
 invariants hold after real traffic, corruption is reported, history cannot be edited."""
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def test_missing_append_only_trigger_is_reported():
     with get_engine().connect() as connection:
         connection.begin()
         connection.execute(text("DROP TRIGGER ledger_entries_append_only ON ledger_entries"))
-        from db.verify import verify_ledger
+        from db.ledger.verify import verify_ledger
 
         problems = verify_ledger(Session(bind=connection))
         connection.rollback()  # DDL is transactional: the trigger is back

@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from db.config import get_settings
+from db.core.config import get_settings
 from db.models import Batch
 from db.session import unit_of_work
 from scheduler.inbox import scan_inbox

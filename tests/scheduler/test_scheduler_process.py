@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
-from db.services import schedules as schedules_service
-from db.services.schedules import StandingOrder
+from db.schedules import service as schedules_service
+from db.schedules.service import StandingOrder
 from db.session import get_engine, unit_of_work
 from tests.fixtures import wait_final
 from tests.scheduling import (

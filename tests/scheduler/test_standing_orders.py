@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from db.config import get_settings
-from db.services import schedules as schedules_service
+from db.core.config import get_settings
+from db.schedules import service as schedules_service
 from db.session import unit_of_work
 from tests.fixtures import balance
 from tests.scheduling import audit_actions, iso, runs_of, schedule_row, set_schedule

@@ -7,10 +7,10 @@ import uuid
 
 from sqlalchemy import func, select, text, update
 
-from db import batch_posting
+from db.batches import posting as batch_posting
 from db.models import Batch, LedgerEntry, Transaction
-from db.repositories import transactions as transactions_repo
 from db.session import unit_of_work
+from db.transactions import repository as transactions_repo
 from tests.batch_helpers import assert_counts_add_up, csv_bytes, upload, wait_batch
 from tests.fixtures import balance
 from workers import batches as batch_actors
@@ -101,7 +101,7 @@ def test_chunks_follow_each_other_in_file_order(client, make, worker):
     b, c = make.account(bob), make.account(carol)
     lines = [f"{a},{b},10.00,USD,fund"] + [f"{b},{c},1.00,USD,spend-{n}" for n in range(10)]
     from api import create_app
-    from db.config import get_settings
+    from db.core.config import get_settings
 
     app = create_app(get_settings().model_copy(update={"batch_chunk_size": 3}))
     batch = upload(app.test_client(), finance, csv_bytes(*lines)).json
@@ -181,11 +181,11 @@ def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
     """An ingest holds KEY SHARE on every account its uncommitted lines reference (the
     FK check) for as long as it runs; appliers lock with FOR NO KEY UPDATE, which does
     not wait for it."""
-    from db.config import get_settings
-    from db.ledger import apply_transaction
-    from db.repositories import batch_lines as lines_repo
-    from db.services.transactions import MoneyMovement, submit
+    from db.batches import line_repository as lines_repo
+    from db.core.config import get_settings
+    from db.ledger.posting import apply_transaction
     from db.session import session_factory
+    from db.transactions.service import MoneyMovement, submit
 
     finance, alice = make.user("finance"), make.user()
     a = make.account(alice, balance="5.00")
@@ -208,7 +208,7 @@ def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
 
 def test_a_cancelled_upload_whose_message_was_lost_still_gets_its_report(make):
     from api import create_app
-    from db.config import get_settings
+    from db.core.config import get_settings
     from tests.fixtures import flush_namespace
 
     client = create_app(get_settings().model_copy(update={"batch_sync_ingest_max_lines": 1})).test_client()

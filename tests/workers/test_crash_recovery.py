@@ -18,9 +18,9 @@ import psutil
 import pytest
 from sqlalchemy import func, select, text
 
+from db.ledger.verify import verify_ledger
 from db.models import LedgerEntry, Transaction
 from db.session import get_engine, unit_of_work
-from db.verify import verify_ledger
 from tests.fixtures import balance, flush_namespace, wait_final
 from tests.processes import LEDGERQ, Processes, dramatiq_workers, kill_group, wait_for
 

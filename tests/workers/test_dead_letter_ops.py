@@ -3,13 +3,13 @@ the fault is fixed an admin's retry completes it exactly once."""
 
 from __future__ import annotations
 
-import db.ledger
+import db.ledger.posting
 from tests.fixtures import balance, transaction, wait_final
 
 
 def _poison(monkeypatch):
     def broken(session, tx_id):
-        raise db.ledger.LedgerCorrupted("simulated corrupt data")
+        raise db.ledger.posting.LedgerCorrupted("simulated corrupt data")
 
     monkeypatch.setattr("workers.transactions.post_to_ledger", broken)
 

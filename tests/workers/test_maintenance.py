@@ -30,7 +30,7 @@ def _age(tx_id: str, seconds: float) -> None:
 
 def test_transfer_accepted_while_redis_is_down_is_swept_and_completes(make, monkeypatch, request):
     from api import create_app
-    from db.config import Settings
+    from db.core.config import Settings
 
     alice, bob = make.user(), make.user()
     a, b = make.account(alice, balance="100.00"), make.account(bob)

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from sqlalchemy import exc as sa_exc
 
-import db.ledger
+import db.ledger.posting
 from tests.fixtures import balance, transaction, wait_final
 from tests.support import dead_lettered_transaction_ids, drain, entries_of, pending_transfer, transfer
 from workers import broker
@@ -30,7 +30,7 @@ def posting_outcomes(monkeypatch):
     lock = threading.Lock()
 
     def spy(session, tx_id):
-        outcome = db.ledger.apply_transaction(session, tx_id)
+        outcome = db.ledger.posting.apply_transaction(session, tx_id)
         with lock:
             outcomes.append(outcome.status)
         return outcome
@@ -82,7 +82,7 @@ def test_transient_error_is_retried_and_the_transfer_completes(client, make, wor
         calls.append(tx_id)
         if len(calls) == 1:
             raise _connection_lost()
-        return db.ledger.apply_transaction(session, tx_id)
+        return db.ledger.posting.apply_transaction(session, tx_id)
 
     monkeypatch.setattr("workers.transactions.post_to_ledger", flaky)
 
@@ -98,7 +98,7 @@ def test_transient_error_is_retried_and_the_transfer_completes(client, make, wor
 
 @pytest.mark.parametrize(
     "error",
-    [db.ledger.LedgerCorrupted("account has no balance row"), ValueError("a bug")],
+    [db.ledger.posting.LedgerCorrupted("account has no balance row"), ValueError("a bug")],
     ids=["ledger_corrupted", "value_error"],
 )
 def test_permanent_error_dead_letters_at_once_and_moves_no_money(client, make, worker, monkeypatch, error):
@@ -124,7 +124,7 @@ def test_permanent_error_dead_letters_at_once_and_moves_no_money(client, make, w
 
 
 def test_transient_errors_that_never_stop_dead_letter_after_max_retries(client, make, worker, monkeypatch):
-    from db.config import get_settings
+    from db.core.config import get_settings
 
     alice, a, b = _funded_pair(make)
 

@@ -1,0 +1,172 @@
+"""Queries of batch rows (claims, cursor, uniqueness) and of stored uploads. The lines
+of a batch have their own module, `db.batches.line_repository`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from db.batches.line_repository import changed
+from db.models import Batch, BatchUpload
+
+# pg_advisory_xact_lock's first key: "this lock is about a batch" (the second is the
+# batch id's hash), so it cannot collide with advisory locks taken for other reasons.
+BATCH_LOCK_CLASS = 6006
+
+
+# --- batches --------------------------------------------------------------------------
+
+
+def get(session: Session, batch_id: uuid.UUID) -> Batch | None:
+    return session.get(Batch, batch_id, populate_existing=True)
+
+
+def get_for_update(session: Session, batch_id: uuid.UUID) -> Batch | None:
+    """FOR NO KEY UPDATE: an ingest inserting this batch's lines holds KEY SHARE on the
+    row (the FK check) for as long as it runs; a cancel must not wait for it."""
+    return session.scalars(
+        select(Batch)
+        .where(Batch.id == batch_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def try_lock(session: Session, batch_id: uuid.UUID) -> bool:
+    """Transaction-scoped advisory lock: one worker at a time ingests or applies a
+    given batch; a duplicate delivery that finds it taken simply steps aside."""
+    return bool(
+        session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:cls, hashtext(:id))"),
+            {"cls": BATCH_LOCK_CLASS, "id": str(batch_id)},
+        ).scalar_one()
+    )
+
+
+def insert_batch(session: Session, values: dict[str, Any]) -> uuid.UUID | None:
+    """None when a unique key (idempotency key, or the same content of a live batch)
+    already exists; a concurrent twin blocks until the first commits, then sees it."""
+    return session.execute(
+        insert(Batch).values(**values).on_conflict_do_nothing().returning(Batch.id)
+    ).scalar_one_or_none()
+
+
+def by_idempotency_key(session: Session, created_by: uuid.UUID, key: str) -> Batch | None:
+    return session.scalars(
+        select(Batch).where(Batch.created_by == created_by, Batch.idempotency_key == key)
+    ).one_or_none()
+
+
+def live_by_content(session: Session, sha256: str) -> Batch | None:
+    """The batch holding this content's uniqueness (one that did not end without
+    moving money: failed and cancelled batches release their content)."""
+    return session.scalars(
+        select(Batch).where(Batch.content_sha256 == sha256, Batch.status.not_in(("failed", "cancelled")))
+    ).first()
+
+
+def latest_by_content(session: Session, sha256: str) -> Batch | None:
+    return session.scalars(
+        select(Batch).where(Batch.content_sha256 == sha256).order_by(Batch.seq.desc()).limit(1)
+    ).first()
+
+
+def list_batches(
+    session: Session, *, status: str | None, created_by: uuid.UUID | None, before_seq: int | None, limit: int
+) -> list[Batch]:
+    query = select(Batch)
+    if status:
+        query = query.where(Batch.status == status)
+    if created_by:
+        query = query.where(Batch.created_by == created_by)
+    if before_seq is not None:
+        query = query.where(Batch.seq < before_seq)
+    return list(session.scalars(query.order_by(Batch.seq.desc()).limit(limit + 1)))
+
+
+def mark_validating(session: Session, batch_id: uuid.UUID) -> None:
+    session.execute(
+        update(Batch).where(Batch.id == batch_id, Batch.status == "received").values(status="validating")
+    )
+
+
+def advance_cursor(
+    session: Session, batch_id: uuid.UUID, *, expected: int, next_line: int, values: dict[str, Any]
+) -> bool:
+    """Move the processing cursor only if nobody moved it meanwhile (compare-and-set)."""
+    result = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.next_line == expected, Batch.status == "processing")
+        .values(next_line=next_line, started_at=func.coalesce(Batch.started_at, func.now()), **values)
+    )
+    return changed(result) == 1
+
+
+def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
+    return list(
+        session.scalars(
+            select(Batch.id)
+            .where(Batch.status == "scheduled", Batch.scheduled_for <= now)
+            .order_by(Batch.scheduled_for)
+            .limit(limit)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+    )
+
+
+def stale(
+    session: Session, *, statuses: Sequence[str], idle_s: float, limit: int
+) -> list[tuple[uuid.UUID, int]]:
+    """Batches in `statuses` nobody touched for `idle_s` (their message was lost), and
+    cancelled ones whose upload was never validated (their lines are still to record)."""
+    unvalidated = select(BatchUpload.part).where(BatchUpload.batch_id == Batch.id).exists()
+    rows = session.execute(
+        select(Batch.id, Batch.next_line)
+        .where(
+            or_(Batch.status.in_(statuses), and_(Batch.status == "cancelled", unvalidated)),
+            Batch.updated_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, idle_s),
+        )
+        .order_by(Batch.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if rows:
+        session.execute(update(Batch).where(Batch.id.in_([r[0] for r in rows])).values(updated_at=func.now()))
+    return [(r[0], r[1]) for r in rows]
+
+
+# --- uploads --------------------------------------------------------------------------
+
+
+def add_upload_part(session: Session, batch_id: uuid.UUID, part: int, data: bytes) -> None:
+    session.execute(insert(BatchUpload).values(batch_id=batch_id, part=part, data=data))
+
+
+def upload_parts(session: Session, batch_id: uuid.UUID) -> Iterator[bytes]:
+    """The stored upload, one part per query so at most one part is in memory."""
+    part = 0
+    while True:
+        data = session.execute(
+            select(BatchUpload.data).where(BatchUpload.batch_id == batch_id, BatchUpload.part == part)
+        ).scalar_one_or_none()
+        if data is None:
+            return
+        yield bytes(data)
+        part += 1
+
+
+def has_upload(session: Session, batch_id: uuid.UUID) -> bool:
+    return (
+        session.execute(select(BatchUpload.part).where(BatchUpload.batch_id == batch_id).limit(1)).first()
+        is not None
+    )
+
+
+def delete_upload(session: Session, batch_id: uuid.UUID) -> None:
+    session.execute(delete(BatchUpload).where(BatchUpload.batch_id == batch_id))

@@ -1,0 +1,61 @@
+"""structlog set-up: console lines in development, JSON in production.
+
+Event names are dotted (`transactions.applied`) with keyword fields; the request id is
+bound in contextvars by the API and by the worker middleware, so one grep follows a
+transfer from HTTP to ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from db.core.config import Settings
+
+_SECRET_KEYS = {"password", "token", "access_token", "refresh_token", "secret", "authorization"}
+
+
+def _redact_secrets(_logger, _name, event_dict):
+    # Defence in depth: a secret passed as a log field by mistake is never written.
+    for key in list(event_dict):
+        if key.lower() in _SECRET_KEYS:
+            event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure_logging(settings: Settings) -> None:
+    fmt = settings.log_format
+    if fmt == "auto":
+        fmt = "json" if settings.is_production or not sys.stderr.isatty() else "console"
+    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact_secrets,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    # Library chatter that would drown the ledger's own events.
+    for noisy in ("urllib3", "apscheduler.executors.default", "werkzeug", "alembic", "pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get_logger(name: str | None = None):
+    return structlog.get_logger(name)

@@ -1,0 +1,39 @@
+"""Opaque cursors for keyset pagination (clients must not parse them)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from db.core.errors import ValidationFailed
+
+T = TypeVar("T")
+
+
+def encode_cursor(position: int | str | uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"v1:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, parse: Callable[[str], T]) -> T | None:
+    """The position inside a cursor, parsed by `parse` (int, uuid.UUID, ...)."""
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, position = raw.partition(":")
+        if version != "v1":
+            raise ValueError(version)
+        return parse(position)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed.field("cursor", "is not a cursor this API issued") from None
+
+
+def page(rows: list[T], limit: int, position_of: Callable[[T], object]) -> tuple[list[T], str | None]:
+    """Rows were fetched with limit+1: trim and compute the next cursor."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_cursor(position_of(rows[-1]))  # type: ignore[arg-type]
+    return rows, None

@@ -1,1 +1,0 @@
-"""Every `select()` lives here: one module per aggregate, plain functions taking a Session."""

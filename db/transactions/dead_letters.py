@@ -1,0 +1,46 @@
+"""Operator retry of a dead-lettered transaction (status `dead_lettered -> pending`)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from db.audit import repository as audit
+from db.core.errors import Conflict, NotFound
+from db.core.principal import Principal
+from db.models import Transaction
+from db.transactions import repository as transactions_repo
+
+
+def reopen(session: Session, transaction_id: uuid.UUID, actor: Principal | None) -> Transaction:
+    """Put a dead-lettered transaction back to `pending` (the caller enqueues it).
+
+    A row still `pending` (its dead letter could not be recorded) is returned as is:
+    re-enqueueing it is harmless.
+    """
+    tx = transactions_repo.get_for_update(session, transaction_id)
+    if tx is None:
+        raise NotFound("transaction not found")
+    if tx.batch_id is not None:
+        # A batch line belongs to its batch: applied alone it could move money for an
+        # atomic batch that reported nothing moved, and the single-transfer sweeper
+        # skips batch lines, so a lost retry message would leave it pending forever.
+        raise Conflict("this transaction is a batch line; it cannot be retried on its own")
+    if tx.status == "dead_lettered":
+        session.execute(
+            update(Transaction).where(Transaction.id == tx.id).values(status="pending", attempts=0)
+        )
+        audit.record(
+            session,
+            action="transaction.dead_letter_retried",
+            entity_type="transaction",
+            entity_id=tx.id,
+            actor_id=actor.id if actor else None,
+        )
+        session.flush()
+        session.refresh(tx)
+    elif tx.status != "pending":
+        raise Conflict(f"transaction is {tx.status}; only dead_lettered transactions can be retried")
+    return tx

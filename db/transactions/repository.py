@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from db.ledger.limits import LIMITED_TYPES, Usage
+from db.models import Account, Transaction
+
+
+def get(session: Session, transaction_id: uuid.UUID) -> Transaction | None:
+    return session.get(Transaction, transaction_id)
+
+
+def get_for_update(session: Session, transaction_id: uuid.UUID) -> Transaction | None:
+    return session.scalars(
+        select(Transaction)
+        .where(Transaction.id == transaction_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+_INEFFECTIVE = ("failed", "cancelled")  # reversals that moved nothing and block nothing
+
+
+def reversal_of(session: Session, transaction_id: uuid.UUID) -> Transaction | None:
+    """The effective reversal of `transaction_id` (any status but failed/cancelled)."""
+    return session.scalars(
+        select(Transaction).where(
+            Transaction.reverses == transaction_id, Transaction.status.not_in(_INEFFECTIVE)
+        )
+    ).one_or_none()
+
+
+def reversed_by(session: Session, transaction_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """original id -> its reversal's id, for those of `transaction_ids` that have one:
+    one query for a whole page (the unique index on `reverses` serves it)."""
+    if not transaction_ids:
+        return {}
+    rows = session.execute(
+        select(Transaction.reverses, Transaction.id).where(
+            Transaction.reverses.in_(transaction_ids), Transaction.status.not_in(_INEFFECTIVE)
+        )
+    ).all()
+    return {original: reversal for original, reversal in rows if original is not None}
+
+
+def insert_idempotent(session: Session, values: dict[str, Any]) -> uuid.UUID | None:
+    """Insert a transaction; None if (created_by, idempotency_key) already exists.
+
+    A concurrent request with the same key blocks on the unique index until the first
+    commits, then sees the conflict: exactly one row per key, whatever the timing.
+    """
+    return session.execute(
+        insert(Transaction)
+        .values(**values)
+        .on_conflict_do_nothing(constraint="uq_transactions_created_by_idempotency_key")
+        .returning(Transaction.id)
+    ).scalar_one_or_none()
+
+
+def by_idempotency_key(session: Session, created_by: uuid.UUID, key: str) -> Transaction | None:
+    return session.scalars(
+        select(Transaction).where(Transaction.created_by == created_by, Transaction.idempotency_key == key)
+    ).one_or_none()
+
+
+def history(
+    session: Session,
+    *,
+    owner_id: uuid.UUID | None,
+    account_id: uuid.UUID | None,
+    status: str | None,
+    type_: str | None,
+    batch_id: uuid.UUID | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    before_seq: int | None,
+    limit: int,
+) -> list[Transaction]:
+    """Newest first, keyset-paginated on `seq`; `owner_id` restricts to transactions
+    touching that user's accounts."""
+    query = select(Transaction)
+    if owner_id is not None:
+        own = select(Account.id).where(Account.owner_id == owner_id)
+        query = query.where(or_(Transaction.from_account_id.in_(own), Transaction.to_account_id.in_(own)))
+    if account_id is not None:
+        query = query.where(
+            or_(Transaction.from_account_id == account_id, Transaction.to_account_id == account_id)
+        )
+    if status:
+        query = query.where(Transaction.status == status)
+    if type_:
+        query = query.where(Transaction.type == type_)
+    if batch_id:
+        query = query.where(Transaction.batch_id == batch_id)
+    if created_from:
+        query = query.where(Transaction.created_at >= created_from)
+    if created_to:
+        query = query.where(Transaction.created_at < created_to)
+    if before_seq is not None:
+        query = query.where(Transaction.seq < before_seq)
+    return list(session.scalars(query.order_by(Transaction.seq.desc()).limit(limit + 1)))
+
+
+def claim_stale_pending(
+    session: Session,
+    *,
+    stale_after_s: float,
+    min_backoff_s: float,
+    max_backoff_s: float,
+    limit: int,
+) -> list[uuid.UUID]:
+    """Lock `pending` rows that nothing is working on and mark them touched.
+
+    "Nothing is working on it" means untouched for `stale_after_s`, plus, for a row a
+    worker already tried (`attempts` > 0), the longest backoff Dramatiq may be waiting
+    before its next retry: the sweeper must not multiply a retrying message.
+    SKIP LOCKED: rows a worker is applying right now (or another sweeper is claiming)
+    are skipped rather than waited for.
+    """
+    retry_wait = case(
+        (Transaction.attempts == 0, literal(0.0)),
+        # Dramatiq's wait after the n-th failed attempt is min_backoff * 2**(n-1), jittered
+        # up to twice that (dramatiq.common.compute_backoff), capped near max_backoff.
+        else_=func.least(literal(min_backoff_s) * func.power(2, Transaction.attempts), max_backoff_s),
+    )
+    idle_for = func.extract("epoch", func.now() - Transaction.updated_at)
+    ids = list(
+        session.scalars(
+            select(Transaction.id)
+            .where(Transaction.status == "pending", idle_for > literal(stale_after_s) + retry_wait)
+            # Batch lines are applied by their chunk (in file order, all-or-nothing when
+            # atomic); workers.batches.sweep_stalled re-sends a lost chunk instead.
+            .where(Transaction.batch_id.is_(None))
+            .order_by(Transaction.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(update(Transaction).where(Transaction.id.in_(ids)).values(updated_at=func.now()))
+    return ids
+
+
+def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Lock due `scheduled` rows (SKIP LOCKED) and release them to `pending`."""
+    ids = list(
+        session.scalars(
+            select(Transaction.id)
+            .where(Transaction.status == "scheduled", Transaction.scheduled_for <= now)
+            .where(Transaction.batch_id.is_(None))  # a scheduled batch is released as a whole
+            .order_by(Transaction.scheduled_for)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(update(Transaction).where(Transaction.id.in_(ids)).values(status="pending"))
+    return ids
+
+
+def outgoing_usage(session: Session, account_id: uuid.UUID, *, include_pending: bool) -> Usage:
+    """What `account_id` sent by transfer or debit: the amount this UTC day and the count
+    in the last 60 seconds, by completion time; with `include_pending`, plus every pending
+    amount and the pending requests of the last 60 seconds (the request-time view).
+
+    The worker calls it (without pending) while holding the account's row lock, under
+    which every completion from the account is written: its answer cannot be raced.
+    """
+    now = func.now()
+    day_start = func.timezone("UTC", func.date_trunc("day", func.timezone("UTC", now)))
+    minute_start = now - literal(timedelta(seconds=60))
+    completed = Transaction.status == "completed"
+    pending = Transaction.status == "pending"
+    amount_today: ColumnElement[int] = func.coalesce(
+        func.sum(Transaction.amount_minor).filter(completed, Transaction.completed_at >= day_start), 0
+    )
+    count_minute: ColumnElement[int] = func.count().filter(completed, Transaction.completed_at > minute_start)
+    if include_pending:
+        amount_today = amount_today + func.coalesce(func.sum(Transaction.amount_minor).filter(pending), 0)
+        count_minute = count_minute + func.count().filter(pending, Transaction.created_at > minute_start)
+    row = session.execute(
+        select(amount_today, count_minute).where(
+            Transaction.from_account_id == account_id,
+            Transaction.type.in_(LIMITED_TYPES),
+            or_(
+                and_(completed, Transaction.completed_at >= func.least(day_start, minute_start)),
+                pending if include_pending else literal(False),
+            ),
+        )
+    ).one()
+    return Usage(daily_outgoing_minor=int(row[0]), minute_outgoing_count=int(row[1]))

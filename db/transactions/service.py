@@ -1,0 +1,493 @@
+"""Recording transfer requests (steps 1-2 of DESIGN.md): request-time rules, the
+idempotency contract, and the durable `pending` (or `scheduled`) row.
+
+Sending the message is the caller's job (`uow.enqueue`, after commit), because the
+actor declarations live in `workers` and `db` imports none of the process packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from db.accounts import repository as accounts_repo
+from db.accounts.service import require_known_currency
+from db.audit import repository as audit
+from db.core.config import Settings
+from db.core.errors import (
+    Conflict,
+    Forbidden,
+    IdempotencyKeyReused,
+    NotFound,
+    RuleViolation,
+    ValidationFailed,
+)
+from db.core.money import AmountError, format_minor, parse_amount
+from db.core.principal import Principal
+from db.ledger import limits as limits_rules
+from db.models import Account, Transaction
+from db.transactions import repository as transactions_repo
+
+
+@dataclass(frozen=True)
+class MoneyMovement:
+    """A validated client request, before it becomes a row."""
+
+    type: str  # transfer | credit | debit | reversal
+    amount: str
+    currency: str
+    from_account_id: uuid.UUID | None = None
+    to_account_id: uuid.UUID | None = None
+    account_id: uuid.UUID | None = None
+    reference: str | None = None
+    scheduled_for: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    reverses: uuid.UUID | None = None  # reversal: the transaction it moves back
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical request: what makes a retry a replay."""
+        extra = {"reverses": str(self.reverses)} if self.reverses else {}  # old hashes unchanged
+        canonical = json.dumps(
+            {
+                **extra,
+                "type": self.type,
+                "amount": self.amount,
+                "currency": self.currency,
+                "from": str(self.from_account_id or ""),
+                "to": str(self.to_account_id or ""),
+                "account": str(self.account_id or ""),
+                "reference": self.reference,
+                "scheduled_for": self.scheduled_for.isoformat() if self.scheduled_for else None,
+                "metadata": self.metadata,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Submitted:
+    transaction: Transaction
+    replayed: bool
+
+
+def submit(
+    session: Session,
+    principal: Principal,
+    request: MoneyMovement,
+    *,
+    idempotency_key: str | None,
+    settings: Settings,
+    request_id: str | None = None,
+) -> Submitted:
+    fingerprint = request.fingerprint()
+    if idempotency_key:
+        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint)
+
+    amount_minor, source, target = _validated(session, principal, request, settings)
+
+    now = datetime.now(UTC)
+    check_horizon(request.scheduled_for, now, settings, "scheduled_for")
+    scheduled = request.scheduled_for is not None and request.scheduled_for > now
+    check_limits(session, settings, request, amount_minor, source, scheduled=scheduled)
+    values = {
+        "id": uuid.uuid4(),
+        "type": request.type,
+        "status": "scheduled" if scheduled else "pending",
+        "from_account_id": source.id,
+        "to_account_id": target.id,
+        "amount_minor": amount_minor,
+        "currency": request.currency,
+        "reference": request.reference,
+        "metadata_": request.metadata,  # ORM attribute name of the `metadata` column
+        "created_by": principal.id,
+        "idempotency_key": idempotency_key,
+        "request_hash": fingerprint,
+        "request_id": request_id,
+        "scheduled_for": request.scheduled_for if scheduled else None,
+    }
+    new_id = transactions_repo.insert_idempotent(session, values)
+    if new_id is None:
+        # Lost the race against a concurrent request with the same key (it committed).
+        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key or "")
+        assert existing is not None
+        return _replay(existing, fingerprint)
+
+    audit.record(
+        session,
+        action=f"transaction.requested.{request.type}",
+        entity_type="transaction",
+        entity_id=new_id,
+        actor_id=principal.id,
+        data={"amount_minor": amount_minor, "currency": request.currency},
+        request_id=request_id,
+    )
+    session.flush()
+    tx = transactions_repo.get(session, new_id)
+    assert tx is not None
+    return Submitted(tx, replayed=False)
+
+
+def _replay(existing: Transaction, fingerprint: str) -> Submitted:
+    if existing.request_hash != fingerprint:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request body.",
+            {"transaction_id": str(existing.id)},
+        )
+    return Submitted(existing, replayed=True)
+
+
+def _resolve_accounts(
+    session: Session, principal: Principal, request: MoneyMovement
+) -> tuple[Account, Account]:
+    if request.type == "transfer":
+        source = _own_account(session, principal, request.from_account_id, "from_account_id")
+        target = _existing_account(session, request.to_account_id, "to_account_id")
+        if source.id == target.id:
+            raise RuleViolation("from and to accounts must differ", code="same_account")
+        return source, target
+    if request.type == "credit":
+        if not principal.sees_everything:
+            raise Forbidden("only finance or admin may credit accounts")
+        target = _existing_account(session, request.account_id, "account_id")
+        return accounts_repo.system_account(session, target.currency), target
+    if request.type == "debit":
+        source = _own_account(session, principal, request.account_id, "account_id")
+        return source, accounts_repo.system_account(session, source.currency)
+    raise ValidationFailed.field("type", f"unknown transaction type {request.type!r}")
+
+
+def _own_account(session: Session, principal: Principal, account_id: uuid.UUID | None, name: str) -> Account:
+    account = _existing_account(session, account_id, name)
+    if not (principal.sees_everything or account.owner_id == principal.id):
+        raise NotFound(f"{name}: account not found")
+    return account
+
+
+def _existing_account(session: Session, account_id: uuid.UUID | None, name: str) -> Account:
+    if account_id is None:
+        raise ValidationFailed.field(name, "Missing data for required field.")
+    account = accounts_repo.get(session, account_id)
+    if account is None:
+        raise NotFound(f"{name}: account not found")
+    if account.kind == "system":
+        raise ValidationFailed.field(name, "system accounts move money only through credit and debit")
+    return account
+
+
+def check_limits(
+    session: Session,
+    settings: Settings,
+    request: MoneyMovement,
+    amount_minor: int,
+    source: Account,
+    *,
+    scheduled: bool,
+) -> None:
+    """`limit_exceeded` when the amount, on top of what the source account has completed
+    or has pending, would break one of its limits. A scheduled transfer is checked against
+    the per-transaction limit only: today's usage says nothing about its day.
+
+    A fast answer from what the data already shows; it can be raced. The worker checks
+    again under the source account's row lock (`db.ledger.posting.decide`), and that cannot."""
+    if not limits_rules.applies(request.type, source):
+        return
+    limits = limits_rules.effective(source, settings)
+    usage = limits_rules.Usage()
+    if limits.needs_usage and not scheduled:
+        usage = transactions_repo.outgoing_usage(session, source.id, include_pending=True)
+    breach = limits_rules.check(limits, usage, amount_minor, request.currency, per_transaction_only=scheduled)
+    if breach is not None:
+        raise RuleViolation(breach.message, breach.details, code="limit_exceeded")
+
+
+def _check_request_time_rules(request: MoneyMovement, source: Account, target: Account) -> None:
+    for account in (source, target):
+        if account.status != "active":
+            raise RuleViolation(f"account {account.id} is {account.status}", code="account_inactive")
+    if source.currency != request.currency or target.currency != request.currency:
+        raise RuleViolation(
+            f"transaction currency {request.currency} does not match the accounts' currency",
+            {"accounts": {str(source.id): source.currency, str(target.id): target.currency}},
+            code="currency_mismatch",
+        )
+
+
+def check_horizon(moment: datetime | None, now: datetime, settings: Settings, field: str) -> None:
+    """A future time further ahead than the configured horizon is refused: a typo in the
+    year should not park money for a decade."""
+    horizon = timedelta(days=settings.schedule_horizon_days)
+    if moment is not None and moment > now + horizon:
+        raise ValidationFailed.field(
+            field, f"must be at most {settings.schedule_horizon_days} days in the future"
+        )
+
+
+def _validated(
+    session: Session, principal: Principal, request: MoneyMovement, settings: Settings
+) -> tuple[int, Account, Account]:
+    """Currency, amount, accounts and the request-time account rules, in that order:
+    (amount in minor units, source, target)."""
+    require_known_currency(request.currency)
+    try:
+        amount_minor = parse_amount(request.amount, request.currency, max_amount=settings.max_amount)
+    except AmountError as exc:
+        raise ValidationFailed.field("amount", str(exc)) from None
+    source, target = _resolve_accounts(session, principal, request)
+    _check_request_time_rules(request, source, target)
+    return amount_minor, source, target
+
+
+def check_request(
+    session: Session, principal: Principal, request: MoneyMovement, *, settings: Settings
+) -> tuple[int, Account, Account]:
+    """Every request-time rule of `submit`, recording nothing: standing orders validate
+    their transfer template with it. Returns (amount in minor units, source, target)."""
+    amount_minor, source, target = _validated(session, principal, request, settings)
+    # Like a scheduled transfer: the per-transaction limit only (its days are in the future).
+    check_limits(session, settings, request, amount_minor, source, scheduled=True)
+    return amount_minor, source, target
+
+
+CANCELLABLE = ("scheduled", "pending")
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def cancel(
+    session: Session, principal: Principal, transaction_id: uuid.UUID, *, request_id: str | None = None
+) -> Transaction:
+    """Cancel a `scheduled` or `pending` transaction, decided under the row lock.
+
+    The worker locks the same row (FOR UPDATE) before applying and no-ops unless the row
+    is `pending`, so the two serialize: if the worker holds the lock we wait for it (it
+    takes milliseconds) and then see `completed`/`failed` -> 409; if we win, the worker
+    later sees `cancelled` and moves no money. A lock we cannot get within the lock
+    timeout is reported as 409 too: the transaction is being processed.
+
+    Customers cancel only what they sent (their source account, or created by them);
+    anything else is 404, like a transaction that does not exist.
+    """
+    tx = transactions_repo.get(session, transaction_id)
+    if tx is None or not _may_cancel(session, principal, tx):
+        raise NotFound("transaction not found")
+    try:
+        locked = transactions_repo.get_for_update(session, transaction_id)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise Conflict(
+                "The transaction is being processed right now and can no longer be cancelled.",
+                {"transaction_id": str(transaction_id)},
+            ) from None
+        raise
+    assert locked is not None  # rows are never deleted
+    if locked.status not in CANCELLABLE:
+        raise Conflict(
+            f"A {locked.status} transaction cannot be cancelled.",
+            {"transaction_id": str(locked.id), "status": locked.status},
+        )
+    previous = locked.status
+    locked.status = "cancelled"
+    audit.record(
+        session,
+        action="transaction.cancelled",
+        entity_type="transaction",
+        entity_id=locked.id,
+        actor_id=principal.id,
+        data={"previous_status": previous},
+        request_id=request_id,
+    )
+    session.flush()
+    return locked
+
+
+def reverse(
+    session: Session,
+    principal: Principal,
+    transaction_id: uuid.UUID,
+    *,
+    idempotency_key: str | None,
+    request_id: str | None = None,
+) -> Submitted:
+    """Record a `pending` reversal of a `completed` transaction (finance/admin).
+
+    The reversal moves the same amount back (from the original's recipient to its
+    sender) and goes through the worker like any transaction: `db.ledger.posting.decide` applies
+    the transfer rules (accounts active, currencies, funds within the overdraft) but no
+    outgoing limits (an operator's correction; `db.ledger.limits.LIMITED_TYPES`). So a
+    recipient who already spent the money makes the reversal `failed`
+    `insufficient_funds`: finance reverses only money that is still there, and we check
+    it here first (a fast 422 that does not use up the one reversal a transaction gets).
+
+    Decided under the original's row lock: concurrent reversals of one transaction
+    serialize, and the UNIQUE constraint on `reverses` is the backstop (409). A reversal
+    itself cannot be reversed (409): to redo the original, make a new transaction.
+    """
+    if not principal.sees_everything:
+        raise Forbidden("only finance or admin may reverse transactions")
+    original = transactions_repo.get(session, transaction_id)
+    if original is None:
+        raise NotFound("transaction not found")
+    request = MoneyMovement(
+        type="reversal",
+        amount=format_minor(original.amount_minor, original.currency),
+        currency=original.currency,
+        from_account_id=original.to_account_id,
+        to_account_id=original.from_account_id,
+        reverses=original.id,
+    )
+    fingerprint = request.fingerprint()
+    if idempotency_key:
+        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint)
+
+    original = _lock_or_conflict(session, transaction_id, "reversed")
+    if idempotency_key:
+        # A concurrent request with the same key held the lock before us and committed.
+        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint)
+    if original.type == "reversal":
+        raise Conflict(
+            "A reversal cannot be reversed; make a new transaction instead.",
+            {"transaction_id": str(original.id), "reverses": str(original.reverses)},
+        )
+    if original.status != "completed":
+        raise Conflict(
+            f"Only a completed transaction can be reversed; this one is {original.status}.",
+            {"transaction_id": str(original.id), "status": original.status},
+        )
+    _no_reversal_yet(session, original.id)
+
+    source = accounts_repo.get(session, original.to_account_id)
+    target = accounts_repo.get(session, original.from_account_id)
+    if source is None or target is None:
+        raise NotFound("account not found")  # rows are never deleted; defensive
+    _check_request_time_rules(request, source, target)
+    _check_funds(session, source, original.amount_minor)
+
+    values = {
+        "id": uuid.uuid4(),
+        "type": "reversal",
+        "status": "pending",
+        "from_account_id": source.id,
+        "to_account_id": target.id,
+        "amount_minor": original.amount_minor,
+        "currency": original.currency,
+        "created_by": principal.id,
+        "idempotency_key": idempotency_key,
+        "request_hash": fingerprint,
+        "request_id": request_id,
+        "reverses": original.id,
+    }
+    try:
+        with session.begin_nested():
+            new_id = transactions_repo.insert_idempotent(session, values)
+    except IntegrityError as exc:
+        if "uq_transactions_reverses" not in str(exc.orig):
+            raise
+        _no_reversal_yet(session, original.id)
+        raise Conflict(
+            "This transaction was already reversed.", {"transaction_id": str(original.id)}
+        ) from None
+    if new_id is None:
+        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key or "")
+        assert existing is not None
+        return _replay(existing, fingerprint)
+
+    audit.record(
+        session,
+        action="transaction.requested.reversal",
+        entity_type="transaction",
+        entity_id=new_id,
+        actor_id=principal.id,
+        data={
+            "reverses": str(original.id),
+            "amount_minor": original.amount_minor,
+            "currency": original.currency,
+        },
+        request_id=request_id,
+    )
+    session.flush()
+    tx = transactions_repo.get(session, new_id)
+    assert tx is not None
+    return Submitted(tx, replayed=False)
+
+
+def _lock_or_conflict(session: Session, transaction_id: uuid.UUID, verb: str) -> Transaction:
+    try:
+        locked = transactions_repo.get_for_update(session, transaction_id)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise Conflict(
+                f"The transaction is being processed right now and cannot be {verb}.",
+                {"transaction_id": str(transaction_id)},
+            ) from None
+        raise
+    assert locked is not None  # rows are never deleted
+    return locked
+
+
+def _no_reversal_yet(session: Session, transaction_id: uuid.UUID) -> None:
+    existing = transactions_repo.reversal_of(session, transaction_id)
+    if existing is not None:
+        raise Conflict(
+            "This transaction was already reversed; a transaction is reversed at most once.",
+            {"transaction_id": str(transaction_id), "reversed_by": str(existing.id)},
+        )
+
+
+def _check_funds(session: Session, source: Account, amount_minor: int) -> None:
+    """The worker's funds rule, as a request-time hint: current balance minus what is
+    already pending out of the account must cover the amount (down to the overdraft)."""
+    balance = accounts_repo.balance_of(session, source.id)
+    if balance is None or balance.allow_negative:
+        return
+    pending = accounts_repo.pending_outgoing(session, [source.id]).get(source.id, 0)
+    if balance.balance_minor - pending - amount_minor < -balance.overdraft_limit_minor:
+        raise RuleViolation(
+            f"account {source.id} no longer holds the {format_minor(amount_minor, source.currency)} to move back",
+            {
+                "account_id": str(source.id),
+                "available": format_minor(balance.balance_minor - pending, source.currency),
+            },
+            code="insufficient_funds",
+        )
+
+
+def _may_cancel(session: Session, principal: Principal, tx: Transaction) -> bool:
+    if principal.sees_everything or tx.created_by == principal.id:
+        return True
+    if tx.type in ("reversal", "credit"):
+        # Finance's decisions: the customer whose account they take money from (a
+        # reversal's source is the original recipient) must not be able to cancel them.
+        return False
+    source = accounts_repo.get(session, tx.from_account_id)
+    return source is not None and source.owner_id == principal.id
+
+
+def release_due(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Move due `scheduled` transactions to `pending` (claimed FOR UPDATE SKIP LOCKED, so
+    concurrent callers split the rows between them) and audit each release. The caller
+    enqueues the ids after commit. `now` is a parameter so tests control the clock."""
+    ids = transactions_repo.claim_due_scheduled(session, now=now, limit=limit)
+    for tx_id in ids:
+        audit.record(
+            session,
+            action="transaction.released",
+            entity_type="transaction",
+            entity_id=tx_id,
+            data={"released_at": now.isoformat()},
+        )
+    session.flush()
+    return ids
