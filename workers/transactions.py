@@ -13,6 +13,7 @@ from db.audit import repository as audit
 from db.core.logs import get_logger
 from db.ledger.posting import apply_transaction as post_to_ledger
 from db.models import Transaction
+from db.schedules.service import record_run_outcome
 from db.session import session_factory, unit_of_work
 from workers.middleware import on_dead_letter
 
@@ -33,6 +34,14 @@ def apply_transaction(transaction_id: str) -> None:
     started = time.perf_counter()
     with unit_of_work() as uow:
         outcome = post_to_ledger(uow.session, tx_id)
+        if outcome.schedule_id is not None:
+            record_run_outcome(
+                uow.session,
+                outcome.schedule_id,
+                transaction_id=tx_id,
+                status=outcome.status,
+                failure_code=outcome.failure_code,
+            )
     elapsed = time.perf_counter() - started
     if outcome.status in ("completed", "failed"):
         APPLIED.labels(outcome.status, outcome.failure_code or "").inc()

@@ -27,7 +27,6 @@ from db.core.logs import get_logger
 from db.core.money import format_minor
 from db.ledger import limits as limits_rules
 from db.models import Account, Balance, LedgerEntry, Transaction
-from db.schedules.service import record_run_outcome
 from db.transactions import repository as transactions_repo
 
 log = get_logger(__name__)
@@ -50,6 +49,8 @@ class Outcome:
     transaction_id: uuid.UUID
     status: str  # completed | failed | noop | missing
     failure_code: str | None = None
+    # A standing order's run: the caller moves the schedule's failure streak with it.
+    schedule_id: uuid.UUID | None = None
 
 
 def decide(
@@ -144,8 +145,5 @@ def apply_transaction(session: Session, transaction_id: uuid.UUID) -> Outcome:
         data={"failure_code": decision.failure_code} if decision.failure_code else {},
         request_id=tx.request_id,
     )
-    if tx.schedule_id is not None:
-        # A standing order's run: its failure streak (and auto-pause) moves with the outcome.
-        record_run_outcome(session, tx)
     session.flush()
-    return Outcome(tx.id, decision.status, decision.failure_code)
+    return Outcome(tx.id, decision.status, decision.failure_code, tx.schedule_id)

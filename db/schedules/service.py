@@ -30,7 +30,7 @@ from db.core.config import Settings, get_settings
 from db.core.errors import Conflict, NotFound, ValidationFailed
 from db.core.logs import get_logger
 from db.core.principal import Principal
-from db.models import Schedule, Transaction
+from db.models import Schedule
 from db.schedules import repository as schedules_repo
 from db.schedules.recurrence import Recurrence, RecurrenceError, ceil_second, plan_due_runs
 from db.transactions.service import MoneyMovement, check_horizon, check_request
@@ -304,16 +304,25 @@ def _run_values(schedule: Schedule, run_at: datetime, due_count: int) -> dict:
     }
 
 
-def record_run_outcome(session: Session, tx: Transaction, *, settings: Settings | None = None) -> None:
-    """Called by the ledger posting, in its transaction, once a run is decided: a
-    completed run resets the failure streak; a failed one extends it, and at
-    `schedule_max_consecutive_failures` the schedule pauses itself and says why."""
-    if tx.schedule_id is None or tx.status not in ("completed", "failed"):
+def record_run_outcome(
+    session: Session,
+    schedule_id: uuid.UUID,
+    *,
+    transaction_id: uuid.UUID,
+    status: str,
+    failure_code: str | None,
+    settings: Settings | None = None,
+) -> None:
+    """Called in the posting's transaction once a run is decided (the ledger itself knows
+    nothing of schedules): a completed run resets the failure streak; a failed one
+    extends it, and at `schedule_max_consecutive_failures` the schedule pauses itself and
+    says why."""
+    if status not in ("completed", "failed"):
         return
-    schedule = schedules_repo.get_for_update(session, tx.schedule_id)
+    schedule = schedules_repo.get_for_update(session, schedule_id)
     if schedule is None:
         return
-    if tx.status == "completed":
+    if status == "completed":
         schedule.consecutive_failures = 0
         return
     schedule.consecutive_failures += 1
@@ -321,7 +330,7 @@ def record_run_outcome(session: Session, tx: Transaction, *, settings: Settings 
     if schedule.status == "active" and 0 < limit <= schedule.consecutive_failures:
         reason = (
             f"paused automatically after {schedule.consecutive_failures} consecutive failed runs "
-            f"(last: {tx.failure_code})"
+            f"(last: {failure_code})"
         )
         _set_paused(schedule, reason)
         _audit(
@@ -329,7 +338,7 @@ def record_run_outcome(session: Session, tx: Transaction, *, settings: Settings 
             schedule,
             "schedule.auto_paused",
             None,
-            {"reason": reason, "failure_code": tx.failure_code, "transaction_id": str(tx.id)},
+            {"reason": reason, "failure_code": failure_code, "transaction_id": str(transaction_id)},
         )
         log.warning(
             "schedules.auto_paused", schedule_id=str(schedule.id), failures=schedule.consecutive_failures
