@@ -30,8 +30,8 @@ def configure(app: Flask, settings: Settings) -> None:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="v1/openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # /api/docs is served by api/apidocs from the pinned swagger-ui-bundle package
+        # (no CDN: it works offline, under a strict Content-Security-Policy).
         API_SPEC_OPTIONS={
             "info": {"description": DESCRIPTION},
             "components": {
@@ -55,6 +55,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from api.accounts.routes import blp as accounts
+    from api.apidocs.routes import blp as apidocs
     from api.audit_logs.routes import blp as audit_logs
     from api.auth.routes import blp as auth
     from api.balances.routes import blp as balances
@@ -81,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
     ):
         api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
     app.register_blueprint(ops)
+    app.register_blueprint(apidocs)
 
 
 def register_error_handlers(app: Flask) -> None:
