@@ -9,9 +9,11 @@ Alembic migrations) and its own Redis key namespace, so parallel runs never coll
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -69,6 +71,26 @@ def provision() -> dict[str, str]:
         "REDIS_URL": _redis_url(),
         "LEDGERQ_REDIS_NAMESPACE": f"ledgerq-test-{secrets.token_hex(4)}",
     }
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str = "ledgerq_scratch") -> Iterator[str]:
+    """An empty database on this run's server (its SQLAlchemy URL), dropped afterwards:
+    for tests that migrate, restore or otherwise own a whole database."""
+    from sqlalchemy.engine import make_url
+
+    from db.core.config import get_settings
+
+    url = make_url(get_settings().database_url)
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    server = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def teardown() -> None:
