@@ -8,6 +8,8 @@ from db.ops.metrics_dirs import fresh_multiprocess_dir
 # mode aggregates them so /metrics shows the whole web tier. Must be set before the
 # app (and prometheus_client) is imported in the workers.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_multiprocess_dir("ledgerq-web-metrics-"))
+# This master and its workers are one group: /metrics sums their `process_*`.
+os.environ["LEDGERQ_METRICS_GROUP_PID"] = str(os.getpid())
 
 from db.core.config import get_settings  # noqa: E402
 

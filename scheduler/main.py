@@ -100,8 +100,11 @@ class SchedulerProcess:
             if self.scheduler.state == STATE_PAUSED:
                 self.scheduler.resume()
                 log.info("scheduler.leader_elected")
+                # Gauges at once, not one SCHEDULER_QUEUE_GAUGE_SECONDS later.
+                metrics.refresh_queue_gauges()
         elif self.scheduler.state == STATE_RUNNING:
             self.scheduler.pause()
+            metrics.forget_gauges()
             log.warning("scheduler.standing_by")
         metrics.LEADER.set(1 if self.is_leader else 0)
         return self.is_leader
@@ -120,6 +123,7 @@ class SchedulerProcess:
             self.scheduler.shutdown(wait=False)
             self.leader.release()
             metrics.LEADER.set(0)
+            metrics.forget_gauges()
             log.info("scheduler.stopped")
 
     def stop(self) -> None:

@@ -51,9 +51,9 @@ def build_broker(settings: Settings) -> RedisBroker:
     ]
     if settings.worker_metrics_enabled and settings.worker_metrics_port:
         # Imported only in worker processes: it needs Dramatiq's process-boot hooks.
-        from dramatiq.middleware.prometheus import Prometheus
+        from workers.metrics import WorkerMetrics
 
-        middleware.append(Prometheus())
+        middleware.append(WorkerMetrics())
     # The client is built here, not from `url=`: RedisBroker would build its pool from
     # the URL alone and silently drop the timeouts. Fail fast while Redis is down
     # instead of hanging an API request.

@@ -20,7 +20,9 @@ from workers.middleware import on_dead_letter
 log = get_logger(__name__)
 
 APPLIED = Counter(
-    "ledgerq_transactions_applied_total", "Transactions decided by workers", ["status", "failure_code"]
+    "ledgerq_transactions_applied_total",
+    "Transactions decided by workers (a count: amounts are never exported as floats)",
+    ["status", "failure_code", "type", "currency"],
 )
 DEAD_LETTERED = Counter("ledgerq_transactions_dead_lettered_total", "Transactions dead-lettered")
 APPLY_SECONDS = Histogram("ledgerq_transaction_apply_seconds", "Time to apply one transaction")
@@ -34,6 +36,9 @@ def apply_transaction(transaction_id: str) -> None:
     started = time.perf_counter()
     with unit_of_work() as uow:
         outcome = post_to_ledger(uow.session, tx_id)
+        # Already in the session's identity map (posting loaded it): no extra query.
+        decided = uow.session.get(Transaction, tx_id)
+        kind, currency = (decided.type, decided.currency) if decided is not None else ("", "")
         if outcome.schedule_id is not None:
             record_run_outcome(
                 uow.session,
@@ -44,7 +49,7 @@ def apply_transaction(transaction_id: str) -> None:
             )
     elapsed = time.perf_counter() - started
     if outcome.status in ("completed", "failed"):
-        APPLIED.labels(outcome.status, outcome.failure_code or "").inc()
+        APPLIED.labels(outcome.status, outcome.failure_code or "", kind, currency).inc()
         APPLY_SECONDS.observe(elapsed)
     log.info(
         "transactions.applied",

@@ -30,25 +30,35 @@ def migrate() -> None:
 @click.option("--processes", type=int, default=None, help="worker processes (WORKER_PROCESSES)")
 @click.option("--threads", type=int, default=None, help="threads per process (WORKER_THREADS)")
 @click.option("--queues", "-Q", multiple=True, help="only these queues (default: all)")
-def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="this group's Prometheus port (WORKER_METRICS_PORT; each group on a host needs its own; 0 disables)",
+)
+def worker(
+    processes: int | None, threads: int | None, queues: tuple[str, ...], metrics_port: int | None
+) -> None:
     """Run Dramatiq workers (`dramatiq workers`) with ledgerq's settings applied."""
     settings = get_settings()
     # Dramatiq reads its prefetch from the environment at import time; keep it small so a
     # killed worker strands few messages (see db/core/config.py).
     os.environ["dramatiq_queue_prefetch"] = str(settings.worker_prefetch)
-    if settings.worker_metrics_port:
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if port:
         # One multiprocess metrics directory per worker group, shared by Dramatiq's
-        # exposition server and our own counters (workers/transactions.py).
+        # counters and ours (workers/transactions.py); served by workers/metrics.py.
         from db.ops.metrics_dirs import fresh_multiprocess_dir
 
         metrics_dir = fresh_multiprocess_dir("ledgerq-worker-metrics-")
         os.environ.update(
             {
                 "LEDGERQ_WORKER_METRICS": "1",
+                "WORKER_METRICS_PORT": str(port),
                 "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
                 "dramatiq_prom_db": str(metrics_dir),
-                "dramatiq_prom_port": str(settings.worker_metrics_port),
-                "dramatiq_prom_host": "127.0.0.1" if settings.web_host == "127.0.0.1" else "0.0.0.0",
+                # execv keeps the pid: the Dramatiq parent is this process.
+                "LEDGERQ_METRICS_GROUP_PID": str(os.getpid()),
             }
         )
     argv = [

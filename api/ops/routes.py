@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 
 from db.migrate import head_revisions
+from db.ops.metrics import WEB, check_access, exposition
 from db.session import get_engine
 
 blp = Blueprint("ops", __name__)
@@ -43,10 +43,14 @@ def readyz():
 
 @blp.get("/metrics")
 def metrics():
-    """Prometheus text: the whole web tier when gunicorn runs several processes."""
+    """Prometheus text of the web tier only (every gunicorn process, `process_*` of the
+    group, `ledgerq_build_info`), behind the optional token / allowlist."""
     settings = current_app.config["LEDGERQ_SETTINGS"]
-    if settings.prometheus_multiproc_dir:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
-    return generate_latest(), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+    # The direct peer, not a proxy's X-Forwarded-For: the allowlist names scrapers.
+    peer = request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR", request.remote_addr)
+    denied = check_access(settings, request.headers.get("Authorization"), peer)
+    if denied:
+        headers = {"WWW-Authenticate": 'Bearer realm="metrics"'} if denied == 401 else {}
+        return Response("metrics: access denied\n", denied, headers, mimetype="text/plain")
+    body, content_type = exposition(WEB, settings)
+    return body, 200, {"Content-Type": content_type}

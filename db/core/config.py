@@ -6,6 +6,7 @@ default and the reason for it. ``deployment/.env.example`` lists them for operat
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
@@ -160,8 +161,19 @@ class Settings(BaseSettings):
     # Policy `skip`: a missed run later than this is skipped (and recorded), not run.
     schedule_misfire_grace_s: int = Field(300, alias="SCHEDULE_MISFIRE_GRACE_SECONDS")
 
-    # Set (by api/gunicorn_conf.py) when several web processes share one /metrics view.
+    # --- metrics (db/ops/metrics.py) ---------------------------------------------
+    # Set (by api/gunicorn_conf.py, `ledgerq worker`) when several processes of one group
+    # share one /metrics view, with the pid of the group's root for `process_*`.
     prometheus_multiproc_dir: str | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
+    metrics_group_pid: int | None = Field(None, alias="LEDGERQ_METRICS_GROUP_PID")
+    # Optional protection of every /metrics endpoint (web, worker groups, scheduler):
+    # a bearer token Prometheus sends (`authorization: {credentials_file: ...}`) and/or
+    # comma-separated client networks ("10.0.0.0/8,127.0.0.1"). Unset: open, which is
+    # only right where the ports are not reachable from outside (deployment/README.md).
+    metrics_token: str | None = Field(None, alias="LEDGERQ_METRICS_TOKEN")
+    metrics_allow_csv: str = Field("", alias="LEDGERQ_METRICS_ALLOW")
+    # Shown as `ledgerq_build_info{revision=...}` (the Dockerfile's BUILD_REVISION).
+    build_revision: str = Field("unknown", alias="LEDGERQ_BUILD_REVISION")
     # --- batches (finance bulk files) -----------------------------------------------
     # Over these limits an upload is refused with 413 (the message names the limit).
     batch_max_bytes: int = Field(256 * 1024 * 1024, alias="LEDGERQ_BATCH_MAX_BYTES")
@@ -218,6 +230,21 @@ class Settings(BaseSettings):
                 "'import secrets; print(secrets.token_urlsafe(48))')"
             )
         return self
+
+    @field_validator("metrics_allow_csv")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"LEDGERQ_METRICS_ALLOW: {part!r} is not an IP address or network") from None
+        return value
+
+    @property
+    def metrics_allow_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        parts = filter(None, (p.strip() for p in self.metrics_allow_csv.split(",")))
+        return [ipaddress.ip_network(part, strict=False) for part in parts]
 
     @property
     def cors_origins(self) -> list[str]:
