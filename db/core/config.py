@@ -7,16 +7,44 @@ default and the reason for it. ``deployment/.env.example`` lists them for operat
 from __future__ import annotations
 
 import ipaddress
+import os
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 # Only these may run with the built-in development JWT secret.
 RELAXED_ENVS = ("development", "test")
+
+
+class VariableFiles(PydanticBaseSettingsSource):
+    """`<VARIABLE>_FILE=/path` sets any variable from that file's content, trailing
+    newline stripped: Docker and Kubernetes secrets are mounted as files, and the compose
+    stack generates its secrets into files (deployment/docker-compose.yml). A variable set
+    directly wins over its _FILE."""
+
+    def get_field_value(self, field, field_name):  # unused: __call__ reads every field
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, str]:
+        environ = {key.upper(): value for key, value in os.environ.items()}
+        values = {}
+        for name, field in self.settings_cls.model_fields.items():
+            alias = field.alias or name
+            path = environ.get(f"{alias.upper()}_FILE")
+            if path:
+                try:
+                    values[alias] = Path(path).read_text().rstrip("\r\n")
+                except OSError as exc:
+                    raise ConfigurationError(
+                        f"ledgerq: invalid configuration, refusing to start:\n"
+                        f"  - {alias}_FILE: cannot read {path}: {exc.strerror}"
+                    ) from None
+        return values
 
 
 class Settings(BaseSettings):
@@ -30,6 +58,12 @@ class Settings(BaseSettings):
         env_file=".ledgerq/env",
         env_file_encoding="utf-8",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        return init_settings, env_settings, VariableFiles(settings_cls), dotenv_settings, file_secret_settings
 
     # --- environment ---------------------------------------------------------------
     env: Literal["development", "test", "staging", "production"] = Field("development", alias="LEDGERQ_ENV")
