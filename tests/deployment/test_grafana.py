@@ -55,9 +55,9 @@ def test_provisioning_points_grafana_at_prometheus_and_the_dashboards():
     assert prometheus["type"] == "prometheus" and prometheus["url"] == "http://prometheus:9090"
     providers = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "ledgerq.yml").read_text())
     (provider,) = providers["providers"]
-    assert provider["type"] == "file" and provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert provider["type"] == "file" and provider["options"]["path"] == "/etc/grafana/dashboards"
     compose = (DEPLOYMENT / "docker-compose.yml").read_text()
-    assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in compose
+    assert "./grafana/dashboards:/etc/grafana/dashboards:ro" in compose
     assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in compose
     for path in dashboard_files():
         board = json.loads(path.read_text())
