@@ -21,6 +21,14 @@ DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 RELAXED_ENVS = ("development", "test")
 
 
+def psycopg_url(value: str) -> str:
+    """Accept the plain URLs operators copy around and pin the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix) :]
+    return value
+
+
 class VariableFiles(PydanticBaseSettingsSource):
     """`<VARIABLE>_FILE=/path` sets any variable from that file's content, trailing
     newline stripped: Docker and Kubernetes secrets are mounted as files, and the compose
@@ -248,11 +256,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, value: str) -> str:
-        # Accept the plain URLs operators copy around and pin the psycopg 3 driver.
-        for prefix in ("postgresql://", "postgres://"):
-            if value.startswith(prefix):
-                return "postgresql+psycopg://" + value[len(prefix) :]
-        return value
+        return psycopg_url(value)
 
     @model_validator(mode="after")
     def _secret_strong_outside_development(self) -> Settings:
