@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from db.ops.embedded import EmbeddedRedis, free_port
-from tests.processes import LEDGERQ, Http, Processes, dramatiq_workers, safe, wait_for
+from tests.fixtures.processes import LEDGERQ, Http, Processes, dramatiq_workers, safe, wait_for
 
 pytestmark = pytest.mark.slow
 

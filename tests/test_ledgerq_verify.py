@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from db.session import get_engine
-from tests.fixtures import wait_final
-from tests.processes import LEDGERQ
+from tests.fixtures.http import accepted, transfer
+from tests.fixtures.ledger import wait_final
+from tests.fixtures.processes import LEDGERQ
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +33,7 @@ def test_verify_passes_on_a_sound_ledger_and_names_a_corrupted_balance(client, m
     a, b = make.account(alice, balance="100.00"), make.account(bob)
     tx_ids = []
     for amount in ("30.25", "19.75", "500.00"):  # the last one fails: insufficient funds
-        response = client.post(
-            "/api/v1/transactions/transfer",
-            json={"from_account_id": str(a), "to_account_id": str(b), "amount": amount, "currency": "USD"},
-            headers=alice.headers,
-        )
-        assert response.status_code == 202, response.json
-        tx_ids.append(response.json["id"])
+        tx_ids.append(accepted(transfer(client, alice, a, b, amount)))
     assert sorted(wait_final(tx_ids).values()) == ["completed", "completed", "failed"]
 
     sound = run_verify(tmp_path)

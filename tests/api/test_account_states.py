@@ -7,11 +7,11 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import select
 
 from db.models import AuditLog
-from tests.api.money import API, accepted, apply, credit, debit, error_code, resend, transfer
-from tests.fixtures import balance, transaction, wait_final
+from tests.fixtures.broker import resend
+from tests.fixtures.http import API, accepted, credit, debit, error_code, transfer
+from tests.fixtures.ledger import apply_now, audit_log, balance, transaction, wait_final
 
 
 def _post(client, user, account, action, body=None):
@@ -20,18 +20,7 @@ def _post(client, user, account, action, body=None):
 
 
 def _audit(account_id) -> list[AuditLog]:
-    from db.session import unit_of_work
-
-    with unit_of_work() as uow:
-        rows = list(
-            uow.session.scalars(
-                select(AuditLog)
-                .where(AuditLog.entity_type == "account", AuditLog.entity_id == str(account_id))
-                .order_by(AuditLog.id)
-            )
-        )
-        uow.session.expunge_all()
-        return rows
+    return audit_log(account_id, "account")
 
 
 def test_freeze_and_unfreeze_with_reason_are_audited(client, make):
@@ -121,7 +110,7 @@ def test_close_from_zero_is_final_and_blocks_new_transactions(client, make):
     finance, alice = make.user("finance"), make.user()
     a, b = make.account(alice, balance="10.00"), make.account(alice)
     # Empty it first: money out, then close.
-    assert apply(accepted(transfer(client, alice, a, b, "10.00"))) == "completed"
+    assert apply_now(accepted(transfer(client, alice, a, b, "10.00"))) == "completed"
 
     closed = _post(client, finance, a, "close", {"reason": "customer request"})
     assert closed.status_code == 200, closed.json
@@ -164,7 +153,7 @@ def test_a_pending_credit_to_an_account_closed_meanwhile_fails(client, make):
     account = make.account(make.user())
     tx = accepted(credit(client, finance, account, "5.00"))
     assert _post(client, finance, account, "close").status_code == 200
-    assert apply(tx) == "failed"
+    assert apply_now(tx) == "failed"
     assert transaction(tx).failure_code == "account_inactive"
     assert balance(account) == "0.00"
 

@@ -4,43 +4,19 @@ per queue, read from the real Redis broker."""
 from __future__ import annotations
 
 import urllib.request
-import uuid
 
-from dramatiq import Worker
 from prometheus_client import REGISTRY
 
 from db.ops.embedded import free_port
-from tests.fixtures import flush_namespace
-from tests.scheduling import wait_until
+from tests.fixtures.broker import fill_queues
 
 
 def _by_name(response) -> dict:
     return {queue["name"]: queue for queue in response.json["queues"]}
 
 
-def _fill_queues():
-    """One dead letter, three waiting messages and one delayed one on `transactions`."""
-    from workers import broker
-    from workers.queues import queue_stats
-    from workers.transactions import apply_transaction
-
-    flush_namespace()
-    apply_transaction.send("not-a-uuid")  # a poison message: dead-lettered at once
-    poison_worker = Worker(broker, worker_threads=1, worker_timeout=100)
-    poison_worker.start()
-    try:
-        assert wait_until(
-            lambda: {q.name: q for q in queue_stats(broker)}["transactions"].dead_letters == 1, timeout=10
-        )
-    finally:
-        poison_worker.stop(timeout=10_000)
-    for _ in range(3):
-        apply_transaction.send(str(uuid.uuid4()))
-    apply_transaction.send_with_options(args=(str(uuid.uuid4()),), delay=60_000)
-
-
 def test_admin_sees_depth_delayed_and_dead_letters_per_queue(client, make):
-    _fill_queues()
+    fill_queues()
     response = client.get("/api/v1/admin/queues", headers=make.user("admin").headers)
     assert response.status_code == 200, response.json
     queues = _by_name(response)
@@ -79,7 +55,7 @@ def test_redis_down_is_503_not_500(client, make, monkeypatch):
 def test_scheduler_exports_the_same_numbers_as_prometheus_gauges():
     from scheduler import metrics
 
-    _fill_queues()
+    fill_queues()
     metrics.refresh_queue_gauges()
     sample = REGISTRY.get_sample_value
     assert sample("ledgerq_queue_depth", {"queue": "transactions"}) == 3

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from tests.support import assert_error
+from tests.fixtures.http import all_pages, assert_error
 
 AUDIT = "/api/v1/admin/audit-logs"
 
 
 def _all(client, user, query: str) -> tuple[list[dict], int]:
-    items, pages, url = [], 0, f"{AUDIT}?{query}"
-    while url:
-        response = client.get(url, headers=user.headers)
-        assert response.status_code == 200, response.json
-        pages += 1
-        items += response.json["items"]
-        cursor = response.json["next_cursor"]
-        url = f"{AUDIT}?{query}&cursor={cursor}" if cursor else None
-    return items, pages
+    return all_pages(client, user, AUDIT, query)
 
 
 def test_only_admins_read_the_audit_log(client, make):

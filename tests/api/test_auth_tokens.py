@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from db.models import RefreshToken
 from db.session import unit_of_work
-from tests.api.helpers import audit_actions, bearer, login, refresh
+from tests.fixtures.http import bearer, login, refresh
+from tests.fixtures.ledger import audit_events
 
 
 def test_login_returns_a_bearer_pair_that_authenticates(client, make):
@@ -51,12 +52,10 @@ def test_login_attempts_are_audited_with_the_reason(client, make):
     login(client, alice.username)
     client.post("/api/v1/auth/login", json={"username": "ghost-user", "password": "wrong password!!"})
 
-    actions = audit_actions(alice.id)
+    actions = audit_events(alice.id)
     assert ("auth.login_failed", {"login": alice.username, "reason": "bad_password"}) in actions
     assert ("auth.login_succeeded", {}) in actions
-    assert ("auth.login_failed", {"login": "ghost-user", "reason": "unknown_user"}) in audit_actions(
-        "unknown"
-    )
+    assert ("auth.login_failed", {"login": "ghost-user", "reason": "unknown_user"}) in audit_events("unknown")
 
 
 def test_refresh_rotates_the_pair(client, make):
@@ -92,7 +91,7 @@ def test_reusing_a_spent_refresh_token_revokes_the_whole_family(client, make):
     assert refresh(client, current).status_code == 401
     # ...while another login's family is untouched.
     assert refresh(client, other_device).status_code == 200
-    assert "auth.refresh_reuse_detected" in [action for action, _ in audit_actions(alice.id)]
+    assert "auth.refresh_reuse_detected" in [action for action, _ in audit_events(alice.id)]
     with unit_of_work() as uow:
         reasons = set(uow.session.scalars(select(RefreshToken.revoked_reason)))
     assert "reuse_detected" in reasons
@@ -108,7 +107,7 @@ def test_logout_revokes_the_family_but_not_other_logins(client, make):
     assert response.status_code == 204
     assert refresh(client, rotated).status_code == 401
     assert refresh(client, session_b["refresh_token"]).status_code == 200
-    assert "auth.logout" in [action for action, _ in audit_actions(alice.id)]
+    assert "auth.logout" in [action for action, _ in audit_events(alice.id)]
 
 
 def test_logout_with_a_forged_token_is_unauthorized(client):

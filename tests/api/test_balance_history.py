@@ -9,18 +9,12 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support import assert_error, pending_transfer
+from tests.fixtures.builders import bulk_pending, pending_transfer
+from tests.fixtures.http import all_pages, assert_error
+from tests.fixtures.ledger import apply_now
 
 HISTORICAL = "/api/v1/balances/historical"
 AT_TIME = "/api/v1/balances/at-time"
-
-
-def _apply(tx_id: str) -> None:
-    from db.ledger.posting import apply_transaction
-    from db.session import unit_of_work
-
-    with unit_of_work() as uow:
-        assert apply_transaction(uow.session, uuid.UUID(tx_id)).status == "completed"
 
 
 @pytest.fixture
@@ -30,21 +24,13 @@ def story(make):
     a, b = make.account(alice, balance="100.00"), make.account(bob)
     make.fund(a, "25.50")
     out = pending_transfer(alice, a, b, "40.00")
-    _apply(out)
+    assert apply_now(out) == "completed"
     make.fund(a, "0.01")
     return {"alice": alice, "bob": bob, "a": a, "b": b, "out": out}
 
 
 def _all(client, user, query: str) -> tuple[list[dict], int]:
-    items, pages, url = [], 0, f"{HISTORICAL}?{query}"
-    while url:
-        response = client.get(url, headers=user.headers)
-        assert response.status_code == 200, response.json
-        pages += 1
-        items += response.json["items"]
-        cursor = response.json["next_cursor"]
-        url = f"{HISTORICAL}?{query}&cursor={cursor}" if cursor else None
-    return items, pages
+    return all_pages(client, user, HISTORICAL, query)
 
 
 def _q(stamp: str) -> str:
@@ -125,32 +111,11 @@ def test_history_rejects_bad_arguments(client, story):
 
 
 def test_history_page_size_is_capped(client, make, app):
-    from sqlalchemy import select
-
-    from db.ledger.posting import apply_transaction
-    from db.models import Transaction
-    from db.session import unit_of_work
-    from tests.support import sql
-
     cap = app.config["LEDGERQ_SETTINGS"].page_size_max
     user = make.user()
     source, account = make.account(user, balance="100.00"), make.account(user)
-    # cap + 2 transfers of 0.01 in one INSERT (the service, one by one, is slow for hundreds).
-    sql(
-        "INSERT INTO transactions"
-        " (id, type, status, from_account_id, to_account_id, amount_minor, currency, created_by)"
-        " SELECT gen_random_uuid(), 'transfer', 'pending', :s, :a, 1, 'USD', :u FROM generate_series(1, :n)",
-        s=str(source),
-        a=str(account),
-        u=str(user.id),
-        n=cap + 2,
-    )
-    with unit_of_work() as uow:
-        ids = uow.session.scalars(
-            select(Transaction.id).where(Transaction.to_account_id == account).order_by(Transaction.seq)
-        ).all()
-        for tx_id in ids:
-            assert apply_transaction(uow.session, tx_id).status == "completed"
+    for tx_id in bulk_pending(user, source, account, cap + 2):  # cap + 2 transfers of 0.01, oldest first
+        assert apply_now(tx_id) == "completed"
 
     first = client.get(f"{HISTORICAL}?account_id={account}&limit=100000", headers=user.headers).json
     assert len(first["items"]) == cap and first["next_cursor"]

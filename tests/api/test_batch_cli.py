@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from werkzeug.serving import make_server
 
 from api.cli import main
-from tests.batch_helpers import csv_bytes
-from tests.fixtures import balance
+from tests.fixtures.batches import csv_bytes
+from tests.fixtures.ledger import balance
 
 
 @pytest.fixture

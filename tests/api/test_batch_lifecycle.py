@@ -9,8 +9,8 @@ from sqlalchemy import select, text
 
 from db.models import Transaction
 from db.session import unit_of_work
-from tests.batch_helpers import assert_counts_add_up, csv_bytes, items, upload, wait_batch
-from tests.fixtures import balance
+from tests.fixtures.batches import assert_counts_add_up, csv_bytes, items, upload, wait_batch
+from tests.fixtures.ledger import balance
 from workers import batches as batch_actors
 from workers import maintenance
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from db.core.config import get_settings
-from tests.batch_helpers import HEADER, assert_counts_add_up, csv_bytes, items, upload, wait_batch
-from tests.fixtures import balance
+from tests.fixtures.batches import HEADER, assert_counts_add_up, csv_bytes, items, upload, wait_batch
+from tests.fixtures.ledger import balance
 
 
 @pytest.fixture

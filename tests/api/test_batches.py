@@ -10,8 +10,8 @@ from sqlalchemy import func, select, text
 
 from db.models import Batch, LedgerEntry, Transaction
 from db.session import unit_of_work
-from tests.batch_helpers import assert_counts_add_up, csv_bytes, items, upload, wait_batch
-from tests.fixtures import balance
+from tests.fixtures.batches import assert_counts_add_up, csv_bytes, items, upload, wait_batch
+from tests.fixtures.ledger import balance
 
 
 def set_status(account_id, status: str) -> None:

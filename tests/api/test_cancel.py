@@ -12,8 +12,9 @@ from db.ledger.posting import apply_transaction
 from db.ledger.verify import verify_ledger
 from db.session import unit_of_work
 from db.transactions.service import cancel
-from tests.fixtures import balance, transaction, wait_final
-from tests.scheduling import audit_actions, entry_count, iso, later, transfer
+from tests.fixtures.http import transfer
+from tests.fixtures.ledger import audit_actions, balance, entry_count, transaction, wait_final
+from tests.fixtures.scheduling import iso, later
 
 
 def _cancel(client, user, tx_id):
@@ -132,7 +133,7 @@ def test_many_cancels_racing_the_real_worker(app, make):
     409), never both, and the ledger balances."""
     from dramatiq import Worker
 
-    from tests.fixtures import flush_namespace
+    from tests.fixtures.broker import flush_namespace
     from workers import broker
 
     alice = make.user()

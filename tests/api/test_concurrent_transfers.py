@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.fixtures import balance, transaction, wait_final
-from tests.support import concurrently, ledger_problems, transfer
+from tests.fixtures.http import concurrently, transfer
+from tests.fixtures.ledger import balance, ledger_problems, transaction, wait_final
 
 
 def test_fifty_concurrent_transfers_overdraw_nothing_exactly_ten_complete(app, client, make, worker):

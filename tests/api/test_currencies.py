@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.money import API, accepted, apply, credit, error_code, transfer
+from tests.fixtures.http import API, accepted, credit, error_code, transfer
+from tests.fixtures.ledger import apply_now
 
 
 @pytest.mark.parametrize("code", ["XYZ", "HRK", "usd", "US", "XAU"])
@@ -43,7 +44,7 @@ def test_amounts_render_with_exactly_the_currency_decimals(client, make, currenc
     assert account["balance"] == format_zero(currency)
     tx = credit(client, finance, account["id"], amount, currency)
     assert tx.json["amount"] == rendered
-    assert apply(accepted(tx)) == "completed"
+    assert apply_now(accepted(tx)) == "completed"
     after = client.get(f"{API}/accounts/{account['id']}", headers=alice.headers).json
     assert after["balance"] == rendered
     assert after["available_balance"] == rendered

@@ -3,8 +3,6 @@ can produce, always in the one envelope, with a request id and never a stack tra
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,9 +10,10 @@ import jwt
 import pytest
 
 from db.core.config import Settings, get_settings
-from tests.fixtures import balance
-from tests.support import assert_error, closed_port, sql, transfer
-from workers.transactions import apply_transaction
+from tests.fixtures.http import assert_error, credit, transfer
+from tests.fixtures.infra import closed_port
+from tests.fixtures.ledger import apply_now, balance, sql
+from tests.fixtures.tokens import claims, unsigned
 
 TRANSFER = "/api/v1/transactions/transfer"
 
@@ -67,35 +66,6 @@ def test_unparseable_body_on_an_open_endpoint_is_400_invalid_json(client):
 # --- 401 unauthorized -----------------------------------------------------------------
 
 
-def _claims(user_id, **overrides) -> dict:
-    settings = get_settings()
-    now = datetime.now(UTC)
-    claims = {
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "sub": str(user_id),
-        "role": "customer",
-        "typ": "access",
-        "iat": now,
-        "nbf": now,
-        "exp": now + timedelta(minutes=5),
-        "jti": str(uuid.uuid4()),
-    }
-    claims.update(overrides)
-    return claims
-
-
-def _b64(data: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data, default=str).encode()).decode().rstrip("=")
-
-
-def _unsigned(user_id) -> str:
-    claims = _claims(user_id)
-    claims = {**claims, "iat": int(claims["iat"].timestamp()), "nbf": int(claims["nbf"].timestamp())}
-    claims["exp"] = claims["iat"] + 300
-    return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
-
-
 def test_bad_or_missing_token_is_401_unauthorized(client, alice, own_accounts):
     secret = get_settings().jwt_secret
     past = datetime.now(UTC) - timedelta(hours=1)
@@ -104,14 +74,14 @@ def test_bad_or_missing_token_is_401_unauthorized(client, alice, own_accounts):
         "empty_bearer": "Bearer",
         "garbage": "Bearer garbage.token.here",
         "basic_auth": "Basic dXNlcjpwYXNz",
-        "expired": jwt.encode(_claims(alice.id, iat=past, nbf=past, exp=past), secret, "HS256"),
+        "expired": jwt.encode(claims(alice.id, iat=past, nbf=past, exp=past), secret, "HS256"),
         "signed_with_another_key": jwt.encode(
-            _claims(alice.id), "another-secret-of-at-least-32-bytes!", "HS256"
+            claims(alice.id), "another-secret-of-at-least-32-bytes!", "HS256"
         ),
-        "alg_none": _unsigned(alice.id),
-        "refresh_type_as_access": jwt.encode(_claims(alice.id, typ="refresh"), secret, "HS256"),
-        "wrong_audience": jwt.encode(_claims(alice.id, aud="someone-else"), secret, "HS256"),
-        "unknown_user": jwt.encode(_claims(uuid.uuid4()), secret, "HS256"),
+        "alg_none": unsigned(claims(alice.id)),
+        "refresh_type_as_access": jwt.encode(claims(alice.id, typ="refresh"), secret, "HS256"),
+        "wrong_audience": jwt.encode(claims(alice.id, aud="someone-else"), secret, "HS256"),
+        "unknown_user": jwt.encode(claims(uuid.uuid4()), secret, "HS256"),
     }
     a, b = own_accounts
     body = {"from_account_id": str(a), "to_account_id": str(b), "amount": "1.00", "currency": "USD"}
@@ -347,15 +317,11 @@ def test_amounts_are_rendered_with_the_currencys_decimals(client, make, alice):
     finance = make.user("finance")
     usd, jpy, kwd = (make.account(alice, c) for c in ("USD", "JPY", "KWD"))
     for account, amount, currency in ((usd, "100", "USD"), (jpy, "500", "JPY"), (kwd, "1.25", "KWD")):
-        response = client.post(
-            "/api/v1/transactions/credit",
-            json={"account_id": str(account), "amount": amount, "currency": currency},
-            headers=finance.headers,
-        )
+        response = credit(client, finance, account, amount, currency)
         assert response.status_code == 202, response.json
         rendered = {"USD": "100.00", "JPY": "500", "KWD": "1.250"}[currency]
         assert response.json["amount"] == rendered
-        apply_transaction.fn(transaction_id=response.json["id"])
+        assert apply_now(response.json["id"]) == "completed"
 
     shown = {
         item["currency"]: item["balance"]

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.api.helpers import app_with
+from tests.fixtures.http import app_with
 
 ORIGIN = "https://app.example.com"
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from tests.fixtures import balance, wait_final
-from tests.support import concurrently, sql, transfer
+from tests.fixtures.http import concurrently, transfer
+from tests.fixtures.ledger import balance, sql, wait_final
 
 
 def _transaction_count() -> int:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.api.money import API, accepted, apply, debit, error_code, set_limits, transfer
-from tests.fixtures import balance, transaction
+from tests.fixtures.http import API, accepted, debit, error_code, set_limits, transfer
+from tests.fixtures.ledger import apply_now, balance, transaction
 
 EDGES = [("under", True), ("at", True), ("over", False)]
 
@@ -36,7 +36,7 @@ def test_max_per_transaction_at_request_time(client, setup, edge, allowed):
     assert set_limits(client, finance, source, max_per_transaction="100.00").status_code == 200
     response = transfer(client, alice, source, target, MAX_AMOUNTS[edge])
     if allowed:
-        assert apply(accepted(response)) == "completed"
+        assert apply_now(accepted(response)) == "completed"
     else:
         assert response.status_code == 422
         assert error_code(response) == "limit_exceeded"
@@ -49,7 +49,7 @@ def test_max_per_transaction_in_the_worker(client, setup, edge, allowed):
     finance, alice, source, target = setup
     tx = accepted(transfer(client, alice, source, target, MAX_AMOUNTS[edge]))
     set_limits(client, finance, source, max_per_transaction="100.00")  # lowered after acceptance
-    assert apply(tx) == ("completed" if allowed else "failed")
+    assert apply_now(tx) == ("completed" if allowed else "failed")
     if not allowed:
         assert transaction(tx).failure_code == "limit_exceeded"
         assert balance(source) == "1000.00"
@@ -59,7 +59,7 @@ def test_max_per_transaction_applies_to_debits_too(client, setup):
     finance, alice, source, _ = setup
     set_limits(client, finance, source, max_per_transaction="50.00")
     assert error_code(debit(client, alice, source, "50.01")) == "limit_exceeded"
-    assert apply(accepted(debit(client, alice, source, "50.00"))) == "completed"
+    assert apply_now(accepted(debit(client, alice, source, "50.00"))) == "completed"
 
 
 # --- daily outgoing (completed + pending) ----------------------------------------------
@@ -71,10 +71,10 @@ DAILY_SECOND = {"under": "39.99", "at": "40.00", "over": "40.01"}
 def test_daily_limit_counts_completed_at_request_time(client, setup, edge, allowed):
     finance, alice, source, target = setup
     set_limits(client, finance, source, daily_outgoing_limit="100.00")
-    assert apply(accepted(transfer(client, alice, source, target, "60.00"))) == "completed"
+    assert apply_now(accepted(transfer(client, alice, source, target, "60.00"))) == "completed"
     response = transfer(client, alice, source, target, DAILY_SECOND[edge])
     if allowed:
-        assert apply(accepted(response)) == "completed"
+        assert apply_now(accepted(response)) == "completed"
     else:
         assert response.status_code == 422
         assert error_code(response) == "limit_exceeded"
@@ -103,8 +103,8 @@ def test_daily_limit_in_the_worker(client, setup, edge, allowed):
     first = accepted(transfer(client, alice, source, target, "60.00"))
     second = accepted(transfer(client, alice, source, target, DAILY_SECOND[edge]))
     set_limits(client, finance, source, daily_outgoing_limit="100.00")  # set after acceptance
-    assert apply(first) == "completed"
-    assert apply(second) == ("completed" if allowed else "failed")
+    assert apply_now(first) == "completed"
+    assert apply_now(second) == ("completed" if allowed else "failed")
     if not allowed:
         assert transaction(second).failure_code == "limit_exceeded"
         assert "daily outgoing limit" in transaction(second).failure_message
@@ -117,18 +117,18 @@ def test_failed_transfers_do_not_use_up_the_daily_limit(client, setup, make):
     poor = make.account(alice, balance="10.00")
     set_limits(client, finance, poor, daily_outgoing_limit="100.00")
     big = accepted(transfer(client, alice, poor, target, "50.00"))
-    assert apply(big) == "failed"
+    assert apply_now(big) == "failed"
     assert transaction(big).failure_code == "insufficient_funds"
-    assert apply(accepted(transfer(client, alice, poor, target, "10.00"))) == "completed"
+    assert apply_now(accepted(transfer(client, alice, poor, target, "10.00"))) == "completed"
 
 
 def test_incoming_money_and_credits_are_not_limited(client, setup, make):
     finance, alice, source, target = setup
     set_limits(client, finance, target, daily_outgoing_limit="1.00", max_per_transaction="1.00")
-    from tests.api.money import credit
+    from tests.fixtures.http import credit
 
-    assert apply(accepted(transfer(client, alice, source, target, "500.00"))) == "completed"
-    assert apply(accepted(credit(client, finance, target, "500.00"))) == "completed"
+    assert apply_now(accepted(transfer(client, alice, source, target, "500.00"))) == "completed"
+    assert apply_now(accepted(credit(client, finance, target, "500.00"))) == "completed"
     assert balance(target) == "1000.00"
 
 
@@ -157,7 +157,7 @@ def test_per_minute_count_in_the_worker(client, setup, edge, allowed):
     finance, alice, source, target = setup
     ids = [accepted(transfer(client, alice, source, target, "1.00")) for _ in range(COUNTS[edge])]
     set_limits(client, finance, source, per_minute_outgoing_count=3)
-    statuses = [apply(tx) for tx in ids]
+    statuses = [apply_now(tx) for tx in ids]
     assert statuses[:-1] == ["completed"] * (len(ids) - 1)
     assert statuses[-1] == ("completed" if allowed else "failed")
     if not allowed:
@@ -216,7 +216,7 @@ def test_defaults_apply_until_finance_overrides_them(client, setup, defaults):
     assert raised.json["daily_outgoing_limit"] == "300.00"
     assert raised.json["overrides"] == ["daily_outgoing_limit"]
     second = accepted(transfer(client, alice, source, target, "200.00"))
-    assert [apply(first), apply(second)] == ["completed", "completed"]
+    assert [apply_now(first), apply_now(second)] == ["completed", "completed"]
 
     reset = set_limits(client, finance, source, daily_outgoing_limit=None)
     assert reset.json["daily_outgoing_limit"] == "100.00" and reset.json["overrides"] == []
@@ -230,7 +230,7 @@ def test_defaults_apply_until_finance_overrides_them(client, setup, defaults):
 
     with unit_of_work() as uow:
         uow.session.execute(update(Transaction).where(Transaction.id == third).values(status="pending"))
-    assert apply(third) == "failed"
+    assert apply_now(third) == "failed"
     assert transaction(third).failure_code == "limit_exceeded"
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.api.money import accepted, error_code, resend, set_limits, transfer
-from tests.fixtures import balance, transaction, wait_final
+from tests.fixtures.broker import resend
+from tests.fixtures.http import accepted, error_code, set_limits, transfer
+from tests.fixtures.ledger import balance, transaction, wait_final
 
 N = 30
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import exc, update
 
 from db.models import Balance
-from tests.api.money import API, accepted, apply, credit, debit, error_code, set_limits, transfer
-from tests.fixtures import balance, transaction
+from tests.fixtures.http import API, accepted, credit, debit, error_code, set_limits, transfer
+from tests.fixtures.ledger import apply_now, balance, transaction
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_a_transfer_may_take_the_balance_down_to_minus_the_overdraft_limit(
     assert limits.status_code == 200 and limits.json["overdraft_limit"] == "50.00"
 
     tx = accepted(transfer(client, alice, source, target, amount))
-    assert apply(tx) == status
+    assert apply_now(tx) == status
     assert balance(source) == after
     if status == "failed":
         assert transaction(tx).failure_code == "insufficient_funds"
@@ -42,7 +42,7 @@ def test_no_overdraft_by_default(client, make):
         accepted(debit(client, alice, source, "10.00")),
         accepted(debit(client, alice, source, "0.01")),
     )
-    assert [apply(exact), apply(over)] == ["completed", "failed"]
+    assert [apply_now(exact), apply_now(over)] == ["completed", "failed"]
     assert transaction(over).failure_code == "insufficient_funds"
     assert balance(source) == "0.00"
 
@@ -60,7 +60,7 @@ def test_the_overdraft_cannot_be_lowered_below_the_current_balance(client, make)
     finance, alice = make.user("finance"), make.user()
     source = make.account(alice)
     set_limits(client, finance, source, overdraft_limit="50.00")
-    assert apply(accepted(debit(client, alice, source, "30.00"))) == "completed"
+    assert apply_now(accepted(debit(client, alice, source, "30.00"))) == "completed"
 
     too_low = set_limits(client, finance, source, overdraft_limit="29.99")
     assert too_low.status_code == 409
@@ -68,7 +68,7 @@ def test_the_overdraft_cannot_be_lowered_below_the_current_balance(client, make)
     assert too_low.json["error"]["details"] == {"balance": "-30.00", "overdraft_limit": "29.99"}
     assert set_limits(client, finance, source, overdraft_limit="30.00").status_code == 200
     # Back above zero, the overdraft can be removed altogether.
-    assert apply(accepted(credit(client, finance, source, "30.00"))) == "completed"
+    assert apply_now(accepted(credit(client, finance, source, "30.00"))) == "completed"
     assert set_limits(client, finance, source, overdraft_limit=None).json["overdraft_limit"] == "0.00"
 
 
@@ -88,7 +88,7 @@ def test_system_accounts_are_unlimited(client, make):
     account = make.account(make.user())
     big = "1000000000.00"  # LEDGERQ_MAX_AMOUNT
     for _ in range(2):
-        assert apply(accepted(credit(client, finance, account, big))) == "completed"
+        assert apply_now(accepted(credit(client, finance, account, big))) == "completed"
     system = client.get(f"{API}/accounts?kind=system&currency=USD", headers=finance.headers).json["items"][0]
     assert system["balance"] == "-2000000000.00"
     assert balance(account) == "2000000000.00"
@@ -102,8 +102,8 @@ def test_a_lowered_overdraft_leaves_a_sound_ledger(client, make):
     finance, alice = make.user("finance"), make.user()
     source = make.account(alice)
     set_limits(client, finance, source, overdraft_limit="50.00")
-    assert apply(accepted(debit(client, alice, source, "40.00"))) == "completed"
-    assert apply(accepted(credit(client, finance, source, "40.00"))) == "completed"
+    assert apply_now(accepted(debit(client, alice, source, "40.00"))) == "completed"
+    assert apply_now(accepted(credit(client, finance, source, "40.00"))) == "completed"
     assert set_limits(client, finance, source, overdraft_limit="0").status_code == 200
     with unit_of_work() as uow:
         assert verify_ledger(uow.session) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from db.core.config import get_settings
-from tests.api.helpers import app_with, bearer
+from tests.fixtures.http import app_with, bearer, transfer
 
 GENEROUS = "100000 per minute"
 TIGHT = "3 per 2 seconds"
@@ -81,22 +81,13 @@ def test_money_moving_posts_are_limited_per_user(make):
     a, b = make.account(alice, balance="100.00"), make.account(bob, balance="100.00")
     client = app_with(rate_limit_money_per_user=TIGHT).test_client()
 
-    def transfer(user, source, target):
-        body = {
-            "from_account_id": str(source),
-            "to_account_id": str(target),
-            "amount": "1.00",
-            "currency": "USD",
-        }
-        return client.post("/api/v1/transactions/transfer", json=body, headers=user.headers)
-
     for _ in range(3):
-        assert transfer(alice, a, b).status_code == 202
-    _assert_rate_limited(transfer(alice, a, b))
+        assert transfer(client, alice, a, b).status_code == 202
+    _assert_rate_limited(transfer(client, alice, a, b))
     # One budget for every money-moving POST: switching to debit does not help.
     debit = {"account_id": str(a), "amount": "1.00", "currency": "USD"}
     _assert_rate_limited(client.post("/api/v1/transactions/debit", json=debit, headers=alice.headers))
-    assert transfer(bob, b, a).status_code == 202  # bob has a budget of his own
+    assert transfer(client, bob, b, a).status_code == 202  # bob has a budget of his own
     # Reads are not money movement.
     assert client.get(f"/api/v1/accounts/{a}", headers=alice.headers).status_code == 200
 

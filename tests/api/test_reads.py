@@ -9,56 +9,21 @@ import uuid
 
 import pytest
 
-from tests.support import assert_error, pending_transfer, sql, transfer
-from workers.transactions import apply_transaction
+from tests.fixtures.builders import bulk_pending, pending_many, pending_transfer
+from tests.fixtures.http import all_pages, assert_error, transfer
+from tests.fixtures.ledger import apply_now
 
 HISTORY = "/api/v1/transactions/history"
 
 
 def _pending_many(user, source, target, count: int, amount: str = "0.01") -> list[str]:
     """`count` pending transfers in one database transaction (fast), oldest first."""
-    from db.core.config import get_settings
-    from db.session import unit_of_work
-    from db.transactions.service import MoneyMovement, submit
-
-    movement = MoneyMovement(
-        type="transfer", amount=amount, currency="USD", from_account_id=source, to_account_id=target
-    )
-    settings = get_settings()
-    with unit_of_work() as uow:
-        made = [
-            submit(uow.session, user.principal, movement, idempotency_key=None, settings=settings)
-            for _ in range(count)
-        ]
-    return [str(m.transaction.id) for m in made]
-
-
-def _bulk_pending(user, source, target, count: int) -> list[str]:
-    """Many pending 0.01 transfers in one INSERT (the service, row by row, is slow for
-    hundreds): the rows the service would write, oldest first."""
-    rows = sql(
-        "INSERT INTO transactions"
-        " (id, type, status, from_account_id, to_account_id, amount_minor, currency, created_by)"
-        " SELECT gen_random_uuid(), 'transfer', 'pending', :a, :b, 1, 'USD', :u"
-        " FROM generate_series(1, :n) RETURNING id, seq",
-        a=str(source),
-        b=str(target),
-        u=str(user.id),
-        n=count,
-    )
-    return [str(tx_id) for tx_id, _ in sorted(rows, key=lambda row: row[1])]
+    return pending_many(user, count, "transfer", amount, from_account_id=source, to_account_id=target)
 
 
 def _all_pages(client, user, query: str = "limit=50") -> tuple[list[str], int]:
-    ids, pages, url = [], 0, f"{HISTORY}?{query}"
-    while url:
-        response = client.get(url, headers=user.headers)
-        assert response.status_code == 200, response.json
-        pages += 1
-        ids += [item["id"] for item in response.json["items"]]
-        cursor = response.json["next_cursor"]
-        url = f"{HISTORY}?{query}&cursor={cursor}" if cursor else None
-    return ids, pages
+    items, pages = all_pages(client, user, HISTORY, query)
+    return [item["id"] for item in items], pages
 
 
 @pytest.fixture
@@ -69,7 +34,7 @@ def busy(make, request):
     alice, bob, carol = make.user(), make.user(), make.user()
     a, b = make.account(alice, balance="100.00"), make.account(bob)
     c, c2 = make.account(carol, balance="10.00"), make.account(carol)
-    transfers = _pending_many(alice, a, b, count) if count < 50 else _bulk_pending(alice, a, b, count)
+    transfers = _pending_many(alice, a, b, count) if count < 50 else bulk_pending(alice, a, b, count)
     carols = _pending_many(carol, c, c2, 3)
     return {"alice": alice, "bob": bob, "carol": carol, "a": a, "transfers": transfers, "carols": carols}
 
@@ -206,7 +171,7 @@ def test_wait_returns_as_soon_as_the_transaction_is_final(client, make):
     poller.start()
     time.sleep(0.3)
     assert poller.is_alive()  # still waiting: the transfer is pending
-    apply_transaction.fn(transaction_id=tx_id)
+    assert apply_now(tx_id) == "completed"
     poller.join(timeout=10)
 
     assert result["response"].status_code == 200

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from tests.api.helpers import app_with
+from tests.fixtures.http import app_with, transfer
 
 
 def test_page_size_is_capped(make):
@@ -29,11 +29,7 @@ def test_long_poll_wait_is_capped(make):
     alice, bob = make.user(), make.user()
     a, b = make.account(alice, balance="10.00"), make.account(bob)
     client = app_with(long_poll_max_s=1).test_client()
-    tx = client.post(
-        "/api/v1/transactions/transfer",
-        json={"from_account_id": str(a), "to_account_id": str(b), "amount": "1.00", "currency": "USD"},
-        headers=alice.headers,
-    ).json
+    tx = transfer(client, alice, a, b, "1.00").json
     started = time.monotonic()
     polled = client.get(f"/api/v1/transactions/{tx['id']}?wait=30", headers=alice.headers)  # no worker runs
     elapsed = time.monotonic() - started
@@ -46,22 +42,8 @@ def test_another_users_idempotency_key_gets_a_transaction_of_its_own(client, mak
     a, b = make.account(alice, balance="50.00"), make.account(bob, balance="50.00")
     key = {"Idempotency-Key": f"shared-{uuid.uuid4()}"}
 
-    first = client.post(
-        "/api/v1/transactions/transfer",
-        json={
-            "from_account_id": str(a),
-            "to_account_id": str(b),
-            "amount": "1.00",
-            "currency": "USD",
-            "reference": "alice's",
-        },
-        headers={**alice.headers, **key},
-    )
-    second = client.post(
-        "/api/v1/transactions/transfer",
-        json={"from_account_id": str(b), "to_account_id": str(a), "amount": "2.00", "currency": "USD"},
-        headers={**bob.headers, **key},
-    )
+    first = transfer(client, alice, a, b, "1.00", headers=key, reference="alice's")
+    second = transfer(client, bob, b, a, "2.00", headers=key)
     assert first.status_code == second.status_code == 202
     assert second.json["id"] != first.json["id"]
     assert "Idempotent-Replayed" not in second.headers
@@ -72,9 +54,5 @@ def test_another_users_idempotency_key_gets_a_transaction_of_its_own(client, mak
     )
     assert "alice's" not in second.get_data(as_text=True)
     # Each user's own replay still works.
-    replay = client.post(
-        "/api/v1/transactions/transfer",
-        json={"from_account_id": str(b), "to_account_id": str(a), "amount": "2.00", "currency": "USD"},
-        headers={**bob.headers, **key},
-    )
+    replay = transfer(client, bob, b, a, "2.00", headers=key)
     assert replay.json["id"] == second.json["id"] and replay.headers["Idempotent-Replayed"] == "true"

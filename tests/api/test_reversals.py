@@ -6,25 +6,14 @@ import uuid
 
 from sqlalchemy import select
 
-from db.ledger.posting import apply_transaction
 from db.models import AuditLog
 from db.session import unit_of_work
-from tests.fixtures import balance, transaction, wait_final
+from tests.fixtures.http import accepted, transfer
+from tests.fixtures.ledger import apply_now, balance, transaction, wait_final
 
 
 def _transfer(client, sender, source, target, amount="30.00"):
-    response = client.post(
-        "/api/v1/transactions/transfer",
-        json={
-            "from_account_id": str(source),
-            "to_account_id": str(target),
-            "amount": amount,
-            "currency": "USD",
-        },
-        headers=sender.headers,
-    )
-    assert response.status_code == 202, response.json
-    return response.json["id"]
+    return accepted(transfer(client, sender, source, target, amount))
 
 
 def _reverse(client, user, tx_id, key=None):
@@ -34,17 +23,12 @@ def _reverse(client, user, tx_id, key=None):
     return client.post(f"/api/v1/transactions/{tx_id}/reverse", headers=headers)
 
 
-def _apply(tx_id) -> str:
-    with unit_of_work() as uow:
-        return apply_transaction(uow.session, uuid.UUID(str(tx_id))).status
-
-
 def _completed_transfer(client, make, amount="30.00"):
     alice, bob = make.user(), make.user()
     a = make.account(alice, balance="100.00")
     b = make.account(bob)
     tx_id = _transfer(client, alice, a, b, amount)
-    assert _apply(tx_id) == "completed"
+    assert apply_now(tx_id) == "completed"
     return alice, bob, a, b, tx_id
 
 
@@ -100,7 +84,7 @@ def test_a_reversal_cannot_be_reversed(client, make):
     *_, tx_id = _completed_transfer(client, make)
     finance = make.user("finance")
     reversal_id = _reverse(client, finance, tx_id).json["id"]
-    assert _apply(reversal_id) == "completed"
+    assert apply_now(reversal_id) == "completed"
     response = _reverse(client, finance, reversal_id)
     assert response.status_code == 409 and response.json["error"]["code"] == "conflict"
 
@@ -112,7 +96,7 @@ def test_only_completed_transactions_can_be_reversed(client, make):
     finance = make.user("finance")
     pending_id = _transfer(client, alice, a, b, "5.00")  # no worker: stays pending
     failed_id = _transfer(client, alice, a, b, "50.00")
-    assert _apply(failed_id) == "failed"
+    assert apply_now(failed_id) == "failed"
     for tx_id, status in ((pending_id, "pending"), (failed_id, "failed")):
         response = _reverse(client, finance, tx_id)
         assert response.status_code == 409, response.json
@@ -155,7 +139,7 @@ def test_reversal_of_credit_and_debit_uses_the_system_account(client, make):
     ).json["items"][0]["id"]
     reversal = _reverse(client, finance, credit_id)
     assert reversal.status_code == 202, reversal.json
-    assert _apply(reversal.json["id"]) == "completed"
+    assert apply_now(reversal.json["id"]) == "completed"
     assert balance(a) == "0.00"
 
     make.fund(a, "20.00")
@@ -164,10 +148,10 @@ def test_reversal_of_credit_and_debit_uses_the_system_account(client, make):
         json={"account_id": str(a), "amount": "5.00", "currency": "USD"},
         headers=alice.headers,
     ).json
-    assert _apply(debit["id"]) == "completed"
+    assert apply_now(debit["id"]) == "completed"
     reversal = _reverse(client, finance, debit["id"])
     assert reversal.status_code == 202, reversal.json
-    assert _apply(reversal.json["id"]) == "completed"
+    assert apply_now(reversal.json["id"]) == "completed"
     assert balance(a) == "20.00"
 
 
@@ -181,8 +165,8 @@ def test_recipient_without_funds(client, make):
 
     reversal_id = _reverse(client, finance, tx_id).json["id"]
     spend_id = _transfer(client, bob, b, c, "30.00")
-    assert _apply(spend_id) == "completed"  # applied before the reversal
-    assert _apply(reversal_id) == "failed"
+    assert apply_now(spend_id) == "completed"  # applied before the reversal
+    assert apply_now(reversal_id) == "failed"
     failed = transaction(reversal_id)
     assert failed.failure_code == "insufficient_funds"
     assert (balance(a), balance(b), balance(c)) == ("70.00", "0.00", "30.00")
@@ -202,7 +186,7 @@ def test_frozen_accounts(client, make):
     finance = make.user("finance")
     reversal_id = _reverse(client, finance, tx_id).json["id"]
     assert client.post(f"/api/v1/accounts/{a}/freeze", headers=finance.headers).status_code == 200
-    assert _apply(reversal_id) == "failed"
+    assert apply_now(reversal_id) == "failed"
     assert transaction(reversal_id).failure_code == "account_inactive"
     assert (balance(a), balance(b)) == ("70.00", "30.00")
 
@@ -222,14 +206,14 @@ def test_a_failed_reversal_does_not_block_a_later_one(client, make):
 
     first = _reverse(client, finance, tx_id).json["id"]
     spend_id = _transfer(client, bob, b, c, "30.00")
-    assert _apply(spend_id) == "completed"
-    assert _apply(first) == "failed"
+    assert apply_now(spend_id) == "completed"
+    assert apply_now(first) == "failed"
     assert client.get(f"/api/v1/transactions/{tx_id}", headers=finance.headers).json["reversed_by"] is None
 
     make.fund(b, "30.00")  # the money is there again
     second = _reverse(client, finance, tx_id)
     assert second.status_code == 202, second.json
-    assert _apply(second.json["id"]) == "completed"
+    assert apply_now(second.json["id"]) == "completed"
     assert (
         client.get(f"/api/v1/transactions/{tx_id}", headers=finance.headers).json["reversed_by"]
         == second.json["id"]
@@ -247,5 +231,5 @@ def test_the_recipient_cannot_cancel_the_reversal_that_takes_the_money_back(clie
     refused = client.post(f"/api/v1/transactions/{reversal_id}/cancel", headers=bob.headers)
     assert refused.status_code == 404 and refused.json["error"]["code"] == "not_found"
     assert transaction(reversal_id).status == "pending"
-    assert _apply(reversal_id) == "completed"
+    assert apply_now(reversal_id) == "completed"
     assert balance(b) == "0.00"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from tests.fixtures import balance, transaction, wait_final
-from tests.scheduling import audit_actions, entry_count, iso, later, scheduler_process, transfer, wait_until
+from tests.fixtures.http import transfer
+from tests.fixtures.ledger import audit_actions, balance, entry_count, transaction, wait_final
+from tests.fixtures.scheduling import iso, later, scheduler_process, wait_until
 
 
 def test_scheduled_for_beyond_the_horizon_is_422(client, make):

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from db.core.config import DEV_JWT_SECRET, Settings, get_settings
-from tests.api.helpers import app_with, bearer, login, refresh
+from tests.fixtures.http import app_with, bearer, login, refresh
 
 STRONG = "s" * 32
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.fixtures import balance, wait_final
+from tests.fixtures.http import transfer
+from tests.fixtures.ledger import balance, wait_final
 
 
 def test_transfer_completes_through_real_broker_and_worker(client, make, worker):
@@ -10,11 +11,7 @@ def test_transfer_completes_through_real_broker_and_worker(client, make, worker)
     a = make.account(alice, balance="100.00")
     b = make.account(bob)
 
-    response = client.post(
-        "/api/v1/transactions/transfer",
-        json={"from_account_id": str(a), "to_account_id": str(b), "amount": "30.25", "currency": "USD"},
-        headers=alice.headers,
-    )
+    response = transfer(client, alice, a, b, "30.25")
     assert response.status_code == 202, response.json
     tx = response.json
     assert tx["status"] == "pending"

@@ -6,7 +6,8 @@ import uuid
 
 from db.models import Account, LedgerEntry, User
 from db.session import unit_of_work
-from tests.api.helpers import audit_actions, bearer, login, refresh
+from tests.fixtures.http import bearer, login, refresh
+from tests.fixtures.ledger import audit_events
 
 
 def _db_user(user_id) -> User:
@@ -67,7 +68,7 @@ def test_customer_changes_own_email(client, make):
     )
     assert response.status_code == 200
     assert response.json["email"] == "new@example.com"
-    assert ("user.email_changed", {}) in audit_actions(alice.id)
+    assert ("user.email_changed", {}) in audit_events(alice.id)
 
 
 def test_email_clash_is_a_conflict(client, make):
@@ -105,7 +106,7 @@ def test_admin_changes_roles_and_it_takes_effect_at_once(client, make):
     assert response.status_code == 200 and response.json["role"] == "admin"
     # The same (old) access token now carries admin rights: roles are read per request.
     assert client.get("/api/v1/users", headers=alice.headers).status_code == 200
-    assert ("user.role_changed", {"from": "customer", "to": "admin"}) in audit_actions(alice.id)
+    assert ("user.role_changed", {"from": "customer", "to": "admin"}) in audit_events(alice.id)
 
 
 def test_admin_cannot_demote_or_deactivate_themselves(client, make):
@@ -147,9 +148,7 @@ def test_changing_own_password_needs_the_current_one(client, make):
     assert wrong.status_code == 422
     assert wrong.json["error"]["details"] == {"current_password": ["is incorrect"]}
     assert _db_user(alice.id).email == f"{alice.username}@example.com"  # nothing else changed
-    assert ("user.password_change_failed", {"reason": "current_password_incorrect"}) in audit_actions(
-        alice.id
-    )
+    assert ("user.password_change_failed", {"reason": "current_password_incorrect"}) in audit_events(alice.id)
     login(client, alice.username, alice.password)  # the old password still works
 
 
@@ -168,7 +167,7 @@ def test_password_change_revokes_every_token_and_is_audited(client, make):
     old = client.post("/api/v1/auth/login", json={"username": alice.username, "password": alice.password})
     assert old.status_code == 401
     login(client, alice.username, "a brand new secret")
-    assert ("user.password_changed", {"by_admin": False}) in audit_actions(alice.id)
+    assert ("user.password_changed", {"by_admin": False}) in audit_events(alice.id)
 
 
 def test_admin_resets_a_password_without_the_current_one(client, make):
@@ -178,7 +177,7 @@ def test_admin_resets_a_password_without_the_current_one(client, make):
     )
     assert response.status_code == 200
     login(client, alice.username, "reset by the admin")
-    assert ("user.password_changed", {"by_admin": True}) in audit_actions(alice.id)
+    assert ("user.password_changed", {"by_admin": True}) in audit_events(alice.id)
 
 
 def test_new_passwords_need_twelve_characters(client, make):
@@ -201,7 +200,7 @@ def test_delete_deactivates_and_keeps_the_ledger(client, make):
     with unit_of_work() as uow:
         assert uow.session.get(Account, account_id) is not None
         assert uow.session.query(LedgerEntry).filter_by(account_id=account_id).count() == 1
-    assert ("user.deactivated", {}) in audit_actions(alice.id)
+    assert ("user.deactivated", {}) in audit_events(alice.id)
     # Idempotent.
     assert client.delete(f"/api/v1/users/{alice.id}", headers=admin.headers).status_code == 204
 

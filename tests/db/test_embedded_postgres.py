@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from db.ops.embedded import EmbeddedPostgres
-from tests.processes import wait_for
+from tests.fixtures.processes import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,14 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.session import get_engine
-from tests.fixtures import balance, transaction
-from tests.support import entries_of, ledger_problems, pending_movement, pending_transfer, sql
-from workers.transactions import apply_transaction
-
-
-def _apply(tx_id: str) -> str:
-    apply_transaction.fn(transaction_id=tx_id)
-    return transaction(tx_id).status
+from tests.fixtures.builders import pending_movement, pending_transfer
+from tests.fixtures.ledger import apply_now, balance, entries_of, ledger_problems, sql
 
 
 @pytest.fixture
@@ -27,11 +21,11 @@ def traffic(make):
     a, b = make.account(alice, balance="100.00"), make.account(bob, balance="20.00")
     a_eur, b_eur = make.account(alice, "EUR", balance="5.00"), make.account(bob, "EUR")
     outcomes = [
-        _apply(pending_transfer(alice, a, b, "30.00")),
-        _apply(pending_transfer(bob, b, a, "50.00")),
-        _apply(pending_transfer(bob, b, a, "0.01")),  # b has 0.00 left
-        _apply(pending_transfer(alice, a_eur, b_eur, "5.00", "EUR")),
-        _apply(pending_movement(bob, "debit", "2.50", "EUR", account_id=b_eur)),
+        apply_now(pending_transfer(alice, a, b, "30.00")),
+        apply_now(pending_transfer(bob, b, a, "50.00")),
+        apply_now(pending_transfer(bob, b, a, "0.01")),  # b has 0.00 left
+        apply_now(pending_transfer(alice, a_eur, b_eur, "5.00", "EUR")),
+        apply_now(pending_movement(bob, "debit", "2.50", "EUR", account_id=b_eur)),
     ]
     assert outcomes == ["completed", "completed", "failed", "completed", "completed"]
     pending_transfer(alice, a, b, "1.00")
