@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 
 from db.batches import posting as batch_posting
-from db.models import Batch, Transaction
+from db.models import Batch
 from db.session import unit_of_work
 from db.transactions import repository as transactions_repo
-from tests.fixtures.batches import assert_counts_add_up, csv_bytes, upload, wait_batch
+from tests.fixtures.batches import assert_counts_add_up, batch_row, csv_bytes, upload, wait_batch
 from tests.fixtures.ledger import balance, entry_count
 from workers import batches as batch_actors
-
-
-def batch_row(batch_id) -> Batch:
-    with unit_of_work() as uow:
-        batch = uow.session.get(Batch, uuid.UUID(str(batch_id)))
-        uow.session.expunge(batch)
-        return batch
 
 
 def submitted(client, make, lines: int = 5, **form):
@@ -67,26 +60,6 @@ def test_redelivery_through_the_real_broker_applies_once(client, make, worker):
     assert done["status"] == "completed"
     assert balance(a) == "95.00" and balance(b) == "5.00"
     assert_counts_add_up(done)
-
-
-def test_lines_no_longer_pending_are_skipped(client, make):
-    """Each line's transaction row is locked and decided only while pending: a line
-    cancelled on its own (or decided by an earlier delivery) is left as it is."""
-    finance, a, b, batch = submitted(client, make, lines=3)
-    with unit_of_work() as uow:
-        second = uow.session.scalar(
-            select(Transaction.id).where(
-                Transaction.batch_id == uuid.UUID(batch["id"]), Transaction.batch_line == 3
-            )
-        )
-        uow.session.execute(update(Transaction).where(Transaction.id == second).values(status="cancelled"))
-    with unit_of_work() as uow:
-        outcome = batch_posting.apply_chunk(uow.session, uuid.UUID(batch["id"]), 0, chunk_size=100)
-    assert (outcome.completed, outcome.skipped) == (2, 1)
-    row = batch_row(batch["id"])
-    assert (row.completed_count, row.cancelled_count, row.pending_count) == (2, 1, 0)
-    assert row.status == "completed_with_errors"
-    assert balance(b) == "2.00"
 
 
 def test_chunks_follow_each_other_in_file_order(client, make, worker):

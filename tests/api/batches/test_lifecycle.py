@@ -5,25 +5,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 
-from db.models import Transaction
 from db.session import unit_of_work
-from tests.fixtures.batches import assert_counts_add_up, csv_bytes, items, upload, wait_batch
+from tests.fixtures.batches import assert_counts_add_up, csv_bytes, items, line_statuses, upload, wait_batch
 from tests.fixtures.ledger import balance
 from workers import batches as batch_actors
 from workers import maintenance
-
-
-def line_statuses(batch_id) -> list[str]:
-    with unit_of_work() as uow:
-        return list(
-            uow.session.scalars(
-                select(Transaction.status)
-                .where(Transaction.batch_id == batch_id)
-                .order_by(Transaction.batch_line)
-            )
-        )
 
 
 def test_scheduled_batch_waits_until_due_then_runs(client, make, worker):
