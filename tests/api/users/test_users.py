@@ -7,14 +7,11 @@ import uuid
 from db.models import Account, LedgerEntry, User
 from db.session import unit_of_work
 from tests.fixtures.http import bearer, login, refresh
-from tests.fixtures.ledger import audit_events
+from tests.fixtures.ledger import audit_events, row
 
 
 def _db_user(user_id) -> User:
-    with unit_of_work() as uow:
-        user = uow.session.get(User, user_id)
-        uow.session.expunge(user)
-        return user
+    return row(User, user_id)
 
 
 def test_admin_lists_users_page_by_page(client, make):
