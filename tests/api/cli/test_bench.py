@@ -18,7 +18,7 @@ from api.cli.bench.baseline import Baselines, Pgbench, find_pgbench
 from api.cli.bench.report import Outcome
 from api.cli.bench.stats import percentiles, trend
 from db.core.config import get_settings
-from tests.processes import LEDGERQ
+from tests.fixtures.processes import LEDGERQ
 
 
 def test_percentiles_are_nearest_rank():
