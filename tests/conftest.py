@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from tests import infra
+from tests.fixtures import infra
 
 # Before anything imports db.core.config (settings are read once per process).
 os.environ.update(infra.provision())
@@ -21,7 +21,7 @@ os.environ.update(
         "BROKER_HEARTBEAT_TIMEOUT_MS": "3000",
         "BROKER_MAINTENANCE_CHANCE": "200000",
         # Tests that are not about rate limits must not trip them (one IP, many logins);
-        # tests/api/test_rate_limits.py builds apps with tight limits of its own.
+        # tests/api/extensions/test_rate_limit.py builds apps with tight limits of its own.
         "LEDGERQ_RATE_LIMIT_DEFAULT": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_AUTH_PER_IP": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_AUTH_PER_LOGIN": "100000 per minute",
@@ -38,7 +38,8 @@ from db.migrate import upgrade  # noqa: E402
 
 upgrade(get_settings().database_url)
 
-pytest_plugins = ["tests.fixtures"]
+# The shared pytest fixtures: `app`, `client` (http), `make` (builders), `worker` (broker).
+pytest_plugins = ["tests.fixtures.http", "tests.fixtures.builders", "tests.fixtures.broker"]
 
 # Tables emptied between tests (currencies and alembic_version are reference data).
 _TABLES = ["ledger_entries", "audit_logs", "refresh_tokens", "transactions", "balances", "accounts", "users"]
@@ -58,6 +59,6 @@ def clean_state():
             existing - set(_TABLES) - {"alembic_version", "currencies"}
         )
         connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-    from tests.fixtures import flush_namespace
+    from tests.fixtures.broker import flush_namespace
 
     flush_namespace()

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 
 import dramatiq
 from prometheus_client import Counter, Histogram
-from sqlalchemy import func
 
 from db.audit import repository as audit
 from db.batches import ingest as batch_ingest
@@ -25,6 +24,7 @@ from db.batches import line_repository as lines_repo
 from db.batches import posting as batch_posting
 from db.batches import repository as batches_repo
 from db.batches import service as batches_service
+from db.batches import states
 from db.core.config import get_settings
 from db.core.logs import get_logger
 from db.models import Batch
@@ -62,7 +62,7 @@ def ingest(batch_id: str) -> None:
     settings = get_settings()
     batch_uuid = uuid.UUID(batch_id)
     with unit_of_work() as uow:  # visible progress: received -> validating
-        batches_repo.mark_validating(uow.session, batch_uuid)
+        states.start_validating(uow.session, batch_uuid)
     started = time.perf_counter()
     with unit_of_work() as uow:
         batch = batch_ingest.ingest_stored(uow.session, batch_uuid, settings)
@@ -174,10 +174,7 @@ def record_chunk_dead_letter(kwargs: dict, reason: str) -> None:
         )
         batch = batches_repo.get_for_update(uow.session, batch_id)
         assert batch is not None
-        batch.status = "completed_with_errors" if batch.completed_count else "failed"
-        batch.failure_code = "dead_lettered"
-        batch.failure_message = f"{count} line(s) could not be applied: {reason[:500]}"
-        batch.completed_at = func.now()
+        states.dead_lettered(batch, count, reason)
         audit.record(
             uow.session,
             action="batch.dead_lettered",
@@ -194,8 +191,5 @@ def record_ingest_dead_letter(kwargs: dict, reason: str) -> None:
         batch = batches_repo.get_for_update(uow.session, batch_id)
         if batch is None or batch.status not in ("received", "validating"):
             return
-        batch.status = "failed"
-        batch.failure_code = "ingest_failed"
-        batch.failure_message = f"the file could not be validated: {reason[:500]}"
-        batch.completed_at = func.now()
+        states.fail(batch, "ingest_failed", f"the file could not be validated: {reason[:500]}")
         audit.record(uow.session, action="batch.dead_lettered", entity_type="batch", entity_id=batch_id)

@@ -125,6 +125,7 @@ def rebuild_balances(dry_run: bool) -> None:
 
 from api.cli import backup as _backup  # noqa: E402,F401  (registers `backup`, `restore`)
 from api.cli import batch as _batch  # noqa: E402,F401  (registers `batch`)
+from api.cli import bench as _bench  # noqa: E402,F401  (registers `bench`)
 from api.cli import dlq as _dlq  # noqa: E402,F401  (registers `dlq`)
 from api.cli import up as _up  # noqa: E402,F401  (registers `up`)
 from api.cli import users as _users  # noqa: E402,F401  (registers `users`)

@@ -12,12 +12,12 @@ import uuid
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from db.audit import repository as audit
 from db.batches import line_repository as lines_repo
 from db.batches import repository as batches_repo
+from db.batches import states
 from db.batches.format import FileRejected, Record, csv_records
 from db.batches.validation import Accepted, LineValidator
 from db.core.config import Settings
@@ -100,7 +100,7 @@ def ingest(session: Session, batch: Batch, records: Iterable[Record], settings: 
     if batch.status == "cancelled":
         lines_repo.mark_unfinished(session, batch.id, status="cancelled", message="the batch was cancelled")
     elif accepted + rejected == 0:
-        finish(batch, "failed", "no_lines", "the file has no lines")
+        states.fail(batch, "no_lines", "the file has no lines")
     elif batch.mode == "atomic" and rejected:
         lines_repo.mark_unfinished(
             session,
@@ -108,19 +108,13 @@ def ingest(session: Session, batch: Batch, records: Iterable[Record], settings: 
             status="cancelled",
             message=f"not applied: {rejected} line(s) of the atomic batch were rejected",
         )
-        finish(
-            batch,
-            "failed",
-            "lines_rejected",
-            f"{rejected} line(s) rejected; nothing in the atomic batch moved money",
+        states.fail(
+            batch, "lines_rejected", f"{rejected} line(s) rejected; nothing in the atomic batch moved money"
         )
     elif accepted == 0:
-        finish(batch, "failed", "nothing_applied", f"every line ({rejected}) was rejected")
-    elif batch.scheduled_for:
-        batch.status = "scheduled"
+        states.fail(batch, "nothing_applied", f"every line ({rejected}) was rejected")
     else:
-        batch.status = "processing"
-        batch.started_at = func.now()
+        states.validated(batch)
     batches_repo.delete_upload(session, batch.id)
     audit.record(
         session,
@@ -138,13 +132,6 @@ def ingest(session: Session, batch: Batch, records: Iterable[Record], settings: 
     return batch
 
 
-def finish(batch: Batch, status: str, code: str | None, message: str | None) -> None:
-    batch.status = status
-    batch.failure_code = code
-    batch.failure_message = message
-    batch.completed_at = func.now()
-
-
 def ingest_stored(session: Session, batch_id: uuid.UUID, settings: Settings) -> Batch | None:
     """The worker's side of a big upload: validate the stored bytes. None when there is
     nothing to do (already ingested, or another worker is on it)."""
@@ -159,6 +146,8 @@ def ingest_stored(session: Session, batch_id: uuid.UUID, settings: Settings) -> 
         parts = batches_repo.upload_parts(session, batch_id)  # stored uploads are CSV
         return ingest(session, batch, csv_records(parts, settings.batch_max_line_bytes), settings)
     except FileRejected as error:  # checked at upload time; only a changed limit gets here
-        finish(batch, "failed", "file_rejected", error.message)
+        batch = batches_repo.get_for_update(session, batch_id) or batch
+        if batch.status != "cancelled":  # a cancel that came first stands
+            states.fail(batch, "file_rejected", error.message)
         batches_repo.delete_upload(session, batch_id)
         return batch

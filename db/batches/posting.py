@@ -26,12 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from db.audit import repository as audit
 from db.batches import line_repository as lines_repo
 from db.batches import repository as batches_repo
+from db.batches import states
 from db.core.config import get_settings
 from db.core.logs import get_logger
 from db.ledger import limits as limits_rules
@@ -135,11 +135,9 @@ def apply_chunk(session: Session, batch_id: uuid.UUID, start_line: int, *, chunk
 
     done = next_line > batch.last_line
     completed = sum(1 for d in decisions if d[1] == "completed")
-    values = _final_values(session, batch) if done else {}
-    if not batches_repo.advance_cursor(
-        session, batch.id, expected=start_line, next_line=next_line, values=values
-    ):
+    if not batches_repo.advance_cursor(session, batch.id, expected=start_line, next_line=next_line):
         raise RuntimeError(f"batch {batch.id}: cursor moved under the advisory lock")
+    batch_status = states.settle(session, batch) if done else "processing"
     audit.record(
         session,
         action="batch.chunk_applied",
@@ -160,7 +158,7 @@ def apply_chunk(session: Session, batch_id: uuid.UUID, start_line: int, *, chunk
         failed=len(decisions) - completed,
         skipped=skipped,
         next_line=None if done else next_line,
-        batch_status=values.get("status", "processing"),
+        batch_status=batch_status,
     )
 
 
@@ -177,27 +175,6 @@ def _write(
     if changed != len(decisions):
         # Every row was locked and pending a moment ago; anything else is a bug.
         raise LedgerCorrupted(f"{len(decisions) - changed} locked batch transaction(s) changed status")
-
-
-def _final_values(session: Session, batch: Batch) -> dict[str, Any]:
-    """The batch's final status from its counters (already updated by the trigger)."""
-    session.flush()
-    batch = batches_repo.get(session, batch.id) or batch
-    values: dict[str, Any] = {"completed_at": func.now()}
-    if batch.completed_count == batch.total_items:
-        values["status"] = "completed"
-    elif batch.completed_count == 0:
-        values.update(
-            status="failed",
-            failure_code="nothing_applied",
-            failure_message=(
-                f"no line moved money: {batch.rejected_count} rejected, {batch.failed_count} failed, "
-                f"{batch.cancelled_count} cancelled, {batch.dead_lettered_count} dead-lettered"
-            ),
-        )
-    else:
-        values["status"] = "completed_with_errors"
-    return values
 
 
 def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
@@ -236,10 +213,8 @@ def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
         _write(session, book, entries, decisions)
         completed += len(decisions)
     savepoint.commit()
-    values = _final_values(session, batch)
-    batches_repo.advance_cursor(
-        session, batch.id, expected=batch.next_line, next_line=batch.last_line + 1, values=values
-    )
+    batches_repo.advance_cursor(session, batch.id, expected=batch.next_line, next_line=batch.last_line + 1)
+    batch_status = states.settle(session, batch)
     audit.record(
         session,
         action="batch.applied_atomically",
@@ -248,7 +223,7 @@ def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
         data={"completed": completed},
         request_id=batch.request_id,
     )
-    return ChunkOutcome("applied", completed=completed, batch_status=values["status"])
+    return ChunkOutcome("applied", completed=completed, batch_status=batch_status)
 
 
 def _fail_atomic(
@@ -270,18 +245,9 @@ def _fail_atomic(
         status="cancelled",
         message=f"not applied: the atomic batch failed at line {line_no}",
     )
-    batches_repo.advance_cursor(
-        session,
-        batch.id,
-        expected=batch.next_line,
-        next_line=line_no,
-        values={
-            "status": "failed",
-            "failure_code": code,
-            "failure_message": message,
-            "completed_at": func.now(),
-        },
-    )
+    batches_repo.advance_cursor(session, batch.id, expected=batch.next_line, next_line=line_no)
+    states.fail(batch, code, message)
+    session.flush()
     audit.record(
         session,
         action="batch.failed",

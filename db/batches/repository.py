@@ -90,20 +90,24 @@ def list_batches(
     return list(session.scalars(query.order_by(Batch.seq.desc()).limit(limit + 1)))
 
 
-def mark_validating(session: Session, batch_id: uuid.UUID) -> None:
-    session.execute(
-        update(Batch).where(Batch.id == batch_id, Batch.status == "received").values(status="validating")
-    )
-
-
-def advance_cursor(
-    session: Session, batch_id: uuid.UUID, *, expected: int, next_line: int, values: dict[str, Any]
+def update_status_if(
+    session: Session, batch_id: uuid.UUID, *, expected: Sequence[str], values: dict[str, Any]
 ) -> bool:
-    """Move the processing cursor only if nobody moved it meanwhile (compare-and-set)."""
+    """One conditional UPDATE for `db.batches.states` (the only caller): no row lock
+    waited for up front, nothing written unless the status is still one of `expected`."""
+    result = session.execute(
+        update(Batch).where(Batch.id == batch_id, Batch.status.in_(expected)).values(**values)
+    )
+    return changed(result) == 1
+
+
+def advance_cursor(session: Session, batch_id: uuid.UUID, *, expected: int, next_line: int) -> bool:
+    """Move the processing cursor only if nobody moved it meanwhile (compare-and-set).
+    The status that may follow is `db.batches.states`' to write."""
     result = session.execute(
         update(Batch)
         .where(Batch.id == batch_id, Batch.next_line == expected, Batch.status == "processing")
-        .values(next_line=next_line, started_at=func.coalesce(Batch.started_at, func.now()), **values)
+        .values(next_line=next_line)
     )
     return changed(result) == 1
 

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from db.audit import repository as audit
 from db.batches import line_repository as lines_repo
 from db.batches import repository as batches_repo
+from db.batches import states
 from db.batches.format import FileRejected, Record, UploadScan, csv_records, json_records
-from db.batches.ingest import INGEST_BLOCK, blocks, finish, ingest
+from db.batches.ingest import INGEST_BLOCK, blocks, ingest
 from db.batches.validation import LineValidator, Rejected
 from db.core.config import Settings
 from db.core.errors import Conflict, IdempotencyKeyReused, NotFound, PayloadTooLarge, ValidationFailed
@@ -37,7 +37,6 @@ log = get_logger(__name__)
 
 # Size of one stored piece of an upload.
 UPLOAD_PART_BYTES = 1024 * 1024
-CANCELLABLE = ("received", "validating", "scheduled")
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def submit(
     values = {
         "id": uuid.uuid4(),
         "created_by": principal.id,
-        "status": "received",
+        "status": states.INITIAL,
         "mode": request.mode,
         "source": request.source,
         "content_format": upload.format,
@@ -216,7 +215,7 @@ def cancel(session: Session, principal: Principal, batch_id: uuid.UUID) -> Batch
     batch = batches_repo.get(session, batch_id)
     if batch is None:
         raise NotFound("batch not found")
-    if batch.status not in CANCELLABLE:
+    if batch.status not in states.CANCELLABLE:
         raise Conflict(
             f"The batch is {batch.status}; only a received, validating or scheduled batch can be cancelled.",
             {"status": batch.status},
@@ -230,11 +229,11 @@ def cancel(session: Session, principal: Principal, batch_id: uuid.UUID) -> Batch
     )
     batch = batches_repo.get_for_update(session, batch.id)
     assert batch is not None
-    if batch.status not in CANCELLABLE:  # processing started meanwhile: the caller rolls back
+    if batch.status not in states.CANCELLABLE:  # processing started meanwhile: the caller rolls back
         raise Conflict(
             f"The batch is {batch.status}; it can no longer be cancelled.", {"status": batch.status}
         )
-    finish(batch, "cancelled", None, None)
+    states.cancel(batch)
     audit.record(
         session, action="batch.cancelled", entity_type="batch", entity_id=batch.id, actor_id=principal.id
     )
@@ -249,8 +248,7 @@ def release_due(session: Session, *, now: datetime, limit: int) -> list[Batch]:
         lines_repo.release_scheduled(session, batch_id)
         batch = batches_repo.get(session, batch_id)
         assert batch is not None
-        batch.status = "processing"
-        batch.started_at = func.now()
+        states.release(batch)
         audit.record(session, action="batch.released", entity_type="batch", entity_id=batch_id)
         released.append(batch)
     session.flush()

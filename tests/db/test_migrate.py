@@ -10,8 +10,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from db.migrate import MIGRATION_LOCK_KEY, head_revisions
-from tests.infra import scratch_database
-from tests.processes import LEDGERQ, Processes, wait_for
+from tests.fixtures.infra import scratch_database
+from tests.fixtures.processes import LEDGERQ, Processes, wait_for
 
 
 def _versions(url: str) -> set[str]:

@@ -19,11 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from db.core.config import get_settings
 from db.ops.embedded import free_port
-from tests.api.money import resend
 from tests.deployment.observability import JOBS, alert_queries, dashboard_queries, metric_uses
-from tests.fixtures import wait_final
-from tests.processes import LEDGERQ, Http, Processes, wait_for
-from tests.support import pending_transfer
+from tests.fixtures.broker import resend
+from tests.fixtures.builders import pending_transfer
+from tests.fixtures.ledger import wait_final
+from tests.fixtures.processes import LEDGERQ, Http, Processes, wait_for
 
 pytestmark = pytest.mark.slow
 

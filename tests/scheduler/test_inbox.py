@@ -13,8 +13,8 @@ from db.core.config import get_settings
 from db.models import Batch
 from db.session import unit_of_work
 from scheduler.inbox import scan_inbox
-from tests.batch_helpers import csv_bytes, wait_batch
-from tests.fixtures import balance
+from tests.fixtures.batches import csv_bytes, wait_batch
+from tests.fixtures.ledger import balance
 
 
 @pytest.fixture

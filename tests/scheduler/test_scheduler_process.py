@@ -12,18 +12,9 @@ from sqlalchemy import text
 from db.schedules import service as schedules_service
 from db.schedules.service import StandingOrder
 from db.session import get_engine, unit_of_work
-from tests.fixtures import wait_final
-from tests.scheduling import (
-    audit_actions,
-    entry_count,
-    iso,
-    later,
-    runs_of,
-    scheduler_process,
-    settings,
-    transfer,
-    wait_until,
-)
+from tests.fixtures.http import transfer
+from tests.fixtures.ledger import audit_actions, entry_count, wait_final
+from tests.fixtures.scheduling import iso, later, runs_of, scheduler_process, settings, wait_until
 
 FAST = {"scheduler_tick_s": 0.25, "scheduler_leader_retry_s": 0.1}
 

@@ -14,10 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from db.core.config import get_settings
 from db.schedules import service as schedules_service
 from db.session import unit_of_work
-from tests.fixtures import balance
-from tests.scheduling import audit_actions, iso, runs_of, schedule_row, set_schedule
+from tests.fixtures.ledger import apply_now, audit_actions, balance
+from tests.fixtures.scheduling import iso, runs_of, schedule_row, set_schedule
 from workers.schedules import create_due_runs
-from workers.transactions import apply_transaction
 
 T = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 
@@ -46,7 +45,7 @@ def standing_order(client, make):
 
 def _apply(ids):
     for tx_id in ids:
-        apply_transaction(str(tx_id))
+        apply_now(tx_id)
 
 
 def test_each_run_time_runs_exactly_once(standing_order):

@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import text, update
 
 from db.batches import posting as batch_posting
-from db.models import Batch, LedgerEntry, Transaction
+from db.models import Batch
 from db.session import unit_of_work
 from db.transactions import repository as transactions_repo
-from tests.batch_helpers import assert_counts_add_up, csv_bytes, upload, wait_batch
-from tests.fixtures import balance
+from tests.fixtures.batches import assert_counts_add_up, batch_row, csv_bytes, upload, wait_batch
+from tests.fixtures.ledger import balance, entry_count
 from workers import batches as batch_actors
-
-
-def batch_row(batch_id) -> Batch:
-    with unit_of_work() as uow:
-        batch = uow.session.get(Batch, uuid.UUID(str(batch_id)))
-        uow.session.expunge(batch)
-        return batch
-
-
-def entries() -> int:
-    with unit_of_work() as uow:
-        return uow.session.scalar(select(func.count()).select_from(LedgerEntry))
 
 
 def submitted(client, make, lines: int = 5, **form):
@@ -41,13 +29,13 @@ def submitted(client, make, lines: int = 5, **form):
 def test_redelivered_chunk_message_does_not_apply_twice(client, make):
     finance, a, b, batch = submitted(client, make)
     assert batch["status"] == "processing"
-    before = entries()
+    before = entry_count()
     batch_actors.apply_chunk(batch["id"], 0)  # first delivery
     assert balance(a) == "95.00" and balance(b) == "5.00"
-    assert entries() == before + 10
+    assert entry_count() == before + 10
     batch_actors.apply_chunk(batch["id"], 0)  # the same message again
     assert balance(a) == "95.00" and balance(b) == "5.00"
-    assert entries() == before + 10
+    assert entry_count() == before + 10
     row = batch_row(batch["id"])
     assert row.status == "completed"
     assert row.completed_count == 5
@@ -61,7 +49,7 @@ def test_redelivered_chunk_message_does_not_apply_twice(client, make):
     with unit_of_work() as uow:
         outcome = batch_posting.apply_chunk(uow.session, uuid.UUID(batch["id"]), 0, chunk_size=100)
     assert (outcome.completed, outcome.failed, outcome.skipped) == (0, 0, 5)
-    assert balance(a) == "95.00" and entries() == before + 10
+    assert balance(a) == "95.00" and entry_count() == before + 10
 
 
 def test_redelivery_through_the_real_broker_applies_once(client, make, worker):
@@ -72,26 +60,6 @@ def test_redelivery_through_the_real_broker_applies_once(client, make, worker):
     assert done["status"] == "completed"
     assert balance(a) == "95.00" and balance(b) == "5.00"
     assert_counts_add_up(done)
-
-
-def test_lines_no_longer_pending_are_skipped(client, make):
-    """Each line's transaction row is locked and decided only while pending: a line
-    cancelled on its own (or decided by an earlier delivery) is left as it is."""
-    finance, a, b, batch = submitted(client, make, lines=3)
-    with unit_of_work() as uow:
-        second = uow.session.scalar(
-            select(Transaction.id).where(
-                Transaction.batch_id == uuid.UUID(batch["id"]), Transaction.batch_line == 3
-            )
-        )
-        uow.session.execute(update(Transaction).where(Transaction.id == second).values(status="cancelled"))
-    with unit_of_work() as uow:
-        outcome = batch_posting.apply_chunk(uow.session, uuid.UUID(batch["id"]), 0, chunk_size=100)
-    assert (outcome.completed, outcome.skipped) == (2, 1)
-    row = batch_row(batch["id"])
-    assert (row.completed_count, row.cancelled_count, row.pending_count) == (2, 1, 0)
-    assert row.status == "completed_with_errors"
-    assert balance(b) == "2.00"
 
 
 def test_chunks_follow_each_other_in_file_order(client, make, worker):
@@ -112,7 +80,7 @@ def test_chunks_follow_each_other_in_file_order(client, make, worker):
 
 def test_a_lost_chunk_message_is_resent_by_the_batch_sweeper(client, make):
     finance, a, b, batch = submitted(client, make)
-    from tests.fixtures import flush_namespace
+    from tests.fixtures.broker import flush_namespace
 
     flush_namespace()  # Redis lost the message
     with unit_of_work() as uow:
@@ -209,7 +177,7 @@ def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
 def test_a_cancelled_upload_whose_message_was_lost_still_gets_its_report(make):
     from api import create_app
     from db.core.config import get_settings
-    from tests.fixtures import flush_namespace
+    from tests.fixtures.broker import flush_namespace
 
     client = create_app(get_settings().model_copy(update={"batch_sync_ingest_max_lines": 1})).test_client()
     finance, alice = make.user("finance"), make.user()

@@ -7,9 +7,9 @@ from sqlalchemy import select
 
 from db.models import Transaction
 from db.session import unit_of_work
-from tests.api.money import set_limits
-from tests.batch_helpers import csv_bytes, upload, wait_batch
-from tests.fixtures import balance
+from tests.fixtures.batches import csv_bytes, upload, wait_batch
+from tests.fixtures.http import set_limits
+from tests.fixtures.ledger import balance
 
 
 def test_batch_lines_over_the_daily_limit_fail_limit_exceeded(client, make, worker):

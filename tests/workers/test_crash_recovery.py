@@ -21,8 +21,10 @@ from sqlalchemy import func, select, text
 from db.ledger.verify import verify_ledger
 from db.models import LedgerEntry, Transaction
 from db.session import get_engine, unit_of_work
-from tests.fixtures import balance, flush_namespace, wait_final
-from tests.processes import LEDGERQ, Processes, dramatiq_workers, kill_group, wait_for
+from tests.fixtures.broker import flush_namespace
+from tests.fixtures.http import accepted, transfer
+from tests.fixtures.ledger import balance, wait_final
+from tests.fixtures.processes import LEDGERQ, Processes, dramatiq_workers, kill_group, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -113,19 +115,7 @@ def kill_worker_holding_messages(procs, client, make, *, prefetch: str, schedule
         lock.execute(text("SELECT 1 FROM accounts WHERE id = :id FOR NO KEY UPDATE"), {"id": source})
         tx_ids = []
         for i in range(TRANSFERS):
-            response = client.post(
-                "/api/v1/transactions/transfer",
-                json={
-                    "from_account_id": str(source),
-                    "to_account_id": str(target),
-                    "amount": "3.00",
-                    "currency": "USD",
-                    "reference": f"crash-{i}",
-                },
-                headers=alice.headers,
-            )
-            assert response.status_code == 202, response.json
-            tx_ids.append(response.json["id"])
+            tx_ids.append(accepted(transfer(client, alice, source, target, "3.00", reference=f"crash-{i}")))
         # Both threads are inside apply_transaction: transaction row locked, waiting for
         # the account, their messages fetched and unacked.
         wait_for("both worker threads to block on the account lock", lambda: lock_waiters() >= 2, 20)

@@ -4,7 +4,8 @@ the fault is fixed an admin's retry completes it exactly once."""
 from __future__ import annotations
 
 import db.ledger.posting
-from tests.fixtures import balance, transaction, wait_final
+from tests.fixtures.http import accepted, transfer
+from tests.fixtures.ledger import balance, transaction, wait_final
 
 
 def _poison(monkeypatch):
@@ -15,18 +16,7 @@ def _poison(monkeypatch):
 
 
 def _transfer(client, sender, source, target, amount="10.00"):
-    response = client.post(
-        "/api/v1/transactions/transfer",
-        json={
-            "from_account_id": str(source),
-            "to_account_id": str(target),
-            "amount": amount,
-            "currency": "USD",
-        },
-        headers=sender.headers,
-    )
-    assert response.status_code == 202, response.json
-    return response.json["id"]
+    return accepted(transfer(client, sender, source, target, amount))
 
 
 def test_dead_lettered_transfer_is_listed_and_retry_completes_it(client, make, worker, monkeypatch):
@@ -92,7 +82,7 @@ def test_a_batch_line_cannot_be_retried_on_its_own(client, make):
     from sqlalchemy import text
 
     from db.session import get_engine
-    from tests.batch_helpers import csv_bytes, upload
+    from tests.fixtures.batches import csv_bytes, upload
 
     admin, finance, alice = make.user("admin"), make.user("finance"), make.user()
     a, b = make.account(alice, balance="50.00"), make.account(alice)

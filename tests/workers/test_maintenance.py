@@ -7,8 +7,10 @@ import time
 
 import redis
 
-from tests.fixtures import balance, transaction, wait_final
-from tests.support import closed_port, pending_transfer, sql, transfer
+from tests.fixtures.builders import pending_transfer
+from tests.fixtures.http import transfer
+from tests.fixtures.infra import closed_port
+from tests.fixtures.ledger import balance, sql, transaction, wait_final
 from workers import broker
 from workers.maintenance import sweep_pending, sweep_stale_pending
 

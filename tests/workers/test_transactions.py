@@ -4,14 +4,17 @@ permanent ones and exhausted retries end `dead_lettered` with no money moved."""
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 
 import psycopg
 import pytest
 from sqlalchemy import exc as sa_exc
 
 import db.ledger.posting
-from tests.fixtures import balance, transaction, wait_final
-from tests.support import dead_lettered_transaction_ids, drain, entries_of, pending_transfer, transfer
+from tests.fixtures.broker import dead_lettered_transaction_ids, drain
+from tests.fixtures.builders import pending_transfer
+from tests.fixtures.http import transfer
+from tests.fixtures.ledger import balance, entries_of, transaction, wait_final
 from workers import broker
 from workers.transactions import apply_transaction
 
@@ -25,14 +28,14 @@ def _connection_lost() -> sa_exc.OperationalError:
 @pytest.fixture
 def posting_outcomes(monkeypatch):
     """Spy on the ledger posting the actor calls (it still runs for real): the outcome
-    of every application, in order."""
-    outcomes: list[str] = []
+    of every application, in order, per transaction (funding credits are applied too)."""
+    outcomes: dict[str, list[str]] = defaultdict(list)
     lock = threading.Lock()
 
     def spy(session, tx_id):
         outcome = db.ledger.posting.apply_transaction(session, tx_id)
         with lock:
-            outcomes.append(outcome.status)
+            outcomes[str(tx_id)].append(outcome.status)
         return outcome
 
     monkeypatch.setattr("workers.transactions.post_to_ledger", spy)
@@ -51,7 +54,7 @@ def test_actor_applied_twice_for_one_message_moves_money_once(make, posting_outc
     apply_transaction.fn(transaction_id=tx_id)
     apply_transaction.fn(transaction_id=tx_id)
 
-    assert posting_outcomes == ["completed", "noop"]
+    assert posting_outcomes[tx_id] == ["completed", "noop"]
     assert transaction(tx_id).status == "completed"
     assert (balance(a), balance(b)) == ("75.00", "25.00")
     assert sorted(amount for _, amount in entries_of(tx_id)) == [-2500, 2500]
@@ -68,7 +71,7 @@ def test_same_message_delivered_twice_by_the_broker_moves_money_once(make, worke
     apply_transaction.send(transaction_id=tx_id)  # and a duplicate (a sweeper re-enqueue)
     drain(worker)
 
-    assert sorted(posting_outcomes) == ["completed", "noop", "noop"]
+    assert sorted(posting_outcomes[tx_id]) == ["completed", "noop", "noop"]
     assert transaction(tx_id).status == "completed"
     assert (balance(a), balance(b)) == ("75.00", "25.00")
     assert len(entries_of(tx_id)) == 2

@@ -11,10 +11,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from db.core.config import get_settings
-from tests.fixtures import wait_final
-from tests.infra import scratch_database
-from tests.processes import LEDGERQ
-from tests.support import transfer
+from tests.fixtures.http import transfer
+from tests.fixtures.infra import scratch_database
+from tests.fixtures.ledger import wait_final
+from tests.fixtures.processes import LEDGERQ
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,7 @@ def test_a_restore_of_a_broken_ledger_fails_verification(make, tmp_path):
 
 
 def test_backup_reports_an_unreachable_database(tmp_path):
-    from tests.support import closed_port
+    from tests.fixtures.infra import closed_port
 
     result = _ledgerq(
         "backup",

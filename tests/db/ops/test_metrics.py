@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from db.core.config import get_settings
 from db.ops import metrics
 from db.ops.embedded import free_port
-from tests.api.helpers import app_with, bearer
-from tests.support import pending_transfer
+from tests.fixtures.builders import pending_transfer
+from tests.fixtures.http import app_with, bearer
 
 
 def _families(text: str) -> dict[str, object]:

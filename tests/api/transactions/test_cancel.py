@@ -1,0 +1,171 @@
+"""POST /transactions/{id}/cancel: decided under the row lock the worker takes, so a
+cancelled transaction never moves money and a completed one is never cancelled."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from db.ledger.posting import apply_transaction
+from db.ledger.verify import verify_ledger
+from db.session import unit_of_work
+from db.transactions.service import cancel
+from tests.fixtures.http import transfer
+from tests.fixtures.ledger import audit_actions, balance, entry_count, transaction, wait_final
+from tests.fixtures.scheduling import iso, later
+
+
+def _cancel(client, user, tx_id):
+    return client.post(f"/api/v1/transactions/{tx_id}/cancel", headers=user.headers)
+
+
+def test_cancel_a_scheduled_transfer(client, make):
+    alice = make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(make.user())
+    tx = transfer(client, alice, a, b, scheduled_for=iso(later(days=1))).json
+
+    response = _cancel(client, alice, tx["id"])
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "cancelled"
+    assert transaction(tx["id"]).status == "cancelled"
+    assert "transaction.cancelled" in audit_actions(tx["id"])
+    assert entry_count(tx["id"]) == 0 and balance(a) == "10.00"
+
+
+def test_a_cancelled_pending_transfer_is_never_applied(client, make):
+    from workers.transactions import apply_transaction as apply_actor
+
+    alice = make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(make.user())
+    tx = transfer(client, alice, a, b).json  # pending, its message waiting in Redis
+    assert _cancel(client, alice, tx["id"]).status_code == 200
+
+    apply_actor(tx["id"])  # the message is delivered after all
+    assert transaction(tx["id"]).status == "cancelled"
+    assert entry_count(tx["id"]) == 0 and balance(a) == "10.00"
+    available = client.get(f"/api/v1/accounts/{a}", headers=alice.headers).json["available_balance"]
+    assert available == "10.00"
+
+
+def test_cancel_anything_final_is_409(client, make, worker):
+    alice = make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(make.user())
+    done = transfer(client, alice, a, b).json
+    failed = transfer(client, alice, a, b, amount="500.00").json
+    wait_final([done["id"], failed["id"]])
+
+    for tx_id, status in ((done["id"], "completed"), (failed["id"], "failed")):
+        response = _cancel(client, alice, tx_id)
+        assert response.status_code == 409
+        assert response.json["error"]["code"] == "conflict"
+        assert response.json["error"]["details"]["status"] == status
+        assert transaction(tx_id).status == status
+
+    scheduled = transfer(client, alice, a, b, scheduled_for=iso(later(days=1))).json
+    assert _cancel(client, alice, scheduled["id"]).status_code == 200
+    assert _cancel(client, alice, scheduled["id"]).status_code == 409  # already cancelled
+
+
+def test_customers_cancel_only_what_they_sent(client, make):
+    alice, bob, mallory = make.user(), make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    tx = transfer(client, alice, a, b, scheduled_for=iso(later(days=1))).json
+
+    assert _cancel(client, mallory, tx["id"]).status_code == 404  # a stranger: no such thing
+    assert _cancel(client, bob, tx["id"]).status_code == 404  # the recipient cannot stop it
+    assert _cancel(client, alice, uuid.uuid4()).status_code == 404
+    assert transaction(tx["id"]).status == "scheduled"
+    assert _cancel(client, make.user("finance"), tx["id"]).status_code == 200
+
+
+def test_cancel_waits_for_a_worker_holding_the_row_lock_then_409(client, make):
+    """The worker has locked the row and is applying it: the cancel must not win."""
+    alice = make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(make.user())
+    tx = transfer(client, alice, a, b).json
+    tx_id = uuid.UUID(tx["id"])
+
+    result = {}
+    with unit_of_work() as worker_uow:
+        assert apply_transaction(worker_uow.session, tx_id).status == "completed"  # locked, not committed
+        thread = threading.Thread(
+            target=lambda: result.setdefault(
+                "response", _cancel(client.application.test_client(), alice, tx_id)
+            )
+        )
+        thread.start()
+        thread.join(timeout=0.5)
+        assert thread.is_alive(), "cancel must wait for the worker's row lock"
+    thread.join(timeout=10)
+    assert result["response"].status_code == 409
+    assert transaction(tx_id).status == "completed"
+    assert entry_count(tx_id) == 2
+
+
+def test_worker_waits_for_a_cancel_holding_the_row_lock_then_no_ops(client, make):
+    alice = make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(make.user())
+    tx_id = uuid.UUID(transfer(client, alice, a, b).json["id"])
+
+    outcome = {}
+
+    def worker():
+        with unit_of_work() as uow:
+            outcome["value"] = apply_transaction(uow.session, tx_id)
+
+    with unit_of_work() as api_uow:
+        assert cancel(api_uow.session, alice.principal, tx_id).status == "cancelled"  # locked, not committed
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join(timeout=0.5)
+        assert thread.is_alive(), "the worker must wait for the cancel's row lock"
+    thread.join(timeout=10)
+    assert outcome["value"].status == "noop"
+    assert transaction(tx_id).status == "cancelled"
+    assert entry_count(tx_id) == 0 and balance(a) == "10.00"
+
+
+def test_many_cancels_racing_the_real_worker(app, make):
+    """Queue transfers, then start a real worker and cancel them all at the same moment:
+    each ends either cancelled with no entries (cancel said 200) or applied (cancel said
+    409), never both, and the ledger balances."""
+    from dramatiq import Worker
+
+    from tests.fixtures.broker import flush_namespace
+    from workers import broker
+
+    alice = make.user()
+    a, b = make.account(alice, balance="1000.00"), make.account(make.user())
+    client = app.test_client()
+    flush_namespace()
+    ids = [transfer(client, alice, a, b, amount="1.00").json["id"] for _ in range(80)]
+    random.shuffle(ids)  # cancel in an order unrelated to the worker's FIFO
+
+    def cancel_one(tx_id):
+        return tx_id, _cancel(app.test_client(), alice, tx_id).status_code
+
+    real_worker = Worker(broker, worker_threads=4, worker_timeout=100)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        real_worker.start()
+        try:
+            answers = dict(pool.map(cancel_one, ids))
+            final = wait_final(ids)
+        finally:
+            real_worker.stop(timeout=10_000)
+
+    assert set(answers.values()) <= {200, 409}
+    for tx_id in ids:
+        if answers[tx_id] == 200:
+            assert final[tx_id] == "cancelled", tx_id
+            assert entry_count(tx_id) == 0, tx_id
+        else:
+            assert final[tx_id] == "completed", tx_id
+            assert entry_count(tx_id) == 2, tx_id
+    completed = sum(1 for status in final.values() if status == "completed")
+    assert 0 < completed < len(ids), "the race did not happen: tune the sizes"
+    assert balance(b) == f"{completed}.00"
+    assert balance(a) == f"{1000 - completed}.00"
+    with unit_of_work() as uow:
+        assert verify_ledger(uow.session) == []
