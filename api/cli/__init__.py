@@ -93,9 +93,13 @@ def verify() -> None:
     from db.session import unit_of_work
 
     with unit_of_work() as uow:
-        problems = verify_ledger(uow.session)
+        report_verification(verify_ledger(uow.session))
+
+
+def report_verification(problems: list[str], failed: str = "ledger verification FAILED") -> None:
+    """`verify`'s report (also after `restore`): exit 1 with the problems, if any."""
     if problems:
-        click.echo(f"ledger verification FAILED: {len(problems)} problem(s)", err=True)
+        click.echo(f"{failed}: {len(problems)} problem(s)", err=True)
         for problem in problems:
             click.echo(f"  - {problem}", err=True)
         sys.exit(1)

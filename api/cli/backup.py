@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from api.cli import main
+from api.cli import main, report_verification
 from db.core.config import get_settings, psycopg_url
 
 
@@ -52,13 +52,7 @@ def restore(file: Path, database_url: str | None, clean: bool) -> None:
         sys.exit(1)
     click.echo(f"restored {file}")
     with session_factory(settings)() as session:
-        problems = verify_ledger(session)
-    if problems:
-        click.echo(f"ledger verification FAILED after restore: {len(problems)} problem(s)", err=True)
-        for problem in problems:
-            click.echo(f"  - {problem}", err=True)
-        sys.exit(1)
-    click.echo("ledger OK: every invariant holds")
+        report_verification(verify_ledger(session), "ledger verification FAILED after restore")
     revisions, heads = schema_revisions(settings.database_url), head_revisions()
     if revisions != heads:
         click.echo(f"schema at {sorted(revisions)}, this code expects {sorted(heads)}: run `ledgerq migrate`")
