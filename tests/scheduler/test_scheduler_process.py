@@ -93,8 +93,11 @@ def test_a_leader_that_loses_its_database_session_stands_down(make):
 def test_two_schedulers_release_each_due_item_exactly_once(client, make, worker):
     alice = make.user()
     a, b = make.account(alice, balance="1000.00"), make.account(make.user())
-    due = iso(later(seconds=1.5))
-    ids = [transfer(client, alice, a, b, scheduled_for=due).json["id"] for _ in range(30)]
+    # Far enough ahead that all 30 are recorded `scheduled` even on a loaded machine.
+    due = iso(later(seconds=4))
+    accepted = [transfer(client, alice, a, b, scheduled_for=due).json for _ in range(30)]
+    assert {tx["status"] for tx in accepted} == {"scheduled"}
+    ids = [tx["id"] for tx in accepted]
     orders = [_standing_order(make) for _ in range(3)]
 
     # Both instances tick (no election): the claims alone must prevent doubles.
