@@ -29,7 +29,7 @@ from db.core.config import get_settings
 from db.core.logs import get_logger
 from db.models import Batch
 from db.session import UnitOfWork, unit_of_work
-from workers.middleware import on_dead_letter
+from workers.middleware import never_retry
 
 log = get_logger(__name__)
 _settings = get_settings()
@@ -54,9 +54,49 @@ def send_next_step(uow: UnitOfWork, batch: Batch) -> None:
         uow.enqueue(apply_chunk, batch_id=str(batch.id), start_line=batch.next_line)
 
 
+def record_chunk_dead_letter(kwargs: dict, reason: str) -> None:
+    """The chunk could not be applied after every retry: its lines and the rest of the
+    batch become `dead_lettered` (no money moved for them; ops can inspect and retry the
+    message), and the batch ends with what was applied before."""
+    batch_id = uuid.UUID(kwargs["batch_id"])
+    with unit_of_work() as uow:
+        batch = batches_repo.get(uow.session, batch_id)
+        if batch is None or batch.status != "processing":
+            return
+        from_line = 0 if batch.mode == "atomic" else int(kwargs.get("start_line", 0))
+        count = lines_repo.mark_unfinished(
+            uow.session, batch_id, status="dead_lettered", message=reason, from_line=from_line
+        )
+        batch = batches_repo.get_for_update(uow.session, batch_id)
+        assert batch is not None
+        states.dead_lettered(batch, count, reason)
+        audit.record(
+            uow.session,
+            action="batch.dead_lettered",
+            entity_type="batch",
+            entity_id=batch_id,
+            data={"lines": count},
+        )
+
+
+def record_ingest_dead_letter(kwargs: dict, reason: str) -> None:
+    batch_id = uuid.UUID(kwargs["batch_id"])
+    with unit_of_work() as uow:
+        batch = batches_repo.get_for_update(uow.session, batch_id)
+        if batch is None or batch.status not in ("received", "validating"):
+            return
+        states.fail(batch, "ingest_failed", f"the file could not be validated: {reason[:500]}")
+        audit.record(uow.session, action="batch.dead_lettered", entity_type="batch", entity_id=batch_id)
+
+
 # Validating a million stored lines takes about a minute and applying an atomic batch
 # of that size a few: far beyond the 20 s of a single transfer.
-@dramatiq.actor(actor_name="batches.ingest", queue_name="batches", time_limit=_settings.batch_time_limit_ms)
+@dramatiq.actor(
+    actor_name="batches.ingest",
+    queue_name="batches",
+    time_limit=_settings.batch_time_limit_ms,
+    on_dead_letter=record_ingest_dead_letter,
+)
 def ingest(batch_id: str) -> None:
     """Validate a stored upload and record every line (one DB transaction)."""
     settings = get_settings()
@@ -81,7 +121,10 @@ def ingest(batch_id: str) -> None:
 
 
 @dramatiq.actor(
-    actor_name="batches.apply_chunk", queue_name="batches", time_limit=_settings.batch_time_limit_ms
+    actor_name="batches.apply_chunk",
+    queue_name="batches",
+    time_limit=_settings.batch_time_limit_ms,
+    on_dead_letter=record_chunk_dead_letter,
 )
 def apply_chunk(batch_id: str, start_line: int) -> None:
     """Apply the batch's chunks from `start_line`, one DB transaction each, for up to
@@ -120,9 +163,18 @@ def _observe(batch_id: str, line: int, outcome: batch_posting.ChunkOutcome, elap
     )
 
 
-@dramatiq.actor(actor_name="batches.release_due", queue_name="maintenance", max_retries=0)
-def release_due() -> int:
-    """Scheduled batches whose time has come start processing."""
+@dramatiq.actor(actor_name="batches.release_due", queue_name="maintenance", retry_when=never_retry)
+def release_due() -> None:
+    release_due_batches()
+
+
+@dramatiq.actor(actor_name="batches.sweep_stalled", queue_name="maintenance", retry_when=never_retry)
+def sweep_stalled() -> None:
+    resend_stalled()
+
+
+def release_due_batches() -> int:
+    """The tick's work: scheduled batches whose time has come start processing; how many."""
     settings = get_settings()
     with unit_of_work() as uow:
         released = batches_service.release_due(
@@ -135,9 +187,8 @@ def release_due() -> int:
     return len(released)
 
 
-@dramatiq.actor(actor_name="batches.sweep_stalled", queue_name="maintenance", max_retries=0)
-def sweep_stalled() -> int:
-    """Re-send the next step of batches nobody touched for a while (the message was
+def resend_stalled() -> int:
+    """The tick's work: re-send the next step of batches nobody touched for a while (the message was
     lost: Redis down at commit time, a crash between commit and send). A duplicate of a
     step still running is a no-op (advisory lock); of a finished one too (cursor)."""
     settings = get_settings()
@@ -156,40 +207,3 @@ def sweep_stalled() -> int:
         BATCHES_RESENT.inc(len(stale))
         log.warning("batches.resent", count=len(stale))
     return len(stale)
-
-
-@on_dead_letter("batches.apply_chunk")
-def record_chunk_dead_letter(kwargs: dict, reason: str) -> None:
-    """The chunk could not be applied after every retry: its lines and the rest of the
-    batch become `dead_lettered` (no money moved for them; ops can inspect and retry the
-    message), and the batch ends with what was applied before."""
-    batch_id = uuid.UUID(kwargs["batch_id"])
-    with unit_of_work() as uow:
-        batch = batches_repo.get(uow.session, batch_id)
-        if batch is None or batch.status != "processing":
-            return
-        from_line = 0 if batch.mode == "atomic" else int(kwargs.get("start_line", 0))
-        count = lines_repo.mark_unfinished(
-            uow.session, batch_id, status="dead_lettered", message=reason, from_line=from_line
-        )
-        batch = batches_repo.get_for_update(uow.session, batch_id)
-        assert batch is not None
-        states.dead_lettered(batch, count, reason)
-        audit.record(
-            uow.session,
-            action="batch.dead_lettered",
-            entity_type="batch",
-            entity_id=batch_id,
-            data={"lines": count},
-        )
-
-
-@on_dead_letter("batches.ingest")
-def record_ingest_dead_letter(kwargs: dict, reason: str) -> None:
-    batch_id = uuid.UUID(kwargs["batch_id"])
-    with unit_of_work() as uow:
-        batch = batches_repo.get_for_update(uow.session, batch_id)
-        if batch is None or batch.status not in ("received", "validating"):
-            return
-        states.fail(batch, "ingest_failed", f"the file could not be validated: {reason[:500]}")
-        audit.record(uow.session, action="batch.dead_lettered", entity_type="batch", entity_id=batch_id)

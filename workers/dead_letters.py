@@ -9,11 +9,18 @@ expires after BROKER_DEAD_MESSAGE_TTL_MS.
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
+
+from db.core.errors import NotFound
+from db.session import unit_of_work
+from db.transactions import repository as transactions_repo
+from db.transactions.dead_letters import reopen
 
 
 @dataclass(frozen=True)
@@ -73,23 +80,11 @@ def with_row_errors(letters: list[DeadLetter]) -> list[DeadLetter]:
     """Fill each transaction letter's error from its row: a message dead-lettered on its
     first failure carries no traceback in Redis, but DeadLetterRecorder wrote the reason
     on the row."""
-    import dataclasses
-    import uuid
-
-    from sqlalchemy import select
-
-    from db.models import Transaction
-    from db.session import unit_of_work
-
     ids = {uuid.UUID(letter.transaction_id) for letter in letters if letter.transaction_id}
     if not ids:
         return letters
     with unit_of_work() as uow:
-        errors = dict(
-            uow.session.execute(
-                select(Transaction.id, Transaction.last_error).where(Transaction.id.in_(ids))
-            ).all()
-        )
+        errors = transactions_repo.last_errors(uow.session, ids)
     return [
         dataclasses.replace(letter, error=errors.get(uuid.UUID(letter.transaction_id)) or letter.error)
         if letter.transaction_id
@@ -120,11 +115,6 @@ def requeue(broker: RedisBroker, letter: DeadLetter) -> None:
 def retry(broker: RedisBroker, identifier: str, actor=None) -> dict:
     """Retry by Dramatiq message id, or by transaction id when Redis no longer has the
     message (expired or lost): the `dead_lettered` row is enough."""
-    import uuid
-
-    from db.core.errors import NotFound
-    from db.session import unit_of_work
-    from db.transactions.dead_letters import reopen
     from workers.transactions import apply_transaction
 
     letter = find(broker, identifier)

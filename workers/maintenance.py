@@ -24,6 +24,7 @@ from db.core.logs import get_logger
 from db.session import unit_of_work
 from db.transactions import repository as transactions_repo
 from db.transactions.service import release_due
+from workers.middleware import never_retry
 from workers.transactions import apply_transaction
 
 log = get_logger(__name__)
@@ -42,17 +43,18 @@ def stale_tick() -> bool:
     return message is not None and current_millis() - message.message_timestamp > TICK_MAX_AGE_MS
 
 
-# Ticks are cheap and the next one comes in seconds: no retries. They return None
-# (there is no result backend); the functions they call return what tests check.
+# Ticks are cheap and the next one comes in seconds: never retried (`never_retry`).
+# They return None (there is no result backend); the functions they call return what
+# tests check.
 
 
-@dramatiq.actor(actor_name="maintenance.sweep_pending", queue_name="maintenance", max_retries=0)
+@dramatiq.actor(actor_name="maintenance.sweep_pending", queue_name="maintenance", retry_when=never_retry)
 def sweep_pending() -> None:
     if not stale_tick():
         sweep_stale_pending()
 
 
-@dramatiq.actor(actor_name="maintenance.release_scheduled", queue_name="maintenance", max_retries=0)
+@dramatiq.actor(actor_name="maintenance.release_scheduled", queue_name="maintenance", retry_when=never_retry)
 def release_scheduled() -> None:
     if not stale_tick():
         release_due_scheduled()

@@ -1,10 +1,12 @@
-"""Project middleware: request context in logs, and dead letters recorded in the DB."""
+"""Project middleware: request context in logs, dead letters recorded in the DB, and the
+retry policy's predicates (`should_retry` broker-wide, `never_retry` for ticks)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import structlog
+from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import Middleware
 from sqlalchemy import exc as sa_exc
 
@@ -12,18 +14,9 @@ from db.core.logs import get_logger
 
 log = get_logger(__name__)
 
-# actor_name -> callback(message_kwargs, reason) that records the dead letter on the row.
-_dead_letter_handlers: dict[str, Callable[[dict, str], None]] = {}
-
-
-def on_dead_letter(actor_name: str):
-    """Register the function that records a dead-lettered message of `actor_name`."""
-
-    def register(fn: Callable[[dict, str], None]) -> Callable[[dict, str], None]:
-        _dead_letter_handlers[actor_name] = fn
-        return fn
-
-    return register
+# What an actor's `on_dead_letter` option holds: called with the message's kwargs and the
+# reason when Retries fails the message; it records the dead letter on the row.
+DeadLetterHook = Callable[[dict, str], None]
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -41,6 +34,13 @@ def should_retry(retries_so_far: int, exc: BaseException, *, max_retries: int) -
     """Retries' `retry_when`: transient errors up to the bound; anything else fails at
     once (and so lands in the dead-letter queue, recorded on the row)."""
     return is_transient(exc) and retries_so_far < max_retries
+
+
+def never_retry(retries_so_far: int, exc: BaseException) -> bool:
+    """The tick actors' `retry_when`: a failing tick is not retried, the next one comes
+    in seconds. (With a broker-wide `retry_when`, Dramatiq ignores `max_retries`, so
+    `max_retries=0` alone would not stop the retries.)"""
+    return False
 
 
 class RequestContext(Middleware):
@@ -64,12 +64,26 @@ class DeadLetterRecorder(Middleware):
     """When Retries fails a message (retries exhausted or a permanent error), record it
     on the row synchronously. If that write fails too (database down), the row stays
     `pending` and the sweeper re-enqueues it once the database is back: nothing is lost,
-    the transfer simply gets another chance."""
+    the transfer simply gets another chance.
+
+    An actor declares its hook as an option, `@dramatiq.actor(on_dead_letter=fn)`, as
+    Dramatiq's own middleware read theirs (`max_retries`, `time_limit`)."""
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"on_dead_letter"}
+
+    @staticmethod
+    def _hook(broker, actor_name: str) -> DeadLetterHook | None:
+        try:
+            return broker.get_actor(actor_name).options.get("on_dead_letter")
+        except ActorNotFound:  # a message for an actor this process does not declare
+            return None
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         if not message.failed:
             return
-        handler = _dead_letter_handlers.get(message.actor_name)
+        handler = self._hook(broker, message.actor_name)
         reason = f"{type(exception).__name__}: {exception}" if exception else "failed"
         log.error("message.dead_lettered", reason=reason[:500], retries=message.options.get("retries", 0))
         if handler is None:

@@ -14,6 +14,7 @@ from db.core.logs import get_logger
 from db.schedules import service as schedules
 from db.session import unit_of_work
 from workers.maintenance import stale_tick
+from workers.middleware import never_retry
 from workers.transactions import apply_transaction
 
 log = get_logger(__name__)
@@ -21,7 +22,7 @@ log = get_logger(__name__)
 RUNS_CREATED = Counter("ledgerq_schedule_runs_created_total", "Standing-order runs created")
 
 
-@dramatiq.actor(actor_name="schedules.run_due", queue_name="maintenance", max_retries=0)
+@dramatiq.actor(actor_name="schedules.run_due", queue_name="maintenance", retry_when=never_retry)
 def run_due() -> None:
     """Create the runs of every standing order that has come due, once each."""
     if not stale_tick():

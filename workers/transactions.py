@@ -7,15 +7,14 @@ import uuid
 
 import dramatiq
 from prometheus_client import Counter, Histogram
-from sqlalchemy import update
 
-from db.audit import repository as audit
 from db.core.logs import get_logger
 from db.ledger.posting import apply_transaction as post_to_ledger
 from db.models import Transaction
 from db.schedules.service import record_run_outcome
 from db.session import session_factory, unit_of_work
-from workers.middleware import on_dead_letter
+from db.transactions import dead_letters
+from db.transactions import repository as transactions_repo
 
 log = get_logger(__name__)
 
@@ -28,7 +27,15 @@ DEAD_LETTERED = Counter("ledgerq_transactions_dead_lettered_total", "Transaction
 APPLY_SECONDS = Histogram("ledgerq_transaction_apply_seconds", "Time to apply one transaction")
 
 
-@dramatiq.actor(actor_name="transactions.apply", queue_name="transactions")
+def record_dead_letter(kwargs: dict, reason: str) -> None:
+    """The `on_dead_letter` hook: the message failed for good; record it on the row."""
+    with unit_of_work() as uow:
+        changed = dead_letters.record(uow.session, uuid.UUID(kwargs["transaction_id"]), reason)
+    if changed:
+        DEAD_LETTERED.inc()
+
+
+@dramatiq.actor(actor_name="transactions.apply", queue_name="transactions", on_dead_letter=record_dead_letter)
 def apply_transaction(transaction_id: str) -> None:
     """Apply one transaction exactly once, however often the message is delivered."""
     tx_id = uuid.UUID(transaction_id)
@@ -64,30 +71,4 @@ def _count_attempt(tx_id: uuid.UUID) -> None:
     """Record the attempt (and touch the row, so the sweeper leaves it to the retries)
     in its own short transaction, committed even when the application then fails."""
     with session_factory()() as session, session.begin():
-        session.execute(
-            update(Transaction)
-            .where(Transaction.id == tx_id, Transaction.status == "pending")
-            .values(attempts=Transaction.attempts + 1)
-        )
-
-
-@on_dead_letter("transactions.apply")
-def record_dead_letter(kwargs: dict, reason: str) -> None:
-    tx_id = uuid.UUID(kwargs["transaction_id"])
-    with unit_of_work() as uow:
-        result = uow.session.execute(
-            update(Transaction)
-            .where(Transaction.id == tx_id, Transaction.status == "pending")
-            .values(status="dead_lettered", last_error=reason[:2000])
-        )
-        changed = result.rowcount  # type: ignore[attr-defined]  # an UPDATE returns a CursorResult
-        if changed:
-            audit.record(
-                uow.session,
-                action="transaction.dead_lettered",
-                entity_type="transaction",
-                entity_id=tx_id,
-                data={"reason": reason[:500]},
-            )
-    if changed:
-        DEAD_LETTERED.inc()
+        transactions_repo.count_attempt(session, tx_id)

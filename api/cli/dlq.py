@@ -15,10 +15,8 @@ def dlq() -> None:
 @dlq.command("list")
 def list_() -> None:
     """Show dead-lettered messages and transactions."""
-    from sqlalchemy import select
-
-    from db.models import Transaction
     from db.session import unit_of_work
+    from db.transactions import repository as transactions_repo
     from workers import broker
     from workers.dead_letters import list_dead_letters, with_row_errors
 
@@ -30,12 +28,7 @@ def list_() -> None:
             f"{letter.dead_at:%Y-%m-%d %H:%M:%S}Z  retries={letter.retries}  {letter.error[:120]}"
         )
     with unit_of_work() as uow:
-        rows = uow.session.execute(
-            select(Transaction.id, Transaction.updated_at, Transaction.last_error)
-            .where(Transaction.status == "dead_lettered")
-            .order_by(Transaction.updated_at.desc())
-            .limit(1000)
-        ).all()
+        rows = transactions_repo.dead_lettered(uow.session, limit=1000)
     click.echo(f"{len(rows)} transaction(s) with status dead_lettered")
     for tx_id, updated_at, error in rows:
         click.echo(f"  {tx_id}  {updated_at:%Y-%m-%d %H:%M:%S}  {(error or '')[:120]}")
@@ -48,11 +41,9 @@ def list_() -> None:
 )
 def retry_(identifier: str | None, retry_all: bool) -> None:
     """Retry one dead letter (message id or transaction id), or --all."""
-    from sqlalchemy import select
-
     from db.core.errors import DomainError
-    from db.models import Transaction
     from db.session import unit_of_work
+    from db.transactions import repository as transactions_repo
     from workers import broker
     from workers.dead_letters import list_dead_letters, retry
 
@@ -61,12 +52,7 @@ def retry_(identifier: str | None, retry_all: bool) -> None:
     if retry_all:
         ids = [letter.message_id for letter in list_dead_letters(broker)]
         with unit_of_work() as uow:
-            ids += [
-                str(i)
-                for i in uow.session.scalars(
-                    select(Transaction.id).where(Transaction.status == "dead_lettered")
-                )
-            ]
+            ids += [str(tx_id) for tx_id in transactions_repo.dead_lettered_ids(uow.session)]
     else:
         ids = [identifier or ""]
     failures = 0

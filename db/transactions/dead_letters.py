@@ -1,10 +1,10 @@
-"""Operator retry of a dead-lettered transaction (status `dead_lettered -> pending`)."""
+"""A transaction's dead letter: recorded when its message fails for good
+(`pending -> dead_lettered`), and an operator's retry (`dead_lettered -> pending`)."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from db.audit import repository as audit
@@ -12,6 +12,21 @@ from db.core.errors import Conflict, NotFound
 from db.core.principal import Principal
 from db.models import Transaction
 from db.transactions import repository as transactions_repo
+
+
+def record(session: Session, transaction_id: uuid.UUID, reason: str) -> bool:
+    """Mark a still-pending transaction dead-lettered, with an audit entry; False when it
+    was already decided (a late duplicate of its message)."""
+    changed = transactions_repo.mark_dead_lettered(session, transaction_id, reason)
+    if changed:
+        audit.record(
+            session,
+            action="transaction.dead_lettered",
+            entity_type="transaction",
+            entity_id=transaction_id,
+            data={"reason": reason[:500]},
+        )
+    return changed
 
 
 def reopen(session: Session, transaction_id: uuid.UUID, actor: Principal | None) -> Transaction:
@@ -29,9 +44,7 @@ def reopen(session: Session, transaction_id: uuid.UUID, actor: Principal | None)
         # skips batch lines, so a lost retry message would leave it pending forever.
         raise Conflict("this transaction is a batch line; it cannot be retried on its own")
     if tx.status == "dead_lettered":
-        session.execute(
-            update(Transaction).where(Transaction.id == tx.id).values(status="pending", attempts=0)
-        )
+        transactions_repo.mark_pending_again(session, tx.id)
         audit.record(
             session,
             action="transaction.dead_letter_retried",

@@ -196,3 +196,55 @@ def outgoing_usage(session: Session, account_id: uuid.UUID, *, include_pending: 
         )
     ).one()
     return Usage(daily_outgoing_minor=int(row[0]), minute_outgoing_count=int(row[1]))
+
+
+def count_attempt(session: Session, transaction_id: uuid.UUID) -> None:
+    """One more delivery of a still-pending row (it also touches `updated_at`, so the
+    sweeper leaves the row to the retries)."""
+    session.execute(
+        update(Transaction)
+        .where(Transaction.id == transaction_id, Transaction.status == "pending")
+        .values(attempts=Transaction.attempts + 1)
+    )
+
+
+def mark_dead_lettered(session: Session, transaction_id: uuid.UUID, reason: str) -> bool:
+    """`pending -> dead_lettered` with the reason; False when the row was not pending."""
+    result = session.execute(
+        update(Transaction)
+        .where(Transaction.id == transaction_id, Transaction.status == "pending")
+        .values(status="dead_lettered", last_error=reason[:2000])
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]  # an UPDATE returns a CursorResult
+
+
+def mark_pending_again(session: Session, transaction_id: uuid.UUID) -> None:
+    """`dead_lettered -> pending` with a fresh attempt count (an operator's retry)."""
+    session.execute(
+        update(Transaction).where(Transaction.id == transaction_id).values(status="pending", attempts=0)
+    )
+
+
+def last_errors(session: Session, transaction_ids: set[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """id -> last_error for the rows of `transaction_ids`."""
+    if not transaction_ids:
+        return {}
+    rows = session.execute(
+        select(Transaction.id, Transaction.last_error).where(Transaction.id.in_(transaction_ids))
+    ).all()
+    return {tx_id: error for tx_id, error in rows}
+
+
+def dead_lettered(session: Session, limit: int = 1000) -> list[tuple[uuid.UUID, datetime, str | None]]:
+    """(id, updated_at, last_error) of `dead_lettered` rows, the latest first."""
+    rows = session.execute(
+        select(Transaction.id, Transaction.updated_at, Transaction.last_error)
+        .where(Transaction.status == "dead_lettered")
+        .order_by(Transaction.updated_at.desc())
+        .limit(limit)
+    ).all()
+    return [(tx_id, updated_at, error) for tx_id, updated_at, error in rows]
+
+
+def dead_lettered_ids(session: Session) -> list[uuid.UUID]:
+    return list(session.scalars(select(Transaction.id).where(Transaction.status == "dead_lettered")))
