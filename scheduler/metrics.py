@@ -98,7 +98,7 @@ class BacklogCollector:
 
 
 BACKLOG = BacklogCollector()
-REGISTRY.register(BACKLOG)  # type: ignore[arg-type]
+REGISTRY.register(BACKLOG)
 
 
 def refresh_queue_gauges() -> None:

@@ -83,7 +83,7 @@ def _forget_dead_handles(data_dir: Path) -> None:
     pids listed in `.handle_pids.json`. The pid of a process that died without closing
     its handle (SIGKILL, OOM) stays listed forever, and then no later run ever stops
     the server. Drop the pids of processes that are gone."""
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     path = data_dir / ".handle_pids.json"
     try:

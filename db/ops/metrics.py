@@ -179,7 +179,7 @@ def exposition(kind: str, settings: Settings) -> tuple[bytes, str]:
     # per counter, the odd `ledgerq_schedule_runs_created_created`; nothing uses them.
     disable_created_metrics()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(KindCollector(kind, settings))  # type: ignore[arg-type]
+    registry.register(KindCollector(kind, settings))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
@@ -195,8 +195,8 @@ def check_access(settings: Settings, authorization: str | None, peer: str | None
             address = ipaddress.ip_address((peer or "").split("%", 1)[0])
         except ValueError:
             return 403
-        if address.version == 6 and address.ipv4_mapped:  # type: ignore[union-attr]
-            address = address.ipv4_mapped  # type: ignore[union-attr]
+        if address.version == 6 and address.ipv4_mapped:
+            address = address.ipv4_mapped
         if not any(address in network for network in networks):
             return 403
     token = settings.metrics_token
