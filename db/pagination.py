@@ -1,12 +1,18 @@
-"""Opaque cursors for keyset pagination (clients must not parse them)."""
+"""Keyset pagination: opaque cursors (clients must not parse them) and `KeysetPage`, the
+one page request every list endpoint gets from `@blp.keyset_page` (api/extensions/smorest.py).
+
+A repository's list query takes `after` (the decoded cursor: the last position the
+client saw) and `limit`, and fetches `limit + 1` rows; `KeysetPage.of` trims the extra
+row and turns the last position into `next_cursor`."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import uuid
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from db.core.errors import ValidationFailed
 
@@ -37,3 +43,19 @@ def page(rows: list[T], limit: int, position_of: Callable[[T], object]) -> tuple
         rows = rows[:limit]
         return rows, encode_cursor(position_of(rows[-1]))  # type: ignore[arg-type]
     return rows, None
+
+
+@dataclass(frozen=True)
+class KeysetPage(Generic[T]):
+    """One page request: `limit` (already capped) and `after` (the cursor's position, or
+    None for the first page). `position_of` reads a row's position for the next cursor."""
+
+    limit: int
+    after: Any
+    position_of: Callable[[Any], object]
+
+    def of(self, rows: Sequence[Any], items: Callable[[list], list] | None = None) -> dict[str, Any]:
+        """The response body: the page's items (`items` maps the trimmed rows, e.g. to
+        views) and `next_cursor` (None on the last page)."""
+        trimmed, next_cursor = page(list(rows), self.limit, self.position_of)
+        return {"items": items(trimmed) if items else trimmed, "next_cursor": next_cursor}

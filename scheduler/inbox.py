@@ -148,7 +148,7 @@ def _handle(path: Path, inbox: Path, principal: Principal, settings: Settings, *
                 idempotency_key=None,
                 settings=settings,
             )
-            batch = submitted.batch
+            batch = submitted.record
             send_next_step(uow, batch)
     except DomainError as error:  # a duplicate of a live batch, a limit, a bad header
         detail = f" {error.details}" if error.details else ""

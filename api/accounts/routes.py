@@ -19,13 +19,11 @@ from api.docs import LIMITS_409, STATUS_CHANGE_409
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
-from api.extensions.paging import capped_limit
 from api.extensions.schemas import PageArgsSchema
 from db.accounts import repository as accounts_repo
 from db.accounts import rules as account_rules
 from db.accounts import service as accounts
 from db.ledger import repository as ledger_repo
-from db.pagination import decode_cursor, page
 
 blp = Blueprint("accounts", __name__, url_prefix="/accounts", description="Accounts and their ledger entries")
 
@@ -46,24 +44,23 @@ class Accounts(MethodView):
 
     @blp.login_required()
     @blp.arguments(AccountListArgsSchema, location="query")
+    @blp.keyset_page(lambda row: row[0].id, cursor=uuid.UUID)
     @blp.response(200, AccountPageSchema)
     @blp.documents_errors(422)
-    def get(self, args):
+    def get(self, args, page):
         """Own accounts; finance/admin see all and may filter by owner."""
         principal = current_principal()
         owner = args["owner_id"] if principal.sees_everything else principal.id
-        limit = capped_limit(args["limit"])
         session = get_session()
         rows = accounts_repo.list_visible(
             session,
             owner_id=owner,
             currency=args["currency"],
             kind=args["kind"] if principal.sees_everything else "user",
-            after=decode_cursor(args["cursor"], uuid.UUID),
-            limit=limit,
+            after=page.after,
+            limit=page.limit,
         )
-        rows, next_cursor = page(rows, limit, lambda row: row[0].id)
-        return {"items": accounts.views(session, rows), "next_cursor": next_cursor}
+        return page.of(rows, lambda pairs: accounts.views(session, pairs))
 
 
 @blp.route("/<uuid:account_id>")
@@ -81,18 +78,15 @@ class AccountById(MethodView):
 class AccountEntries(MethodView):
     @blp.login_required()
     @blp.arguments(PageArgsSchema, location="query")
+    @blp.keyset_page(lambda entry: entry.id)
     @blp.response(200, EntryPageSchema)
     @blp.documents_errors(404, 422)
-    def get(self, args, account_id):
+    def get(self, args, account_id, page):
         """The account's immutable ledger entries, newest first."""
         session = get_session()
         account = accounts.visible_account(session, current_principal(), account_id)
-        limit = capped_limit(args["limit"])
-        rows = ledger_repo.entries_of(
-            session, account.id, before_id=decode_cursor(args["cursor"], int), limit=limit
-        )
-        rows, next_cursor = page(rows, limit, lambda entry: entry.id)
-        return {"items": rows, "next_cursor": next_cursor}
+        rows = ledger_repo.entries_of(session, account.id, before_id=page.after, limit=page.limit)
+        return page.of(rows)
 
 
 def _change_status(action: str, account_id, data):

@@ -7,10 +7,8 @@ from marshmallow import Schema, fields, validate
 
 from api.extensions import Blueprint
 from api.extensions.database import get_session
-from api.extensions.paging import capped_limit
 from api.extensions.schemas import PageArgsSchema, page_schema
 from db.audit import reads as audit_logs_repo
-from db.pagination import decode_cursor, page
 
 blp = Blueprint("audit_logs", __name__, url_prefix="/admin/audit-logs", description="Audit log (admin)")
 
@@ -42,17 +40,16 @@ AuditLogPageSchema = page_schema(AuditLogSchema, "AuditLogPage")
 class AuditLogs(MethodView):
     @blp.login_required("admin")
     @blp.arguments(AuditLogArgsSchema, location="query")
+    @blp.keyset_page(lambda log: log.id)
     @blp.response(200, AuditLogPageSchema)
     @blp.documents_errors(422)
-    def get(self, args):
+    def get(self, args, page):
         """Audit rows, newest first, optionally for one entity type and/or id; cursor-paginated."""
-        limit = capped_limit(args["limit"])
         rows = audit_logs_repo.list_logs(
             get_session(),
             entity_type=args["entity_type"],
             entity_id=args["entity_id"],
-            before_id=decode_cursor(args["cursor"], int),
-            limit=limit,
+            before_id=page.after,
+            limit=page.limit,
         )
-        rows, next_cursor = page(rows, limit, lambda log: log.id)
-        return {"items": rows, "next_cursor": next_cursor}
+        return page.of(rows)

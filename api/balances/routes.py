@@ -19,11 +19,9 @@ from api.balances.schemas import (
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session
-from api.extensions.paging import capped_limit
 from db.accounts import repository as accounts_repo
 from db.accounts import service as accounts
 from db.ledger import repository as ledger_repo
-from db.pagination import decode_cursor, page
 
 blp = Blueprint("balances", __name__, url_prefix="/balances", description="Balances")
 
@@ -58,31 +56,28 @@ def _snapshots(views) -> list[_Snapshot]:
 class CurrentBalance(MethodView):
     @blp.login_required()
     @blp.arguments(CurrentArgsSchema, location="query")
+    @blp.keyset_page(lambda row: row[0].id, cursor=uuid.UUID)
     @blp.response(200, BalanceSchema)
     @blp.alt_response(200, schema=BalancePageSchema, description="without account_id: every visible account")
     @blp.documents_errors(404, 422)
-    def get(self, args):
+    def get(self, args, page):
         """One account's balance, or (without `account_id`) a page of every account you may see."""
         session = get_session()
         principal = current_principal()
         if args["account_id"]:
             account = accounts.visible_account(session, principal, args["account_id"])
             return _snapshots([accounts.view(session, account)])[0]
-        limit = capped_limit(args["limit"])
         rows = accounts_repo.list_visible(
             session,
             owner_id=None if principal.sees_everything else principal.id,
             currency=None,
             kind=None if principal.sees_everything else "user",
-            after=decode_cursor(args["cursor"], uuid.UUID),
-            limit=limit,
+            after=page.after,
+            limit=page.limit,
         )
-        rows, next_cursor = page(rows, limit, lambda row: row[0].id)
         # A Response, so that @blp.response does not dump the page again with BalanceSchema.
         return jsonify(
-            BalancePageSchema().dump(
-                {"items": _snapshots(accounts.views(session, rows)), "next_cursor": next_cursor}
-            )
+            BalancePageSchema().dump(page.of(rows, lambda pairs: _snapshots(accounts.views(session, pairs))))
         )
 
 
@@ -90,24 +85,18 @@ class CurrentBalance(MethodView):
 class HistoricalBalance(MethodView):
     @blp.login_required()
     @blp.arguments(HistoricalArgsSchema, location="query")
+    @blp.keyset_page(lambda entry: entry.id)
     @blp.response(200, HistoricalPageSchema)
     @blp.documents_errors(404, 422)
-    def get(self, args):
+    def get(self, args, page):
         """The balance after each ledger entry of the account with `from <= created_at <= to`
         (both optional, inclusive), oldest first, cursor-paginated."""
         session = get_session()
         account = accounts.visible_account(session, current_principal(), args["account_id"])
-        limit = capped_limit(args["limit"])
         rows = ledger_repo.balance_history(
-            session,
-            account.id,
-            since=args["from_"],
-            until=args["to"],
-            after_id=decode_cursor(args["cursor"], int),
-            limit=limit,
+            session, account.id, since=args["from_"], until=args["to"], after_id=page.after, limit=page.limit
         )
-        rows, next_cursor = page(rows, limit, lambda entry: entry.id)
-        return {"items": [HistoricalPoint(e, account.currency) for e in rows], "next_cursor": next_cursor}
+        return page.of(rows, lambda entries: [HistoricalPoint(e, account.currency) for e in entries])
 
 
 @blp.route("/at-time")

@@ -29,8 +29,6 @@ from api.batches.schemas import (
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
-from api.extensions.paging import capped_limit
-from api.transactions.routes import _IDEMPOTENCY_DOC, _idempotency_key
 from db.batches import line_repository as lines_repo
 from db.batches import repository as batches_repo
 from db.batches import service as batches_service
@@ -38,7 +36,6 @@ from db.batches.format import FileRejected
 from db.core.config import Settings
 from db.core.errors import InvalidJson, NotFound, PayloadTooLarge, ValidationFailed
 from db.models import Batch
-from db.pagination import decode_cursor, page
 from db.session import session_factory
 
 blp = Blueprint("batches", __name__, url_prefix="/batches", description="Finance bulk files (finance/admin)")
@@ -147,14 +144,15 @@ def _read_json(settings: Settings) -> tuple[batches_service.Upload, batches_serv
 @blp.route("")
 class Batches(MethodView):
     @blp.login_required(*FINANCE)
-    @blp.doc(**_IDEMPOTENCY_DOC, **_UPLOAD_DOC)
+    @blp.doc(**_UPLOAD_DOC)
     @blp.arguments(SubmitArgsSchema, location="query")
     @blp.response(202, BatchSchema)
     @blp.alt_response(
         200, schema=DryRunReportSchema, description="?dry_run=true: the validation report", success=True
     )
     @blp.documents_errors(400, 409, 413, 422, 503)
-    def post(self, args):
+    @blp.idempotent
+    def post(self, args, idempotency_key):
         """Submit a batch: multipart `file` (CSV) or JSON `items`; 409 if the same
         content is already a live batch (details.batch_id points at it)."""
         from workers.batches import send_next_step
@@ -178,34 +176,26 @@ class Batches(MethodView):
             current_principal(),
             batch_request,
             upload,
-            idempotency_key=_idempotency_key(),
+            idempotency_key=idempotency_key,
             settings=settings,
             request_id=g.request_id,
         )
         if not result.replayed:
-            send_next_step(uow, result.batch)
+            send_next_step(uow, result.record)
         uow.commit()
-        headers = {"Location": f"/api/v1/batches/{result.batch.id}"}
-        if result.replayed:
-            headers["Idempotent-Replayed"] = "true"
-        return result.batch, 202, headers
+        return result.record, result, f"/api/v1/batches/{result.record.id}"
 
     @blp.login_required(*FINANCE)
     @blp.arguments(BatchListArgsSchema, location="query")
+    @blp.keyset_page(lambda batch: batch.seq)
     @blp.response(200, BatchPageSchema)
     @blp.documents_errors(422)
-    def get(self, args):
+    def get(self, args, page):
         """Batches, newest first."""
-        limit = capped_limit(args["limit"])
         rows = batches_repo.list_batches(
-            get_session(),
-            status=args["status"],
-            created_by=None,
-            before_seq=decode_cursor(args["cursor"], int),
-            limit=limit,
+            get_session(), status=args["status"], created_by=None, before_seq=page.after, limit=page.limit
         )
-        rows, next_cursor = page(rows, limit, lambda b: b.seq)
-        return {"items": rows, "next_cursor": next_cursor}
+        return page.of(rows)
 
 
 def _batch(batch_id) -> Batch:
@@ -229,21 +219,16 @@ class BatchById(MethodView):
 class BatchItems(MethodView):
     @blp.login_required(*FINANCE)
     @blp.arguments(ItemArgsSchema, location="query")
+    @blp.keyset_page(lambda row: row.line_no)
     @blp.response(200, BatchItemPageSchema)
     @blp.documents_errors(404, 422)
-    def get(self, args, batch_id):
+    def get(self, args, batch_id, page):
         """Lines in file order with their outcome; `?status=` filters."""
         batch = _batch(batch_id)
-        limit = capped_limit(args["limit"])
         rows = lines_repo.item_page(
-            get_session(),
-            batch.id,
-            status=args["status"],
-            after_line=decode_cursor(args["cursor"], int),
-            limit=limit,
+            get_session(), batch.id, status=args["status"], after_line=page.after, limit=page.limit
         )
-        rows, next_cursor = page(rows, limit, lambda row: row.line_no)
-        return {"items": [item_view(row) for row in rows], "next_cursor": next_cursor}
+        return page.of(rows, lambda lines: [item_view(row) for row in lines])
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

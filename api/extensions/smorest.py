@@ -1,18 +1,25 @@
 """The project's flask-smorest `Api` and `Blueprint`: cross-cutting policy lives here
 once: the error envelope for every HTTPException, the Bearer security scheme,
 `login_required` which both enforces auth/roles and documents 401/403/429, and
-`rate_limit` which tags a view with a rate-limit policy (api/extensions/rate_limit.py)."""
+`rate_limit` which tags a view with a rate-limit policy (api/extensions/rate_limit.py),
+`keyset_page` which every list endpoint's pagination goes through (its `KeysetPage`
+lives in db/pagination.py), and `idempotent` for every endpoint that creates money
+movement (the replay itself: db/idempotency.py)."""
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
 import flask_smorest
-from flask import jsonify
+from flask import current_app, jsonify, request
 
 from api.extensions.schemas import ErrorEnvelopeSchema
+from db.core.errors import ValidationFailed
+from db.idempotency import REPLAY_HEADER
+from db.pagination import KeysetPage, decode_cursor
 
 RATE_LIMIT_ATTRIBUTE = "_ledgerq_rate_limit_policy"
 _RATE_LIMITED_DOC = "rate_limited: too many requests; retry after the `Retry-After` header's seconds"
@@ -118,3 +125,69 @@ class Blueprint(flask_smorest.Blueprint):
             return view
 
         return decorator
+
+    def keyset_page(self, position: Callable[[Any], object], cursor: Callable[[str], Any] = int) -> Callable:
+        """Give the view a `page: KeysetPage` keyword: the query's `limit` capped at
+        LEDGERQ_PAGE_SIZE_MAX and its `cursor` decoded by `cursor` (int, uuid.UUID).
+        The view passes `page.after`/`page.limit` to its repository and returns
+        `page.of(rows)`. Goes directly under the `@blp.arguments(..., location="query")`
+        whose schema has `cursor` and `limit` (api/extensions/schemas.py): that parsed
+        dict is the view's last positional argument."""
+
+        def decorator(view: Callable) -> Callable:
+            @functools.wraps(view)
+            def wrapper(*args, **kwargs):
+                query = args[-1]
+                kwargs["page"] = KeysetPage(
+                    limit=min(query["limit"], current_app.config["LEDGERQ_SETTINGS"].page_size_max),
+                    after=decode_cursor(query["cursor"], cursor),
+                    position_of=position,
+                )
+                return view(*args, **kwargs)
+
+            return wrapper
+
+        return decorator
+
+    def idempotent(self, view: Callable) -> Callable:
+        """An endpoint that creates money movement: the view gets `idempotency_key` (the
+        validated `Idempotency-Key` header, or None) and returns `(body, submitted,
+        location)` (`submitted`: db/idempotency.py's `Submitted`); the answer is 202 with
+        `Location`, plus `Idempotent-Replayed: true` on a replay. Documents the header.
+        Goes directly above the view function (under `@blp.response`, which serializes
+        what this returns)."""
+
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            kwargs["idempotency_key"] = idempotency_key()
+            result = view(*args, **kwargs)
+            if not isinstance(result, tuple):  # a response of its own (e.g. a dry run's report)
+                return result
+            body, submitted, location = result
+            headers = {"Location": location}
+            if submitted.replayed:
+                headers[REPLAY_HEADER] = "true"
+            return body, 202, headers
+
+        return self.doc(parameters=[IDEMPOTENCY_KEY_PARAMETER])(wrapper)
+
+
+IDEMPOTENCY_KEY_PARAMETER = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Same key + same body replays the original 202 (header Idempotent-Replayed: true); "
+    "same key + different body is 422 idempotency_key_reused. Scoped to the user, kept >= 30 days.",
+}
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
+
+
+def idempotency_key() -> str | None:
+    """The request's `Idempotency-Key` header, validated (422 on a malformed key)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ValidationFailed.field("Idempotency-Key", "must be 1-255 printable characters without spaces")
+    return key

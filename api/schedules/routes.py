@@ -8,7 +8,6 @@ from flask.views import MethodView
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
-from api.extensions.paging import capped_limit
 from api.extensions.schemas import PageArgsSchema
 from api.schedules.schemas import (
     ScheduleCreateSchema,
@@ -16,12 +15,11 @@ from api.schedules.schemas import (
     SchedulePageSchema,
     ScheduleSchema,
 )
-from api.transactions.routes import with_reversed_by
 from api.transactions.schemas import TransactionPageSchema
 from db.accounts import service as accounts
-from db.pagination import decode_cursor, page
 from db.schedules import repository as schedules_repo
 from db.schedules import service as schedules
+from db.transactions import views as transaction_views
 
 blp = Blueprint(
     "schedules", __name__, url_prefix="/schedules", description="Standing orders (recurring transfers)"
@@ -52,9 +50,10 @@ class Schedules(MethodView):
 
     @blp.login_required()
     @blp.arguments(ScheduleListArgsSchema, location="query")
+    @blp.keyset_page(lambda schedule: schedule.seq)
     @blp.response(200, SchedulePageSchema)
     @blp.documents_errors(404, 422)
-    def get(self, args):
+    def get(self, args, page):
         """List standing orders, newest first.
 
         Deleted schedules only with `?status=deleted`. Customers see the schedules they
@@ -63,17 +62,15 @@ class Schedules(MethodView):
         session = get_session()
         if args["account_id"]:
             accounts.visible_account(session, principal, args["account_id"])
-        limit = capped_limit(args["limit"])
         rows = schedules_repo.list_visible(
             session,
             owner_id=None if principal.sees_everything else principal.id,
             status=args["status"],
             account_id=args["account_id"],
-            before_seq=decode_cursor(args["cursor"], int),
-            limit=limit,
+            before_seq=page.after,
+            limit=page.limit,
         )
-        rows, next_cursor = page(rows, limit, lambda schedule: schedule.seq)
-        return {"items": rows, "next_cursor": next_cursor}
+        return page.of(rows)
 
 
 @blp.route("/<uuid:schedule_id>")
@@ -128,16 +125,12 @@ class ResumeSchedule(MethodView):
 class ScheduleRuns(MethodView):
     @blp.login_required()
     @blp.arguments(PageArgsSchema, location="query")
+    @blp.keyset_page(lambda tx: tx.seq)
     @blp.response(200, TransactionPageSchema)
     @blp.documents_errors(404, 422)
-    def get(self, args, schedule_id):
+    def get(self, args, schedule_id, page):
         """The schedule's runs (ordinary transactions), newest first."""
         session = get_session()
         schedule = schedules.visible_schedule(session, current_principal(), schedule_id)
-        limit = capped_limit(args["limit"])
-        rows = schedules_repo.runs_of(
-            session, schedule.id, before_seq=decode_cursor(args["cursor"], int), limit=limit
-        )
-        rows, next_cursor = page(rows, limit, lambda tx: tx.seq)
-        with_reversed_by(session, rows)
-        return {"items": rows, "next_cursor": next_cursor}
+        rows = schedules_repo.runs_of(session, schedule.id, before_seq=page.after, limit=page.limit)
+        return page.of(rows, lambda txs: transaction_views.views(session, txs))

@@ -3,17 +3,13 @@ worker decides. GET with ?wait=N long-polls until the status is final."""
 
 from __future__ import annotations
 
-import re
-import time
-
-from flask import current_app, g, request
+from flask import current_app, g
 from flask.views import MethodView
 
 from api.docs import TRANSACTION_422
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
-from api.extensions.paging import capped_limit
 from api.transactions.schemas import (
     HistoryArgsSchema,
     SingleAccountSchema,
@@ -22,68 +18,40 @@ from api.transactions.schemas import (
     TransferSchema,
     WaitArgsSchema,
 )
-from db.accounts import service as accounts
-from db.core.errors import NotFound, ValidationFailed
-from db.models import FINAL_STATUSES, Transaction
-from db.pagination import decode_cursor, page
-from db.transactions import repository as transactions_repo
-from db.transactions.service import MoneyMovement, Submitted, cancel, reverse, submit
+from db.idempotency import Submitted
+from db.models import Transaction
+from db.transactions import views as transaction_views
+from db.transactions.service import MoneyMovement, cancel, reverse, submit
 
 blp = Blueprint(
     "transactions", __name__, url_prefix="/transactions", description="Money movement (asynchronous)"
 )
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
-_IDEMPOTENCY_DOC = {
-    "parameters": [
-        {
-            "in": "header",
-            "name": "Idempotency-Key",
-            "required": False,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-            "description": "Same key + same body replays the original 202 (header Idempotent-Replayed: true); "
-            "same key + different body is 422 idempotency_key_reused. Scoped to the user, kept >= 30 days.",
-        }
-    ]
-}
 
-
-def _idempotency_key() -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY.match(key):
-        raise ValidationFailed.field("Idempotency-Key", "must be 1-255 printable characters without spaces")
-    return key
-
-
-def _accept(movement: MoneyMovement):
+def _accept(movement: MoneyMovement, idempotency_key: str | None):
     """Record the request durably, then (after commit) enqueue it: the 202 promise."""
     uow = get_uow()
     result = submit(
         uow.session,
         current_principal(),
         movement,
-        idempotency_key=_idempotency_key(),
+        idempotency_key=idempotency_key,
         settings=current_app.config["LEDGERQ_SETTINGS"],
         request_id=g.request_id,
     )
     return _enqueue_and_commit(result)
 
 
-def _enqueue_and_commit(result: Submitted):
+def _enqueue_and_commit(result: Submitted[Transaction]):
     from workers.transactions import apply_transaction
 
     uow = get_uow()
-    tx = result.transaction
+    tx = result.record
     if not result.replayed and tx.status == "pending":
         uow.enqueue(apply_transaction, transaction_id=str(tx.id))
-    with_reversed_by(uow.session, [tx])  # a replayed original may have been reversed since
+    body = transaction_views.view(uow.session, tx)  # a replayed original may have been reversed since
     uow.commit()
-    headers = {"Location": f"/api/v1/transactions/{tx.id}"}
-    if result.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return tx, 202, headers
+    return body, result, f"/api/v1/transactions/{tx.id}"
 
 
 def _movement(kind: str, data: dict) -> MoneyMovement:
@@ -93,67 +61,59 @@ def _movement(kind: str, data: dict) -> MoneyMovement:
 @blp.route("/transfer")
 class Transfer(MethodView):
     @blp.login_required()
-    @blp.doc(**_IDEMPOTENCY_DOC)
     @blp.arguments(TransferSchema)
     @blp.response(202, TransactionSchema)
     @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
-    def post(self, data):
+    @blp.idempotent
+    def post(self, data, idempotency_key):
         """Move money between two accounts of one currency (from your own account)."""
-        return _accept(_movement("transfer", data))
+        return _accept(_movement("transfer", data), idempotency_key)
 
 
 @blp.route("/credit")
 class Credit(MethodView):
     @blp.login_required("finance", "admin")
-    @blp.doc(**_IDEMPOTENCY_DOC)
     @blp.arguments(SingleAccountSchema)
     @blp.response(202, TransactionSchema)
     @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
-    def post(self, data):
+    @blp.idempotent
+    def post(self, data, idempotency_key):
         """Money in: from the currency's external account to `account_id` (finance/admin)."""
-        return _accept(_movement("credit", data))
+        return _accept(_movement("credit", data), idempotency_key)
 
 
 @blp.route("/debit")
 class Debit(MethodView):
     @blp.login_required()
-    @blp.doc(**_IDEMPOTENCY_DOC)
     @blp.arguments(SingleAccountSchema)
     @blp.response(202, TransactionSchema)
     @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
-    def post(self, data):
+    @blp.idempotent
+    def post(self, data, idempotency_key):
         """Money out: from `account_id` to the currency's external account (owner or finance)."""
-        return _accept(_movement("debit", data))
+        return _accept(_movement("debit", data), idempotency_key)
 
 
 @blp.route("/history")
 class History(MethodView):
     @blp.login_required()
     @blp.arguments(HistoryArgsSchema, location="query")
+    @blp.keyset_page(lambda tx: tx.seq)
     @blp.response(200, TransactionPageSchema)
     @blp.documents_errors(404, 422)
-    def get(self, args):
+    def get(self, args, page):
         """Newest first. Customers see transactions touching their accounts."""
-        principal = current_principal()
-        session = get_session()
-        if args["account_id"]:
-            accounts.visible_account(session, principal, args["account_id"])
-        limit = capped_limit(args["limit"])
-        rows = transactions_repo.history(
-            session,
-            owner_id=None if principal.sees_everything else principal.id,
+        return transaction_views.history(
+            get_session(),
+            current_principal(),
+            page,
             account_id=args["account_id"],
             status=args["status"],
             type_=args["type"],
             batch_id=args["batch_id"],
             created_from=args["from_"],
             created_to=args["to"],
-            before_seq=decode_cursor(args["cursor"], int),
-            limit=limit,
         )
-        rows, next_cursor = page(rows, limit, lambda tx: tx.seq)
-        with_reversed_by(session, rows)
-        return {"items": rows, "next_cursor": next_cursor}
 
 
 @blp.route("/<uuid:transaction_id>")
@@ -165,17 +125,12 @@ class TransactionById(MethodView):
     def get(self, args, transaction_id):
         """The transaction; `?wait=N` (0-30 s) returns as soon as the status is final."""
         settings = current_app.config["LEDGERQ_SETTINGS"]
-        session = get_session()
-        tx = visible_transaction(session, transaction_id)
-        deadline = time.monotonic() + min(args["wait"], settings.long_poll_max_s)
-        interval = 0.05
-        while tx.status not in FINAL_STATUSES and time.monotonic() < deadline:
-            # Release the connection between polls; each poll sees the latest commit.
-            session.rollback()
-            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-            interval = min(interval * 2, 0.5)
-            session.refresh(tx)
-        return with_reversed_by(session, [tx])[0]
+        return transaction_views.wait_final(
+            get_session(),
+            current_principal(),
+            transaction_id,
+            wait_s=min(args["wait"], settings.long_poll_max_s),
+        )
 
 
 @blp.route("/<uuid:transaction_id>/cancel")
@@ -199,7 +154,6 @@ class CancelTransaction(MethodView):
 @blp.route("/<uuid:transaction_id>/reverse")
 class ReverseTransaction(MethodView):
     @blp.login_required("finance", "admin")
-    @blp.doc(**_IDEMPOTENCY_DOC)
     @blp.response(202, TransactionSchema)
     @blp.documents_errors(
         404,
@@ -214,7 +168,8 @@ class ReverseTransaction(MethodView):
             "`idempotency_key_reused`, `validation_error` (Idempotency-Key format)",
         },
     )
-    def post(self, transaction_id):
+    @blp.idempotent
+    def post(self, transaction_id, idempotency_key):
         """Move a `completed` transaction's money back (finance/admin): 202 with a new `pending`
         `reversal` (from the original's `to_account_id` to its `from_account_id`, same amount,
         `reverses` = the original's id), applied by the worker like any transaction.
@@ -229,35 +184,7 @@ class ReverseTransaction(MethodView):
             uow.session,
             current_principal(),
             transaction_id,
-            idempotency_key=_idempotency_key(),
+            idempotency_key=idempotency_key,
             request_id=g.request_id,
         )
         return _enqueue_and_commit(result)
-
-
-def with_reversed_by(session, txs: list[Transaction]) -> list[Transaction]:
-    """Set `reversed_by` (the id of the transaction's reversal, or None) on each of `txs`
-    for TransactionSchema: one query for the whole list."""
-    found = transactions_repo.reversed_by(session, [tx.id for tx in txs])
-    for tx in txs:
-        setattr(tx, "reversed_by", found.get(tx.id))  # noqa: B010 - not a column; mypy-clean
-    return txs
-
-
-def visible_transaction(session, transaction_id) -> Transaction:
-    tx = transactions_repo.get(session, transaction_id)
-    principal = current_principal()
-    if tx is None:
-        raise NotFound("transaction not found")
-    if not principal.sees_everything:
-        own = {
-            a.id
-            for a in (
-                accounts.accounts_repo.get(session, tx.from_account_id),
-                accounts.accounts_repo.get(session, tx.to_account_id),
-            )
-            if a is not None and a.owner_id == principal.id
-        }
-        if not own:
-            raise NotFound("transaction not found")
-    return tx

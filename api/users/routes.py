@@ -10,11 +10,9 @@ from api.auth.schemas import UserSchema
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
-from api.extensions.paging import capped_limit
 from api.users.schemas import UserListArgsSchema, UserPageSchema, UserUpdateSchema
 from db.auth import repository as users_repo
 from db.auth import user_admin
-from db.pagination import decode_cursor, page
 
 blp = Blueprint("users", __name__, url_prefix="/users", description="User management")
 
@@ -23,20 +21,15 @@ blp = Blueprint("users", __name__, url_prefix="/users", description="User manage
 class Users(MethodView):
     @blp.login_required("admin")
     @blp.arguments(UserListArgsSchema, location="query")
+    @blp.keyset_page(lambda user: user.id, cursor=uuid.UUID)
     @blp.response(200, UserPageSchema)
     @blp.documents_errors(422)
-    def get(self, args):
+    def get(self, args, page):
         """Every user (admin), optionally by `role` / `is_active`."""
-        limit = capped_limit(args["limit"])
         rows = users_repo.list_page(
-            get_session(),
-            role=args["role"],
-            is_active=args["is_active"],
-            after=decode_cursor(args["cursor"], uuid.UUID),
-            limit=limit,
+            get_session(), role=args["role"], is_active=args["is_active"], after=page.after, limit=page.limit
         )
-        rows, next_cursor = page(rows, limit, lambda user: user.id)
-        return {"items": rows, "next_cursor": next_cursor}
+        return page.of(rows)
 
 
 @blp.route("/<uuid:user_id>")

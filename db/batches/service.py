@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db import idempotency
 from db.audit import repository as audit
 from db.batches import line_repository as lines_repo
 from db.batches import repository as batches_repo
@@ -28,9 +29,10 @@ from db.batches.format import FileRejected, Record, UploadScan, csv_records, jso
 from db.batches.ingest import INGEST_BLOCK, blocks, ingest
 from db.batches.validation import LineValidator, Rejected
 from db.core.config import Settings
-from db.core.errors import Conflict, IdempotencyKeyReused, NotFound, PayloadTooLarge, ValidationFailed
+from db.core.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from db.core.logs import get_logger
 from db.core.principal import Principal
+from db.idempotency import Submitted
 from db.models import Batch
 
 log = get_logger(__name__)
@@ -64,12 +66,6 @@ class Upload:
             return json_records(self.items or [])
         assert self.open_chunks is not None
         return csv_records(self.open_chunks(), settings.batch_max_line_bytes)
-
-
-@dataclass(frozen=True)
-class Submitted:
-    batch: Batch
-    replayed: bool
 
 
 def file_rejected(error: FileRejected) -> PayloadTooLarge | ValidationFailed:
@@ -124,7 +120,7 @@ def submit(
     idempotency_key: str | None,
     settings: Settings,
     request_id: str | None = None,
-) -> Submitted:
+) -> Submitted[Batch]:
     """Record the batch (and, for small uploads, every line) in the caller's transaction."""
     fingerprint = _fingerprint(request, upload)
     if idempotency_key:
@@ -178,15 +174,11 @@ def submit(
         for part, data in enumerate(_rechunk(upload.open_chunks(), UPLOAD_PART_BYTES)):
             batches_repo.add_upload_part(session, batch.id, part, data)
     session.flush()
-    return Submitted(batch, replayed=False)
+    return idempotency.created(batch)
 
 
-def _replay(existing: Batch, fingerprint: str) -> Submitted:
-    if existing.request_hash != fingerprint:
-        raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used with a different batch.", {"batch_id": str(existing.id)}
-        )
-    return Submitted(existing, replayed=True)
+def _replay(existing: Batch, fingerprint: str) -> Submitted[Batch]:
+    return idempotency.replay(existing, fingerprint, kind="batch", differs="batch")
 
 
 def _refuse_duplicate(session: Session, sha256: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from db import idempotency
 from db.accounts import repository as accounts_repo
 from db.accounts.service import require_known_currency
 from db.audit import repository as audit
@@ -24,13 +25,13 @@ from db.core.config import Settings
 from db.core.errors import (
     Conflict,
     Forbidden,
-    IdempotencyKeyReused,
     NotFound,
     RuleViolation,
     ValidationFailed,
 )
 from db.core.money import AmountError, format_minor, parse_amount
 from db.core.principal import Principal
+from db.idempotency import Submitted
 from db.ledger import limits as limits_rules
 from db.models import Account, Transaction
 from db.transactions import repository as transactions_repo
@@ -73,12 +74,6 @@ class MoneyMovement:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class Submitted:
-    transaction: Transaction
-    replayed: bool
-
-
 def submit(
     session: Session,
     principal: Principal,
@@ -87,7 +82,7 @@ def submit(
     idempotency_key: str | None,
     settings: Settings,
     request_id: str | None = None,
-) -> Submitted:
+) -> Submitted[Transaction]:
     fingerprint = request.fingerprint()
     if idempotency_key:
         existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
@@ -135,16 +130,11 @@ def submit(
     session.flush()
     tx = transactions_repo.get(session, new_id)
     assert tx is not None
-    return Submitted(tx, replayed=False)
+    return idempotency.created(tx)
 
 
-def _replay(existing: Transaction, fingerprint: str) -> Submitted:
-    if existing.request_hash != fingerprint:
-        raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used with a different request body.",
-            {"transaction_id": str(existing.id)},
-        )
-    return Submitted(existing, replayed=True)
+def _replay(existing: Transaction, fingerprint: str) -> Submitted[Transaction]:
+    return idempotency.replay(existing, fingerprint, kind="transaction", differs="request body")
 
 
 def _resolve_accounts(
@@ -211,7 +201,7 @@ def check_limits(
         raise RuleViolation(breach.message, breach.details, code="limit_exceeded")
 
 
-def _check_request_time_rules(request: MoneyMovement, source: Account, target: Account) -> None:
+def check_request_time_rules(request: MoneyMovement, source: Account, target: Account) -> None:
     for account in (source, target):
         if account.status != "active":
             raise RuleViolation(f"account {account.id} is {account.status}", code="account_inactive")
@@ -244,7 +234,7 @@ def _validated(
     except AmountError as exc:
         raise ValidationFailed.field("amount", str(exc)) from None
     source, target = _resolve_accounts(session, principal, request)
-    _check_request_time_rules(request, source, target)
+    check_request_time_rules(request, source, target)
     return amount_minor, source, target
 
 
@@ -317,7 +307,7 @@ def reverse(
     *,
     idempotency_key: str | None,
     request_id: str | None = None,
-) -> Submitted:
+) -> Submitted[Transaction]:
     """Record a `pending` reversal of a `completed` transaction (finance/admin).
 
     The reversal moves the same amount back (from the original's recipient to its
@@ -373,7 +363,7 @@ def reverse(
     target = accounts_repo.get(session, original.from_account_id)
     if source is None or target is None:
         raise NotFound("account not found")  # rows are never deleted; defensive
-    _check_request_time_rules(request, source, target)
+    check_request_time_rules(request, source, target)
     _check_funds(session, source, original.amount_minor)
 
     values = {
@@ -421,7 +411,7 @@ def reverse(
     session.flush()
     tx = transactions_repo.get(session, new_id)
     assert tx is not None
-    return Submitted(tx, replayed=False)
+    return idempotency.created(tx)
 
 
 def _lock_or_conflict(session: Session, transaction_id: uuid.UUID, verb: str) -> Transaction:

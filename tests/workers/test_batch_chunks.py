@@ -167,7 +167,7 @@ def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
                 MoneyMovement(type="debit", amount="1.00", currency="USD", account_id=a),
                 idempotency_key=None,
                 settings=get_settings(),
-            ).transaction
+            ).record
             assert apply_transaction(uow.session, tx.id).status == "completed"
             assert a in lines_repo.lock_accounts(uow.session, [a])
         ingest.rollback()

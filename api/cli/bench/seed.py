@@ -77,7 +77,7 @@ def fund(finance: Principal, account_ids: list[uuid.UUID], amount: str = FUNDING
         with unit_of_work() as uow:
             for account_id in account_ids[start : start + 50]:
                 credit = MoneyMovement(type="credit", amount=amount, currency="USD", account_id=account_id)
-                tx = submit(uow.session, finance, credit, idempotency_key=None, settings=settings).transaction
+                tx = submit(uow.session, finance, credit, idempotency_key=None, settings=settings).record
                 outcome = apply_transaction(uow.session, tx.id)
                 if outcome.status != "completed":
                     raise RuntimeError(f"funding {account_id} did not complete: {outcome}")
@@ -145,7 +145,7 @@ def backlog(pop: Population, count: int, *, hot: bool = False, seed: int = 7) ->
                     movement,
                     idempotency_key=uuid.uuid4().hex,
                     settings=settings,
-                ).transaction
+                ).record
                 uow.enqueue(apply_transaction, transaction_id=str(tx.id))
                 ids.append(tx.id)
     return ids
