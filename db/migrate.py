@@ -13,7 +13,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from db.core.logs import get_logger
@@ -66,3 +66,8 @@ def head_revisions() -> set[str]:
     from alembic.script import ScriptDirectory
 
     return set(ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_heads())
+
+
+def current_revisions(connection: Connection) -> set[str]:
+    """The revisions the database is at (what `alembic_version` holds)."""
+    return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())

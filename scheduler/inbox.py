@@ -30,8 +30,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
-
 from db.auth import repository as users_repo
 from db.batches import repository as batches_repo
 from db.batches import service as batches_service
@@ -40,6 +38,7 @@ from db.core.config import Settings
 from db.core.errors import DomainError
 from db.core.logs import get_logger
 from db.core.principal import Principal
+from db.ops import advisory_locks
 from db.session import get_engine, unit_of_work
 
 log = get_logger(__name__)
@@ -58,10 +57,7 @@ def scan_inbox(settings: Settings) -> int:
     for sub in SUBDIRS:
         (inbox / sub).mkdir(parents=True, exist_ok=True)
     with get_engine(settings).connect() as lock_connection:
-        got = lock_connection.execute(
-            text("SELECT pg_try_advisory_lock(:cls, :key)"),
-            {"cls": batches_repo.BATCH_LOCK_CLASS, "key": INBOX_LOCK_KEY},
-        ).scalar_one()
+        got = advisory_locks.try_lock(lock_connection, batches_repo.BATCH_LOCK_CLASS, INBOX_LOCK_KEY)
         lock_connection.commit()
         if not got:
             return 0  # another scheduler is scanning
@@ -87,10 +83,7 @@ def scan_inbox(settings: Settings) -> int:
                 handled += 1
             return handled
         finally:
-            lock_connection.execute(
-                text("SELECT pg_advisory_unlock(:cls, :key)"),
-                {"cls": batches_repo.BATCH_LOCK_CLASS, "key": INBOX_LOCK_KEY},
-            )
+            advisory_locks.unlock(lock_connection, batches_repo.BATCH_LOCK_CLASS, INBOX_LOCK_KEY)
             lock_connection.commit()
 
 

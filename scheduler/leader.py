@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 
-from sqlalchemy import Connection, create_engine, func, select, text
+from sqlalchemy import Connection, create_engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from db.core.logs import get_logger
+from db.ops import advisory_locks
 
 log = get_logger(__name__)
 
@@ -53,7 +54,7 @@ class LeaderLock:
         """Try to become (or confirm we still are) the leader; never blocks."""
         if self._connection is not None:
             try:
-                self._connection.execute(text("SELECT 1"))
+                advisory_locks.still_connected(self._connection)
                 return True
             except DBAPIError as exc:
                 log.error("scheduler.leadership_lost", error=str(exc).splitlines()[0][:200])
@@ -65,7 +66,7 @@ class LeaderLock:
             log.warning("scheduler.leader_lock_unreachable", error=str(exc).splitlines()[0][:200])
             return False
         try:
-            won = bool(connection.execute(select(func.pg_try_advisory_lock(self.key))).scalar())
+            won = advisory_locks.try_lock(connection, self.key)
         except DBAPIError:
             connection.close()
             return False
@@ -78,7 +79,7 @@ class LeaderLock:
     def release(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(DBAPIError):  # closing the session releases it anyway
-                self._connection.execute(select(func.pg_advisory_unlock(self.key)))
+                advisory_locks.unlock(self._connection, self.key)
             self._close()
         self._engine.dispose()
 

@@ -20,8 +20,6 @@ from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
 from api.extensions.schemas import PageArgsSchema
-from db.accounts import repository as accounts_repo
-from db.accounts import rules as account_rules
 from db.accounts import service as accounts
 from db.ledger import repository as ledger_repo
 
@@ -49,18 +47,14 @@ class Accounts(MethodView):
     @blp.documents_errors(422)
     def get(self, args, page):
         """Own accounts; finance/admin see all and may filter by owner."""
-        principal = current_principal()
-        owner = args["owner_id"] if principal.sees_everything else principal.id
-        session = get_session()
-        rows = accounts_repo.list_visible(
-            session,
-            owner_id=owner,
+        return accounts.list_visible(
+            get_session(),
+            current_principal(),
+            page,
+            owner_id=args["owner_id"],
             currency=args["currency"],
-            kind=args["kind"] if principal.sees_everything else "user",
-            after=page.after,
-            limit=page.limit,
+            kind=args["kind"],
         )
-        return page.of(rows, lambda pairs: accounts.views(session, pairs))
 
 
 @blp.route("/<uuid:account_id>")
@@ -91,9 +85,7 @@ class AccountEntries(MethodView):
 
 def _change_status(action: str, account_id, data):
     uow = get_uow()
-    account = account_rules.change_status(
-        uow.session, current_principal(), account_id, action, data.get("reason")
-    )
+    account = accounts.change_status(uow.session, current_principal(), account_id, action, data.get("reason"))
     view = accounts.view(uow.session, account)
     uow.commit()
     return view
@@ -143,7 +135,7 @@ class AccountLimits(MethodView):
         """The limits in force on money leaving this account (null = unlimited)."""
         session = get_session()
         account = accounts.visible_account(session, current_principal(), account_id)
-        return account_rules.view_limits(session, account, current_app.config["LEDGERQ_SETTINGS"])
+        return accounts.view_limits(session, account, current_app.config["LEDGERQ_SETTINGS"])
 
     @blp.login_required("finance", "admin")
     @blp.arguments(LimitsUpdateSchema)
@@ -153,7 +145,7 @@ class AccountLimits(MethodView):
         """Replace the account's overrides: a field left out or null goes back to the
         configured default (overdraft to 0). 409 when the balance is already below a new
         overdraft floor, or for system and closed accounts."""
-        return _set_limits(account_id, {field: data.get(field) for field in account_rules.LIMIT_FIELDS})
+        return _set_limits(account_id, {field: data.get(field) for field in accounts.LIMIT_FIELDS})
 
     @blp.login_required("finance", "admin")
     @blp.arguments(LimitsUpdateSchema)
@@ -166,7 +158,7 @@ class AccountLimits(MethodView):
 
 def _set_limits(account_id, changes: dict):
     uow = get_uow()
-    view = account_rules.set_limits(
+    view = accounts.set_limits(
         uow.session, current_principal(), account_id, changes, current_app.config["LEDGERQ_SETTINGS"]
     )
     uow.commit()

@@ -105,7 +105,7 @@ def _amount_or_none(minor, v):
 
 
 class LimitsSchema(Schema):
-    """Dumps a `db.accounts.rules.LimitsView`: the limits in force (null = unlimited)."""
+    """Dumps a `db.accounts.service.LimitsView`: the limits in force (null = unlimited)."""
 
     account_id = fields.Function(lambda v: str(v.account.id), metadata={"type": "string"})
     currency = fields.Function(lambda v: v.account.currency, metadata={"type": "string"})

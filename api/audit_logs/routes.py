@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 from api.extensions import Blueprint
 from api.extensions.database import get_session
 from api.extensions.schemas import PageArgsSchema, page_schema
-from db.audit import reads as audit_logs_repo
+from db.audit import repository as audit_logs_repo
 
 blp = Blueprint("audit_logs", __name__, url_prefix="/admin/audit-logs", description="Audit log (admin)")
 

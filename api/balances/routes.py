@@ -19,7 +19,6 @@ from api.balances.schemas import (
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session
-from db.accounts import repository as accounts_repo
 from db.accounts import service as accounts
 from db.ledger import repository as ledger_repo
 
@@ -67,18 +66,10 @@ class CurrentBalance(MethodView):
         if args["account_id"]:
             account = accounts.visible_account(session, principal, args["account_id"])
             return _snapshots([accounts.view(session, account)])[0]
-        rows = accounts_repo.list_visible(
-            session,
-            owner_id=None if principal.sees_everything else principal.id,
-            currency=None,
-            kind=None if principal.sees_everything else "user",
-            after=page.after,
-            limit=page.limit,
-        )
+        body = accounts.list_visible(session, principal, page)
+        body["items"] = _snapshots(body["items"])
         # A Response, so that @blp.response does not dump the page again with BalanceSchema.
-        return jsonify(
-            BalancePageSchema().dump(page.of(rows, lambda pairs: _snapshots(accounts.views(session, pairs))))
-        )
+        return jsonify(BalancePageSchema().dump(body))
 
 
 @blp.route("/historical")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from sqlalchemy import text
 
-from db.migrate import head_revisions
+from db.migrate import current_revisions, head_revisions
 from db.ops.metrics import WEB, check_access, exposition
 from db.session import get_engine
 
@@ -25,7 +24,7 @@ def readyz():
     checks: dict[str, str] = {}
     try:
         with get_engine(settings).connect() as connection:
-            current = set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+            current = current_revisions(connection)
         checks["postgres"] = "ok"
         checks["migrations"] = "ok" if current == head_revisions() else f"behind: at {sorted(current)}"
     except Exception as exc:  # noqa: BLE001 - any failure means not ready

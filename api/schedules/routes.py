@@ -16,10 +16,7 @@ from api.schedules.schemas import (
     ScheduleSchema,
 )
 from api.transactions.schemas import TransactionPageSchema
-from db.accounts import service as accounts
-from db.schedules import repository as schedules_repo
 from db.schedules import service as schedules
-from db.transactions import views as transaction_views
 
 blp = Blueprint(
     "schedules", __name__, url_prefix="/schedules", description="Standing orders (recurring transfers)"
@@ -58,19 +55,9 @@ class Schedules(MethodView):
 
         Deleted schedules only with `?status=deleted`. Customers see the schedules they
         created or that draw on their accounts; finance/admin see all."""
-        principal = current_principal()
-        session = get_session()
-        if args["account_id"]:
-            accounts.visible_account(session, principal, args["account_id"])
-        rows = schedules_repo.list_visible(
-            session,
-            owner_id=None if principal.sees_everything else principal.id,
-            status=args["status"],
-            account_id=args["account_id"],
-            before_seq=page.after,
-            limit=page.limit,
+        return schedules.list_visible(
+            get_session(), current_principal(), page, status=args["status"], account_id=args["account_id"]
         )
-        return page.of(rows)
 
 
 @blp.route("/<uuid:schedule_id>")
@@ -130,7 +117,4 @@ class ScheduleRuns(MethodView):
     @blp.documents_errors(404, 422)
     def get(self, args, schedule_id, page):
         """The schedule's runs (ordinary transactions), newest first."""
-        session = get_session()
-        schedule = schedules.visible_schedule(session, current_principal(), schedule_id)
-        rows = schedules_repo.runs_of(session, schedule.id, before_seq=page.after, limit=page.limit)
-        return page.of(rows, lambda txs: transaction_views.views(session, txs))
+        return schedules.runs(get_session(), current_principal(), schedule_id, page)

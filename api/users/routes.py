@@ -12,7 +12,7 @@ from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
 from api.users.schemas import UserListArgsSchema, UserPageSchema, UserUpdateSchema
 from db.auth import repository as users_repo
-from db.auth import user_admin
+from db.auth import users as users_service
 
 blp = Blueprint("users", __name__, url_prefix="/users", description="User management")
 
@@ -39,7 +39,7 @@ class UserById(MethodView):
     @blp.documents_errors(404)
     def get(self, user_id):
         """One user: admins see anyone, others only themselves (404 otherwise)."""
-        return user_admin.visible_user(get_session(), current_principal(), user_id)
+        return users_service.visible_user(get_session(), current_principal(), user_id)
 
     @blp.login_required()
     @blp.rate_limit("account")
@@ -53,8 +53,8 @@ class UserById(MethodView):
         deactivation revokes every access and refresh token of that user at once."""
         uow = get_uow()
         try:
-            user = user_admin.update_user(uow.session, current_principal(), user_id, changes)
-        except user_admin.CurrentPasswordIncorrect:
+            user = users_service.update_user(uow.session, current_principal(), user_id, changes)
+        except users_service.CurrentPasswordIncorrect:
             uow.commit()  # keep the audit row of the failed attempt (nothing else changed)
             raise
         uow.commit()
@@ -66,5 +66,5 @@ class UserById(MethodView):
     def delete(self, user_id):
         """Deactivate (never delete: the ledger references users). Their tokens stop working."""
         uow = get_uow()
-        user_admin.deactivate(uow.session, current_principal(), user_id)
+        users_service.deactivate(uow.session, current_principal(), user_id)
         uow.commit()

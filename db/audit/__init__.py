@@ -1,2 +1,1 @@
-"""The append-only audit log: writing a row in the caller's transaction (`repository`)
-and reading it back (`reads`)."""
+"""The append-only audit log (`repository`: writing a row, reading the log)."""

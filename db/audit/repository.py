@@ -1,8 +1,12 @@
+"""The append-only audit log: `record` appends a row in the caller's transaction (it
+commits or vanishes with it); `list_logs` reads the log back, newest first."""
+
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import AuditLog
@@ -33,3 +37,22 @@ def record(
             request_id=request_id,
         )
     )
+
+
+def list_logs(
+    session: Session,
+    *,
+    entity_type: str | None,
+    entity_id: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[AuditLog]:
+    """Newest first, keyset-paginated on the id (limit+1 rows); optional entity filters."""
+    query = select(AuditLog)
+    if entity_type is not None:
+        query = query.where(AuditLog.entity_type == entity_type)
+    if entity_id is not None:
+        query = query.where(AuditLog.entity_id == entity_id)
+    if before_id is not None:
+        query = query.where(AuditLog.id < before_id)
+    return list(session.scalars(query.order_by(AuditLog.id.desc()).limit(limit + 1)))

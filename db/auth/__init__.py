@@ -1,2 +1,2 @@
-"""People: users and passwords (`users`, `user_admin`), refresh-token rotation and
-access-token issue (`tokens`), and their queries (`repository`, `token_repository`)."""
+"""People: users and passwords (`users`), refresh-token rotation and access-token issue
+(`tokens`), and their queries (`repository`, `token_repository`)."""

@@ -1,13 +1,30 @@
+"""Users: passwords (hashing, the length rule, checking a login in constant time) and
+reading and changing users: who may see whom, who may change what.
+
+Policy (documented in deployment/AUTH.md and the OpenAPI spec):
+- admins see and change everyone; anyone else sees and changes only themselves, and
+  gets 404 for other users (no enumeration);
+- `role` and `is_active` are admin-only: a non-admin who sends them (or `id`, which is
+  read-only for everybody) gets 403 — mass assignment is refused loudly, not ignored;
+- changing your own password needs `current_password`; a password change or a
+  deactivation revokes every token of that user at once;
+- an admin cannot demote or deactivate themselves (nobody could undo a lock-out).
+"""
+
 from __future__ import annotations
 
 import hmac
+import uuid
+from typing import Any
 
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from db.audit import repository as audit
 from db.auth import repository as users_repo
-from db.core.errors import Conflict, ValidationFailed
+from db.auth import tokens
+from db.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from db.core.principal import Principal
 from db.models import ROLES, User
 
 MIN_PASSWORD_LENGTH = 12
@@ -75,3 +92,99 @@ def authenticate(session: Session, login: str, password: str) -> User | None:
 
 def constant_time_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+ADMIN_ONLY_FIELDS = ("id", "role", "is_active")
+
+
+class CurrentPasswordIncorrect(ValidationFailed):
+    """Raised after the failed attempt was audited: the caller commits, then answers."""
+
+
+def visible_user(session: Session, principal: Principal, user_id: uuid.UUID) -> User:
+    user = users_repo.get(session, user_id)
+    if user is None or not (principal.is_admin or user.id == principal.id):
+        raise NotFound("user not found")
+    return user
+
+
+def update_user(session: Session, principal: Principal, user_id: uuid.UUID, changes: dict[str, Any]) -> User:
+    user = visible_user(session, principal, user_id)
+    is_self = user.id == principal.id
+    _check_allowed(principal, user, is_self, changes)
+    # Verified before anything changes, so the audit row of a wrong guess can be
+    # committed on its own.
+    if "password" in changes and is_self:
+        _verify_current_password(session, user, changes.get("current_password"))
+
+    if "email" in changes and changes["email"].lower() != user.email.lower():
+        if users_repo.email_taken(session, changes["email"], except_id=user.id):
+            raise Conflict("email already registered", {"email": ["already registered"]})
+        user.email = changes["email"]
+        _audit(session, principal, user, "user.email_changed")
+    if "password" in changes:
+        validate_password(changes["password"])
+        user.password_hash = hash_password(changes["password"])
+        tokens.revoke_all(session, user, "password_changed")
+        _audit(session, principal, user, "user.password_changed", by_admin=not is_self)
+    if "role" in changes and changes["role"] != user.role:
+        _audit(session, principal, user, "user.role_changed", **{"from": user.role, "to": changes["role"]})
+        user.role = changes["role"]
+    if "is_active" in changes and changes["is_active"] != user.is_active:
+        _set_active(session, principal, user, changes["is_active"])
+    session.flush()
+    return user
+
+
+def deactivate(session: Session, principal: Principal, user_id: uuid.UUID) -> User:
+    """DELETE /users/{id}: the user stays (ledger history references it), inactive."""
+    user = visible_user(session, principal, user_id)
+    if user.id == principal.id:
+        raise Conflict("You cannot deactivate yourself; ask another admin.")
+    if user.is_active:
+        _set_active(session, principal, user, False)
+    session.flush()
+    return user
+
+
+def _check_allowed(principal: Principal, user: User, is_self: bool, changes: dict[str, Any]) -> None:
+    if not principal.is_admin:
+        refused = [field for field in ADMIN_ONLY_FIELDS if field in changes]
+        if refused:
+            raise Forbidden(
+                "Only an admin may change role or is_active, and id is read-only.", {"fields": refused}
+            )
+    if "id" in changes and changes["id"] != user.id:
+        raise ValidationFailed.field("id", "is read-only")
+    if is_self and (changes.get("role", user.role) != user.role or changes.get("is_active") is False):
+        raise Conflict("You cannot change your own role or deactivate yourself; ask another admin.")
+
+
+def _verify_current_password(session: Session, user: User, current: str | None) -> None:
+    if not current:
+        raise ValidationFailed.field("current_password", "is required to change your own password")
+    if not check_password_hash(user.password_hash, current):
+        audit.record(
+            session,
+            action="user.password_change_failed",
+            entity_type="user",
+            entity_id=user.id,
+            actor_id=user.id,
+            data={"reason": "current_password_incorrect"},
+        )
+        raise CurrentPasswordIncorrect(
+            "The request has invalid fields.", {"current_password": ["is incorrect"]}
+        )
+
+
+def _set_active(session: Session, principal: Principal, user: User, active: bool) -> None:
+    user.is_active = active
+    if not active:
+        tokens.revoke_all(session, user, "deactivated")
+    _audit(session, principal, user, "user.activated" if active else "user.deactivated")
+
+
+def _audit(session: Session, principal: Principal, user: User, action: str, **data: Any) -> None:
+    audit.record(
+        session, action=action, entity_type="user", entity_id=user.id, actor_id=principal.id, data=data
+    )

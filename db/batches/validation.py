@@ -23,8 +23,7 @@ from db.core.currencies import is_known_currency
 from db.core.errors import RuleViolation
 from db.core.money import AmountError, parse_amount
 from db.models import Account
-from db.transactions.service import MoneyMovement
-from db.transactions.service import check_request_time_rules
+from db.transactions.service import MoneyMovement, check_request_time_rules
 
 MAX_REFERENCE_CHARS = 255
 

@@ -21,18 +21,22 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from db.accounts import repository as accounts_repo
+from db.accounts.service import visible_account
 from db.audit import repository as audit
 from db.core.config import Settings, get_settings
 from db.core.errors import Conflict, NotFound, ValidationFailed
 from db.core.logs import get_logger
 from db.core.principal import Principal
 from db.models import Schedule
+from db.pagination import KeysetPage
 from db.schedules import repository as schedules_repo
 from db.schedules.recurrence import Recurrence, RecurrenceError, ceil_second, plan_due_runs
+from db.transactions import views as transaction_views
 from db.transactions.service import MoneyMovement, check_horizon, check_request
 
 log = get_logger(__name__)
@@ -136,6 +140,36 @@ def create(
     _audit(session, schedule, "schedule.created", principal, {"next_run_at": first_run.isoformat()})
     session.flush()
     return schedule
+
+
+def list_visible(
+    session: Session,
+    principal: Principal,
+    page: KeysetPage,
+    *,
+    status: str | None,
+    account_id: uuid.UUID | None,
+) -> dict[str, Any]:
+    """A page of the schedules the principal may see, newest first: customers see the ones
+    they created or that draw on their accounts; finance/admin see all."""
+    if account_id:
+        visible_account(session, principal, account_id)
+    rows = schedules_repo.list_visible(
+        session,
+        owner_id=None if principal.sees_everything else principal.id,
+        status=status,
+        account_id=account_id,
+        before_seq=page.after,
+        limit=page.limit,
+    )
+    return page.of(rows)
+
+
+def runs(session: Session, principal: Principal, schedule_id: uuid.UUID, page: KeysetPage) -> dict[str, Any]:
+    """A page of the runs (ordinary transactions, as views) of a visible schedule."""
+    schedule = visible_schedule(session, principal, schedule_id)
+    rows = schedules_repo.runs_of(session, schedule.id, before_seq=page.after, limit=page.limit)
+    return page.of(rows, lambda txs: transaction_views.views(session, txs))
 
 
 def visible_schedule(session: Session, principal: Principal, schedule_id: uuid.UUID) -> Schedule:
