@@ -1,4 +1,16 @@
-"""Actors of the `transactions` queue: applying transfers to the ledger (step 4)."""
+"""Actors of the `transactions` queue: applying transfers to the ledger (step 4).
+
+A `transactions.apply` message is a wake-up. Its worker claims a group (its own row, if
+nobody holds it, plus the oldest never-tried pending transfers, up to
+LEDGERQ_APPLY_CLAIM_SIZE) in one short committed statement that also counts each claim as
+an attempt, then applies the group through the posting engine in one DB transaction.
+The other rows' own messages, arriving later, find them decided: a one-SELECT no-op.
+
+A message is acknowledged only once its own row is final or its own attempt failed (then
+Dramatiq retries or dead-letters it, per row): a row another worker holds is waited for
+at the end and decided here if that worker let it go. Exactly-once comes from the row
+status under its lock (`db.ledger.posting.transfers.apply_group`).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +22,14 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import update
 
 from db.audit import repository as audit
+from db.core.config import get_settings
 from db.core.logs import get_logger
-from db.ledger.posting import apply_transaction as post_to_ledger
+from db.ledger.posting import Outcome
+from db.ledger.posting import apply_group as post_to_ledger
 from db.models import Transaction
 from db.schedules.service import record_run_outcome
-from db.session import session_factory, unit_of_work
+from db.session import unit_of_work
+from db.transactions import repository as transactions_repo
 from workers.middleware import on_dead_letter
 
 log = get_logger(__name__)
@@ -26,49 +41,82 @@ APPLIED = Counter(
 )
 DEAD_LETTERED = Counter("ledgerq_transactions_dead_lettered_total", "Transactions dead-lettered")
 APPLY_SECONDS = Histogram("ledgerq_transaction_apply_seconds", "Time to apply one transaction")
+GROUP_SIZE = Histogram(
+    "ledgerq_transaction_apply_group_size",
+    "Transactions decided per worker DB transaction",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
+)
 
 
 @dramatiq.actor(actor_name="transactions.apply", queue_name="transactions")
 def apply_transaction(transaction_id: str) -> None:
-    """Apply one transaction exactly once, however often the message is delivered."""
+    """Make sure this message's transaction is decided exactly once, deciding up to
+    LEDGERQ_APPLY_CLAIM_SIZE pending ones with it."""
     tx_id = uuid.UUID(transaction_id)
-    _count_attempt(tx_id)
     started = time.perf_counter()
     with unit_of_work() as uow:
-        outcome = post_to_ledger(uow.session, tx_id)
-        # Already in the session's identity map (posting loaded it): no extra query.
-        decided = uow.session.get(Transaction, tx_id)
-        kind, currency = (decided.type, decided.currency) if decided is not None else ("", "")
-        if outcome.schedule_id is not None:
-            record_run_outcome(
-                uow.session,
-                outcome.schedule_id,
-                transaction_id=tx_id,
-                status=outcome.status,
-                failure_code=outcome.failure_code,
-            )
+        # The cheap path of every message whose row an earlier group decided: one read,
+        # no lock, nothing written.
+        status = transactions_repo.status_of(uow.session, tx_id)
+        claimed = (
+            transactions_repo.claim_for_apply(uow.session, tx_id, size=get_settings().apply_claim_size)
+            if status == "pending"
+            else []
+        )
+    if status != "pending":
+        log.info("transactions.applied", id=transaction_id, status="noop" if status else "missing")
+        return
+
+    outcomes: list[Outcome] = []
+    if claimed:
+        try:
+            outcomes = _apply(claimed)
+        except Exception as exc:
+            if claimed == [tx_id]:
+                raise  # the own attempt failed: retried or dead-lettered by Dramatiq
+            # One bad row must not fail the others: they stay pending (their attempt is
+            # counted) for their own messages; this message now answers for its row only.
+            log.warning("transactions.group_failed", id=transaction_id, size=len(claimed), error=str(exc)[:300])
+            outcomes = []
+    if tx_id not in {o.transaction_id for o in outcomes}:
+        # Another worker held the row (or the group failed): wait for its lock, then
+        # decide it here unless that worker did.
+        outcomes += _apply([tx_id])
+
     elapsed = time.perf_counter() - started
-    if outcome.status in ("completed", "failed"):
-        APPLIED.labels(outcome.status, outcome.failure_code or "", kind, currency).inc()
-        APPLY_SECONDS.observe(elapsed)
+    decided = [o for o in outcomes if o.status in ("completed", "failed")]
+    for outcome in decided:
+        APPLIED.labels(outcome.status, outcome.failure_code or "", outcome.type, outcome.currency).inc()
+    if decided:
+        GROUP_SIZE.observe(len(decided))
+        APPLY_SECONDS.observe(elapsed / len(decided))
+    own = next(o for o in outcomes if o.transaction_id == tx_id)
     log.info(
         "transactions.applied",
         id=transaction_id,
-        status=outcome.status,
-        failure_code=outcome.failure_code,
+        status=own.status,
+        failure_code=own.failure_code,
+        group=len(decided),
         ms=round(elapsed * 1000, 2),
     )
 
 
-def _count_attempt(tx_id: uuid.UUID) -> None:
-    """Record the attempt (and touch the row, so the sweeper leaves it to the retries)
-    in its own short transaction, committed even when the application then fails."""
-    with session_factory()() as session, session.begin():
-        session.execute(
-            update(Transaction)
-            .where(Transaction.id == tx_id, Transaction.status == "pending")
-            .values(attempts=Transaction.attempts + 1)
-        )
+def _apply(transaction_ids: list[uuid.UUID]) -> list[Outcome]:
+    """One DB transaction: the group through the engine, and each standing-order run's
+    outcome recorded with it."""
+    with unit_of_work() as uow:
+        outcomes = post_to_ledger(uow.session, transaction_ids)
+        # In schedule id order: two groups locking the same schedules never deadlock.
+        for outcome in sorted(outcomes, key=lambda o: str(o.schedule_id)):
+            if outcome.schedule_id is not None:
+                record_run_outcome(
+                    uow.session,
+                    outcome.schedule_id,
+                    transaction_id=outcome.transaction_id,
+                    status=outcome.status,
+                    failure_code=outcome.failure_code,
+                )
+    return outcomes
 
 
 @on_dead_letter("transactions.apply")

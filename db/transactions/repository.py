@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -196,3 +196,72 @@ def outgoing_usage(session: Session, account_id: uuid.UUID, *, include_pending: 
         )
     ).one()
     return Usage(daily_outgoing_minor=int(row[0]), minute_outgoing_count=int(row[1]))
+
+
+_POSTING_COLUMNS = (
+    Transaction.id,
+    Transaction.seq,
+    Transaction.type,
+    Transaction.status,
+    Transaction.from_account_id,
+    Transaction.to_account_id,
+    Transaction.amount_minor,
+    Transaction.currency,
+    Transaction.request_id,
+    Transaction.schedule_id,
+)
+
+
+def lock_for_posting(session: Session, transaction_ids: list[uuid.UUID]) -> list[Any]:
+    """Lock transaction rows (ascending id: one order for every group, so two workers'
+    overlapping groups wait instead of deadlocking) and return them as plain rows, oldest
+    (`seq`) first: the order the posting engine decides them in.
+
+    FOR NO KEY UPDATE excludes every other decider (workers, cancel's FOR UPDATE) yet
+    lets the ledger entries' foreign-key checks share the row."""
+    rows = session.execute(
+        select(*_POSTING_COLUMNS)
+        .where(Transaction.id.in_(transaction_ids))
+        .order_by(Transaction.id)
+        .with_for_update(key_share=True)
+    ).all()
+    return sorted(rows, key=lambda row: row.seq)
+
+
+def status_of(session: Session, transaction_id: uuid.UUID) -> str | None:
+    """The row's status, read without a lock (None: no such row)."""
+    return session.scalars(select(Transaction.status).where(Transaction.id == transaction_id)).first()
+
+
+_CLAIM = text(
+    """
+    WITH own AS (
+        SELECT id FROM transactions
+        WHERE id = :own AND status = 'pending'
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), fresh AS (
+        SELECT id FROM transactions
+        WHERE status = 'pending' AND attempts = 0 AND batch_id IS NULL AND id <> :own
+        ORDER BY seq
+        LIMIT :others
+        FOR NO KEY UPDATE SKIP LOCKED
+    )
+    UPDATE transactions AS t SET attempts = t.attempts + 1, updated_at = now()
+    FROM (SELECT id FROM own UNION ALL SELECT id FROM fresh) AS claimed
+    WHERE t.id = claimed.id
+    RETURNING t.id
+    """
+)
+
+
+def claim_for_apply(session: Session, own_id: uuid.UUID, *, size: int) -> list[uuid.UUID]:
+    """Claim up to `size` pending transfers for one worker: the message's own row (if no
+    one holds it) and the oldest never-tried ones, counting each claim as an attempt.
+
+    SKIP LOCKED: rows another worker is claiming or applying are left to it. The caller
+    commits at once, so the attempt survives a crash of what follows; a row once tried
+    (`attempts` > 0) is then claimed only by its own message (a redelivery, a retry, the
+    sweeper's re-send), which keeps Dramatiq's retry and dead-letter bookkeeping per row.
+    Exactly-once does not rest on this: the applier re-locks the rows and decides only
+    those still `pending`."""
+    return list(session.scalars(_CLAIM, {"own": own_id, "others": max(0, size - 1)}))
