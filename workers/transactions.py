@@ -52,16 +52,19 @@ GROUP_SIZE = Histogram(
 def apply_transaction(transaction_id: str) -> None:
     """Make sure this message's transaction is decided exactly once, deciding up to
     LEDGERQ_APPLY_CLAIM_SIZE pending ones with it."""
-    tx_id = uuid.UUID(transaction_id)
+    process(uuid.UUID(transaction_id), claim_size=get_settings().apply_claim_size)
+
+
+def process(tx_id: uuid.UUID, *, claim_size: int) -> None:
+    """The actor's body: decide `tx_id` (and up to `claim_size` - 1 others with it)."""
+    transaction_id = str(tx_id)
     started = time.perf_counter()
     with unit_of_work() as uow:
         # The cheap path of every message whose row an earlier group decided: one read,
         # no lock, nothing written.
         status = transactions_repo.status_of(uow.session, tx_id)
         claimed = (
-            transactions_repo.claim_for_apply(uow.session, tx_id, size=get_settings().apply_claim_size)
-            if status == "pending"
-            else []
+            transactions_repo.claim_for_apply(uow.session, tx_id, size=claim_size) if status == "pending" else []
         )
     if status != "pending":
         log.info("transactions.applied", id=transaction_id, status="noop" if status else "missing")
