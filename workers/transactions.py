@@ -14,6 +14,7 @@ status under its lock (`db.ledger.posting.transfers.apply_group`).
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -28,7 +29,7 @@ from db.ledger.posting import Outcome
 from db.ledger.posting import apply_group as post_to_ledger
 from db.models import Transaction
 from db.schedules.service import record_run_outcome
-from db.session import unit_of_work
+from db.session import get_engine, unit_of_work
 from db.transactions import repository as transactions_repo
 from workers.middleware import on_dead_letter
 
@@ -55,19 +56,43 @@ def apply_transaction(transaction_id: str) -> None:
     process(uuid.UUID(transaction_id), claim_size=get_settings().apply_claim_size)
 
 
+class _RecentlyDecided:
+    """Ids whose `completed`/`failed` decision this process committed, the newest
+    `size` of them. Those statuses are final forever, so a message for one of these ids
+    (the wake-ups of the rows a group took along) is a no-op without asking the
+    database. A miss costs nothing but the one read it saves."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ids: dict[uuid.UUID, None] = {}
+        self._lock = threading.Lock()
+
+    def add(self, ids: list[uuid.UUID]) -> None:
+        with self._lock:
+            self._ids.update(dict.fromkeys(ids))
+            while len(self._ids) > self._size:
+                del self._ids[next(iter(self._ids))]
+
+    def __contains__(self, tx_id: uuid.UUID) -> bool:
+        return tx_id in self._ids
+
+
+_decided_here = _RecentlyDecided(100_000)
+
+
 def process(tx_id: uuid.UUID, *, claim_size: int) -> None:
     """The actor's body: decide `tx_id` (and up to `claim_size` - 1 others with it)."""
     transaction_id = str(tx_id)
+    if tx_id in _decided_here:
+        log.debug("transactions.applied", id=transaction_id, status="noop")
+        return
     started = time.perf_counter()
-    with unit_of_work() as uow:
-        # The cheap path of every message whose row an earlier group decided: one read,
-        # no lock, nothing written.
-        status = transactions_repo.status_of(uow.session, tx_id)
-        claimed = (
-            transactions_repo.claim_for_apply(uow.session, tx_id, size=claim_size) if status == "pending" else []
-        )
+    # One autocommit statement: for a row an earlier group decided, a read and nothing else.
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        status, claimed = transactions_repo.claim_for_apply(connection, tx_id, size=claim_size)
     if status != "pending":
-        log.info("transactions.applied", id=transaction_id, status="noop" if status else "missing")
+        # Most of these are the wake-ups of rows another group decided: not worth a line each.
+        log.debug("transactions.applied", id=transaction_id, status="noop" if status else "missing")
         return
 
     outcomes: list[Outcome] = []
@@ -79,7 +104,9 @@ def process(tx_id: uuid.UUID, *, claim_size: int) -> None:
                 raise  # the own attempt failed: retried or dead-lettered by Dramatiq
             # One bad row must not fail the others: they stay pending (their attempt is
             # counted) for their own messages; this message now answers for its row only.
-            log.warning("transactions.group_failed", id=transaction_id, size=len(claimed), error=str(exc)[:300])
+            log.warning(
+                "transactions.group_failed", id=transaction_id, size=len(claimed), error=str(exc)[:300]
+            )
             outcomes = []
     if tx_id not in {o.transaction_id for o in outcomes}:
         # Another worker held the row (or the group failed): wait for its lock, then
@@ -88,6 +115,7 @@ def process(tx_id: uuid.UUID, *, claim_size: int) -> None:
 
     elapsed = time.perf_counter() - started
     decided = [o for o in outcomes if o.status in ("completed", "failed")]
+    _decided_here.add([o.transaction_id for o in decided])
     for outcome in decided:
         APPLIED.labels(outcome.status, outcome.failure_code or "", outcome.type, outcome.currency).inc()
     if decided:

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from db.ledger.limits import LIMITED_TYPES, Usage
@@ -228,40 +229,45 @@ def lock_for_posting(session: Session, transaction_ids: list[uuid.UUID]) -> list
     return sorted(rows, key=lambda row: row.seq)
 
 
-def status_of(session: Session, transaction_id: uuid.UUID) -> str | None:
-    """The row's status, read without a lock (None: no such row)."""
-    return session.scalars(select(Transaction.status).where(Transaction.id == transaction_id)).first()
-
-
 _CLAIM = text(
     """
-    WITH own AS (
+    WITH own_row AS (
+        SELECT status FROM transactions WHERE id = :own
+    ), own AS (
         SELECT id FROM transactions
         WHERE id = :own AND status = 'pending'
         FOR NO KEY UPDATE SKIP LOCKED
     ), fresh AS (
         SELECT id FROM transactions
         WHERE status = 'pending' AND attempts = 0 AND batch_id IS NULL AND id <> :own
+          AND EXISTS (SELECT 1 FROM own_row WHERE status = 'pending')
         ORDER BY seq
         LIMIT :others
         FOR NO KEY UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE transactions AS t SET attempts = t.attempts + 1, updated_at = now()
+        FROM (SELECT id FROM own UNION ALL SELECT id FROM fresh) AS c
+        WHERE t.id = c.id
+        RETURNING t.id
     )
-    UPDATE transactions AS t SET attempts = t.attempts + 1, updated_at = now()
-    FROM (SELECT id FROM own UNION ALL SELECT id FROM fresh) AS claimed
-    WHERE t.id = claimed.id
-    RETURNING t.id
+    SELECT (SELECT status FROM own_row) AS status, ARRAY(SELECT id FROM claimed) AS claimed
     """
 )
 
 
-def claim_for_apply(session: Session, own_id: uuid.UUID, *, size: int) -> list[uuid.UUID]:
-    """Claim up to `size` pending transfers for one worker: the message's own row (if no
-    one holds it) and the oldest never-tried ones, counting each claim as an attempt.
+def claim_for_apply(
+    connection: Connection, own_id: uuid.UUID, *, size: int
+) -> tuple[str | None, list[uuid.UUID]]:
+    """The own row's status (None: no such row) and, only if it is `pending`, a claimed
+    group of up to `size`: the own row (if no one holds it) and the oldest never-tried
+    pending transfers, each claim counted as an attempt. One statement: run it in
+    autocommit, so a message whose row is decided costs one read and takes no lock, and
+    a claim is committed (its attempts survive a crash of what follows) at once.
 
-    SKIP LOCKED: rows another worker is claiming or applying are left to it. The caller
-    commits at once, so the attempt survives a crash of what follows; a row once tried
-    (`attempts` > 0) is then claimed only by its own message (a redelivery, a retry, the
+    SKIP LOCKED: rows another worker is claiming or applying are left to it. A row once
+    tried (`attempts` > 0) is claimed only by its own message (a redelivery, a retry, the
     sweeper's re-send), which keeps Dramatiq's retry and dead-letter bookkeeping per row.
     Exactly-once does not rest on this: the applier re-locks the rows and decides only
     those still `pending`."""
-    return list(session.scalars(_CLAIM, {"own": own_id, "others": max(0, size - 1)}))
+    row = connection.execute(_CLAIM, {"own": own_id, "others": max(0, size - 1)}).one()
+    return row.status, list(row.claimed or [])

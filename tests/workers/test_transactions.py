@@ -205,7 +205,9 @@ def test_two_workers_claiming_concurrently_never_apply_a_row_twice(make, monkeyp
     assert sorted(decided_by) == sorted(ids)
     assert all(len(deciders) == 1 for deciders in decided_by.values()), "a row was decided twice"
     assert {name for deciders in decided_by.values() for name in deciders} == {"one", "two"}
-    statuses = dict(sql("SELECT status, count(*) FROM transactions WHERE id = ANY(:ids) GROUP BY status", ids=ids))
+    statuses = dict(
+        sql("SELECT status, count(*) FROM transactions WHERE id = ANY(:ids) GROUP BY status", ids=ids)
+    )
     assert statuses == {"completed": 100, "failed": 20}
     entries = dict(
         sql(

@@ -105,12 +105,16 @@ class Posting:
         decided, self._decided = self._decided, []
         ledger_repo.copy_entries(self.session, self._entries)
         ledger_repo.write_balances(
-            self.session, {account_id: self.locked[account_id][1].balance_minor for account_id in self._touched}
+            self.session,
+            {account_id: self.locked[account_id][1].balance_minor for account_id in self._touched},
         )
         self._entries, self._touched = [], set()
         changed = ledger_repo.write_decisions(
             self.session,
-            [(d.item.id, d.decision.status, d.decision.failure_code, d.decision.failure_message) for d in decided],
+            [
+                (d.item.id, d.decision.status, d.decision.failure_code, d.decision.failure_message)
+                for d in decided
+            ],
         )
         if changed != len(decided):
             # Every row was locked and pending a moment ago; anything else is a bug.

@@ -36,9 +36,7 @@ def apply_group(session: Session, transaction_ids: list[uuid.UUID]) -> list[Outc
     id, in the order given."""
     rows = transactions_repo.lock_for_posting(session, transaction_ids)
     found = {row.id: row for row in rows}
-    decided = {
-        d.item.id: d for d in engine.post(session, [row for row in rows if row.status == "pending"])
-    }
+    decided = {d.item.id: d for d in engine.post(session, [row for row in rows if row.status == "pending"])}
     outcomes = []
     for tx_id in transaction_ids:
         row = found.get(tx_id)
@@ -50,7 +48,9 @@ def apply_group(session: Session, transaction_ids: list[uuid.UUID]) -> list[Outc
         else:
             decision = decided[tx_id].decision
             outcomes.append(
-                Outcome(tx_id, decision.status, decision.failure_code, row.schedule_id, row.type, row.currency)
+                Outcome(
+                    tx_id, decision.status, decision.failure_code, row.schedule_id, row.type, row.currency
+                )
             )
     return outcomes
 
