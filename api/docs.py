@@ -43,11 +43,12 @@ of a race still holds.
 | currency differs from an account | 422 `currency_mismatch` | `currency_mismatch` |
 | over a limit (below) | 422 `limit_exceeded` | `limit_exceeded` |
 | balance would go below `-overdraft_limit` | - | `insufficient_funds` |
+| a balance would leave the BIGINT range of minor units | - | `amount_out_of_range` |
 | from and to are the same account | 422 `same_account` | - |
 | bad amount / unknown currency | 422 `validation_error` | - |
 
 `failure_code` is one of `account_inactive`, `currency_mismatch`, `limit_exceeded`,
-`insufficient_funds`, checked in that order. `error.details` of a `limit_exceeded` names the
+`insufficient_funds`, `amount_out_of_range`, checked in that order. `error.details` of a `limit_exceeded` names the
 `limit`, its `limit_value` and what was already `used`.
 
 ## Limits

@@ -46,7 +46,13 @@ ACCOUNT_STATUSES = ("active", "frozen", "closed")
 TRANSACTION_TYPES = ("transfer", "credit", "debit", "reversal")
 TRANSACTION_STATUSES = ("scheduled", "pending", "completed", "failed", "cancelled", "dead_lettered")
 FINAL_STATUSES = ("completed", "failed", "cancelled", "dead_lettered")
-FAILURE_CODES = ("insufficient_funds", "account_inactive", "limit_exceeded", "currency_mismatch")
+FAILURE_CODES = (
+    "insufficient_funds",
+    "account_inactive",
+    "limit_exceeded",
+    "currency_mismatch",
+    "amount_out_of_range",
+)
 SCHEDULE_STATUSES = ("active", "paused", "ended", "deleted")
 MISFIRE_POLICIES = ("run_once", "skip")
 # Why a refresh-token family stopped working (forensics; the audit log has the details).
@@ -217,6 +223,12 @@ class Transaction(Base):
         CheckConstraint("(status = 'failed') = (failure_code IS NOT NULL)", name="failed_has_code"),
         UniqueConstraint("created_by", "idempotency_key", name="uq_transactions_created_by_idempotency_key"),
         Index("ix_transactions_pending_updated", "updated_at", postgresql_where=text("status = 'pending'")),
+        # The workers' bulk claim: oldest pending transfers never tried yet.
+        Index(
+            "ix_transactions_claimable_seq",
+            "seq",
+            postgresql_where=text("status = 'pending' AND attempts = 0 AND batch_id IS NULL"),
+        ),
         Index(
             "ix_transactions_pending_from",
             "from_account_id",

@@ -1,18 +1,32 @@
-"""Actors of the `transactions` queue: applying transfers to the ledger (step 4)."""
+"""Actors of the `transactions` queue: applying transfers to the ledger (step 4).
+
+A `transactions.apply` message is a wake-up. Its worker claims a group (its own row, if
+nobody holds it, plus the oldest never-tried pending transfers, up to
+LEDGERQ_APPLY_CLAIM_SIZE) in one short committed statement that also counts each claim as
+an attempt, then applies the group through the posting engine in one DB transaction.
+The other rows' own messages, arriving later, find them decided: a one-SELECT no-op.
+
+A message is acknowledged only once its own row is final or its own attempt failed (then
+Dramatiq retries or dead-letters it, per row): a row another worker holds is waited for
+at the end and decided here if that worker let it go. Exactly-once comes from the row
+status under its lock (`db.ledger.posting.transfers.apply_group`).
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
 import dramatiq
 from prometheus_client import Counter, Histogram
 
+from db.core.config import get_settings
 from db.core.logs import get_logger
-from db.ledger.posting import apply_transaction as post_to_ledger
-from db.models import Transaction
+from db.ledger.posting import Outcome
+from db.ledger.posting import apply_group as post_to_ledger
 from db.schedules.service import record_run_outcome
-from db.session import session_factory, unit_of_work
+from db.session import get_engine, unit_of_work
 from db.transactions import dead_letters
 from db.transactions import repository as transactions_repo
 
@@ -37,38 +51,99 @@ def record_dead_letter(kwargs: dict, reason: str) -> None:
 
 @dramatiq.actor(actor_name="transactions.apply", queue_name="transactions", on_dead_letter=record_dead_letter)
 def apply_transaction(transaction_id: str) -> None:
-    """Apply one transaction exactly once, however often the message is delivered."""
-    tx_id = uuid.UUID(transaction_id)
-    _count_attempt(tx_id)
+    """Make sure this message's transaction is decided exactly once, deciding up to
+    LEDGERQ_APPLY_CLAIM_SIZE pending ones with it."""
+    process(uuid.UUID(transaction_id), claim_size=get_settings().apply_claim_size)
+
+
+class _RecentlyDecided:
+    """Ids whose `completed`/`failed` decision this process committed, the newest
+    `size` of them. Those statuses are final forever, so a message for one of these ids
+    (the wake-ups of the rows a group took along) is a no-op without asking the
+    database. A miss costs nothing but the one read it saves."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ids: dict[uuid.UUID, None] = {}
+        self._lock = threading.Lock()
+
+    def add(self, ids: list[uuid.UUID]) -> None:
+        with self._lock:
+            self._ids.update(dict.fromkeys(ids))
+            while len(self._ids) > self._size:
+                del self._ids[next(iter(self._ids))]
+
+    def __contains__(self, tx_id: uuid.UUID) -> bool:
+        return tx_id in self._ids
+
+
+_decided_here = _RecentlyDecided(100_000)
+
+
+def process(tx_id: uuid.UUID, *, claim_size: int) -> None:
+    """The actor's body: decide `tx_id` (and up to `claim_size` - 1 others with it)."""
+    transaction_id = str(tx_id)
+    if tx_id in _decided_here:
+        log.debug("transactions.applied", id=transaction_id, status="noop")
+        return
     started = time.perf_counter()
-    with unit_of_work() as uow:
-        outcome = post_to_ledger(uow.session, tx_id)
-        # Already in the session's identity map (posting loaded it): no extra query.
-        decided = uow.session.get(Transaction, tx_id)
-        kind, currency = (decided.type, decided.currency) if decided is not None else ("", "")
-        if outcome.schedule_id is not None:
-            record_run_outcome(
-                uow.session,
-                outcome.schedule_id,
-                transaction_id=tx_id,
-                status=outcome.status,
-                failure_code=outcome.failure_code,
+    # One autocommit statement: for a row an earlier group decided, a read and nothing else.
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        status, claimed = transactions_repo.claim_for_apply(connection, tx_id, size=claim_size)
+    if status != "pending":
+        # Most of these are the wake-ups of rows another group decided: not worth a line each.
+        log.debug("transactions.applied", id=transaction_id, status="noop" if status else "missing")
+        return
+
+    outcomes: list[Outcome] = []
+    if claimed:
+        try:
+            outcomes = _apply(claimed)
+        except Exception as exc:
+            if claimed == [tx_id]:
+                raise  # the own attempt failed: retried or dead-lettered by Dramatiq
+            # One bad row must not fail the others: they stay pending (their attempt is
+            # counted) for their own messages; this message now answers for its row only.
+            log.warning(
+                "transactions.group_failed", id=transaction_id, size=len(claimed), error=str(exc)[:300]
             )
+            outcomes = []
+    if tx_id not in {o.transaction_id for o in outcomes}:
+        # Another worker held the row (or the group failed): wait for its lock, then
+        # decide it here unless that worker did.
+        outcomes += _apply([tx_id])
+
     elapsed = time.perf_counter() - started
-    if outcome.status in ("completed", "failed"):
-        APPLIED.labels(outcome.status, outcome.failure_code or "", kind, currency).inc()
-        APPLY_SECONDS.observe(elapsed)
+    decided = [o for o in outcomes if o.status in ("completed", "failed")]
+    _decided_here.add([o.transaction_id for o in decided])
+    for outcome in decided:
+        APPLIED.labels(outcome.status, outcome.failure_code or "", outcome.type, outcome.currency).inc()
+    if decided:
+        APPLY_SECONDS.observe(elapsed / len(decided))  # per transfer: a group's time shared
+    own = next(o for o in outcomes if o.transaction_id == tx_id)
     log.info(
         "transactions.applied",
         id=transaction_id,
-        status=outcome.status,
-        failure_code=outcome.failure_code,
+        status=own.status,
+        failure_code=own.failure_code,
+        group=len(decided),
         ms=round(elapsed * 1000, 2),
     )
 
 
-def _count_attempt(tx_id: uuid.UUID) -> None:
-    """Record the attempt (and touch the row, so the sweeper leaves it to the retries)
-    in its own short transaction, committed even when the application then fails."""
-    with session_factory()() as session, session.begin():
-        transactions_repo.count_attempt(session, tx_id)
+def _apply(transaction_ids: list[uuid.UUID]) -> list[Outcome]:
+    """One DB transaction: the group through the engine, and each standing-order run's
+    outcome recorded with it."""
+    with unit_of_work() as uow:
+        outcomes = post_to_ledger(uow.session, transaction_ids)
+        # In schedule id order: two groups locking the same schedules never deadlock.
+        for outcome in sorted(outcomes, key=lambda o: str(o.schedule_id)):
+            if outcome.schedule_id is not None:
+                record_run_outcome(
+                    uow.session,
+                    outcome.schedule_id,
+                    transaction_id=outcome.transaction_id,
+                    status=outcome.status,
+                    failure_code=outcome.failure_code,
+                )
+    return outcomes

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -52,7 +52,10 @@ def system_account(session: Session, currency: str) -> Account:
     inserted = session.execute(
         insert(Account)
         .values(id=new_id, kind="system", currency=currency, name=f"external {currency}", owner_id=None)
-        .on_conflict_do_nothing(index_elements=["currency"], index_where=Account.kind == "system")
+        # A literal predicate, not a bound parameter: once psycopg prepares the statement
+        # (5th execution on a connection) a parameter no longer proves the partial
+        # index's predicate and PostgreSQL finds no arbiter index.
+        .on_conflict_do_nothing(index_elements=["currency"], index_where=text("kind = 'system'"))
         .returning(Account.id)
     ).scalar_one_or_none()
     if inserted is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from types import SimpleNamespace
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -20,7 +19,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
-from db.models import Account, Balance, BatchRejectedLine, Transaction
+from db.ledger.repository import copy_rows as _copy
+from db.models import Account, BatchRejectedLine, Transaction
 
 TRANSACTION_COPY_COLUMNS = (
     "id",
@@ -40,18 +40,6 @@ TRANSACTION_COPY_COLUMNS = (
 
 
 REJECTED_COPY_COLUMNS = ("batch_id", "line_no", "code", "reason", "raw")
-
-
-ENTRY_COPY_COLUMNS = ("transaction_id", "account_id", "amount_minor", "currency", "balance_after_minor")
-
-
-def _copy(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    session.flush()
-    dbapi = session.connection().connection.driver_connection
-    assert dbapi is not None
-    with dbapi.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
 
 
 def changed(result: Any) -> int:
@@ -133,78 +121,6 @@ def lock_items(session: Session, batch_id: uuid.UUID, *, lines: tuple[int, int])
             .order_by(Transaction.batch_line)
             .with_for_update(key_share=True)  # ledger entries' FK checks may share it
         ).all()
-    )
-
-
-def lock_accounts(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[Any, Any]]:
-    """Lock accounts with their balance rows in ascending id order, the one global
-    order every writer uses (db.accounts.repository.lock_in_order), a few thousand
-    per statement.
-
-    Returned as plain attribute objects carrying every column of `accounts` and of
-    `balances` (what `db.ledger.posting.decide` reads of the ORM rows), not ORM instances: a
-    chunk decides against thousands of them in memory and writes the balances back in
-    bulk (`write_balances`), and building ORM instances would cost more than the lock.
-    """
-    accounts, balances = Account.__table__, Balance.__table__
-    width = len(accounts.c)
-    ordered = sorted(set(account_ids))
-    locked: dict[uuid.UUID, tuple[Any, Any]] = {}
-    for start in range(0, len(ordered), 5000):
-        rows = session.execute(
-            select(*accounts.c, *balances.c)
-            .join_from(accounts, balances, balances.c.account_id == accounts.c.id)
-            .where(accounts.c.id.in_(ordered[start : start + 5000]))
-            .order_by(accounts.c.id)
-            # NO KEY UPDATE: excludes every other writer of these rows, yet lets a
-            # concurrent ingest insert lines that reference them (FK checks take KEY SHARE).
-            .with_for_update(key_share=True)
-        )
-        account_names = [c.key for c in accounts.c]
-        balance_names = [c.key for c in balances.c]
-        for row in rows:
-            account = SimpleNamespace(**dict(zip(account_names, row[:width], strict=True)))
-            balance = SimpleNamespace(**dict(zip(balance_names, row[width:], strict=True)))
-            locked[account.id] = (account, balance)
-    return locked
-
-
-def copy_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    if rows:
-        _copy(session, "ledger_entries", ENTRY_COPY_COLUMNS, rows)
-
-
-def write_balances(session: Session, balances: dict[uuid.UUID, int]) -> None:
-    if not balances:
-        return
-    session.execute(
-        text(
-            "UPDATE balances AS b SET balance_minor = v.balance, updated_at = now() "
-            "FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS bigint[])) AS v(id, balance) "
-            "WHERE b.account_id = v.id"
-        ),
-        {"ids": list(balances), "balances": list(balances.values())},
-    )
-
-
-def write_decisions(session: Session, decisions: list[tuple[uuid.UUID, str, str | None, str | None]]) -> int:
-    """Final status of each (id, status, failure_code, failure_message); only rows still
-    `pending` change, and the count tells the caller whether all of them did."""
-    if not decisions:
-        return 0
-    ids, statuses, codes, messages = (list(column) for column in zip(*decisions, strict=True))
-    return changed(
-        session.execute(
-            text(
-                "UPDATE transactions AS t SET status = v.status, failure_code = v.code, "
-                "failure_message = v.message, updated_at = now(), "
-                "completed_at = CASE WHEN v.status = 'completed' THEN now() END "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]), "
-                "CAST(:messages AS text[])) AS v(id, status, code, message) "
-                "WHERE t.id = v.id AND t.status = 'pending'"
-            ),
-            {"ids": ids, "statuses": statuses, "codes": codes, "messages": messages},
-        )
     )
 
 

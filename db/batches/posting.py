@@ -1,8 +1,7 @@
 """Applying batch lines to the ledger: many transfers per DB transaction.
 
-The single-transfer posting (`db.ledger.posting`) does, per transfer: lock the transaction row,
-no-op unless `pending`, lock both accounts in id order, `decide`, write two entries and
-two balances. A chunk does the same for thousands of lines at once:
+A chunk is one call of the posting engine (`db.ledger.posting.engine`) over thousands
+of lines, the same engine a single transfer or a worker's group goes through:
 
 1. one advisory lock per batch, so duplicate deliveries of a chunk step aside instead
    of queueing behind each other, and the batch's cursor says where the chunk starts;
@@ -10,9 +9,9 @@ two balances. A chunk does the same for thousands of lines at once:
    which is what makes a redelivered chunk harmless;
 3. lock every account the chunk touches, once, in ascending id order (the global order
    of every writer, so chunks and single transfers never deadlock);
-4. `decide` each line in file order against the locked balances, held in memory, so
-   line 7 sees the money line 3 moved;
-5. write entries with COPY, balances and statuses with one UPDATE ... FROM unnest each.
+4. the engine decides each line in file order against the locked balances, held in
+   memory, so line 7 sees the money line 3 moved, under the same rules as a transfer;
+5. and flushes: entries with COPY, balances and statuses with one UPDATE ... FROM unnest each.
 
 Mode `atomic` does the same for the whole batch in one DB transaction and writes under
 a savepoint: the first line that fails rolls every entry back, and the batch ends
@@ -22,9 +21,7 @@ a savepoint: the first line that fails rolls every entry back, and the batch end
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -32,12 +29,10 @@ from db.audit import repository as audit
 from db.batches import line_repository as lines_repo
 from db.batches import repository as batches_repo
 from db.batches import states
-from db.core.config import get_settings
 from db.core.logs import get_logger
-from db.ledger import limits as limits_rules
-from db.ledger.posting import LedgerCorrupted, decide
+from db.ledger import repository as ledger_repo
+from db.ledger.posting import engine
 from db.models import Batch
-from db.transactions import repository as transactions_repo
 
 log = get_logger(__name__)
 
@@ -55,59 +50,6 @@ class ChunkOutcome:
     batch_status: str | None = None
 
 
-class _Book:
-    """Balances of the locked accounts as the chunk moves money, in memory, and what each
-    limited source account has sent so far (read once under its row lock, then counted
-    up as lines complete), so batch lines obey the same outgoing limits as transfers."""
-
-    def __init__(self, session: Session, locked: dict[uuid.UUID, tuple[Any, Any]]) -> None:
-        self.session = session
-        self.locked = locked
-        self.touched: set[uuid.UUID] = set()
-        self._limits: dict[uuid.UUID, tuple[limits_rules.Limits, limits_rules.Usage]] = {}
-
-    def _limits_of(self, item: Any, account: Any) -> tuple[limits_rules.Limits, limits_rules.Usage]:
-        if not limits_rules.applies(item.type, account):
-            return limits_rules.NO_LIMITS, limits_rules.Usage()
-        if account.id not in self._limits:
-            limits = limits_rules.effective(account, get_settings())
-            usage = (
-                transactions_repo.outgoing_usage(self.session, account.id, include_pending=False)
-                if limits.needs_usage
-                else limits_rules.Usage()
-            )
-            self._limits[account.id] = (limits, usage)
-        return self._limits[account.id]
-
-    def decide(self, item: Any, entries: list[tuple[Any, ...]]):
-        try:
-            source, target = self.locked[item.from_account_id], self.locked[item.to_account_id]
-        except KeyError as missing:
-            raise LedgerCorrupted(f"transaction {item.id}: account {missing} has no balance row") from None
-        limits, usage = self._limits_of(item, source[0])
-        decision = decide(item, source, target, limits, usage)
-        if decision.status == "completed":
-            amount = item.amount_minor
-            source[1].balance_minor -= amount
-            target[1].balance_minor += amount
-            entries.append((item.id, source[0].id, -amount, item.currency, source[1].balance_minor))
-            entries.append((item.id, target[0].id, amount, item.currency, target[1].balance_minor))
-            self.touched.update((source[0].id, target[0].id))
-            if source[0].id in self._limits:
-                self._limits[source[0].id] = (
-                    limits,
-                    limits_rules.Usage(usage.daily_outgoing_minor + amount, usage.minute_outgoing_count + 1),
-                )
-        return decision
-
-    def balances(self) -> dict[uuid.UUID, int]:
-        return {account_id: self.locked[account_id][1].balance_minor for account_id in self.touched}
-
-
-def _accounts_of(items: Iterable[Any]) -> set[uuid.UUID]:
-    return {account_id for item in items for account_id in (item.from_account_id, item.to_account_id)}
-
-
 def apply_chunk(session: Session, batch_id: uuid.UUID, start_line: int, *, chunk_size: int) -> ChunkOutcome:
     """Apply the next `chunk_size` lines from `start_line` (the batch's cursor) in the
     caller's transaction. The caller commits, then sends the chunk at `next_line`."""
@@ -121,20 +63,13 @@ def apply_chunk(session: Session, batch_id: uuid.UUID, start_line: int, *, chunk
 
     next_line = start_line + chunk_size
     items = lines_repo.lock_items(session, batch.id, lines=(start_line, next_line))
-    book = _Book(session, lines_repo.lock_accounts(session, _accounts_of(items)))
-    entries: list[tuple[Any, ...]] = []
-    decisions: list[tuple[uuid.UUID, str, str | None, str | None]] = []
-    skipped = 0
-    for item in items:
-        if item.status != "pending":
-            skipped += 1  # decided by an earlier delivery, or cancelled on its own
-            continue
-        decision = book.decide(item, entries)
-        decisions.append((item.id, decision.status, decision.failure_code, decision.failure_message))
-    _write(session, book, entries, decisions)
+    pending = [item for item in items if item.status == "pending"]
+    # Lines no longer pending were decided by an earlier delivery, or cancelled on their own.
+    skipped = len(items) - len(pending)
+    decided = engine.post(session, pending, audit_each=False)
 
     done = next_line > batch.last_line
-    completed = sum(1 for d in decisions if d[1] == "completed")
+    completed = sum(1 for d in decided if d.decision.status == "completed")
     if not batches_repo.advance_cursor(session, batch.id, expected=start_line, next_line=next_line):
         raise RuntimeError(f"batch {batch.id}: cursor moved under the advisory lock")
     batch_status = states.settle(session, batch) if done else "processing"
@@ -147,7 +82,7 @@ def apply_chunk(session: Session, batch_id: uuid.UUID, start_line: int, *, chunk
             "from_line": start_line,
             "to_line": next_line - 1,
             "completed": completed,
-            "failed": len(decisions) - completed,
+            "failed": len(decided) - completed,
             "skipped": skipped,
         },
         request_id=batch.request_id,
@@ -155,26 +90,11 @@ def apply_chunk(session: Session, batch_id: uuid.UUID, start_line: int, *, chunk
     return ChunkOutcome(
         "applied",
         completed=completed,
-        failed=len(decisions) - completed,
+        failed=len(decided) - completed,
         skipped=skipped,
         next_line=None if done else next_line,
         batch_status=batch_status,
     )
-
-
-def _write(
-    session: Session,
-    book: _Book,
-    entries: list[tuple[Any, ...]],
-    decisions: list[tuple[uuid.UUID, str, str | None, str | None]],
-) -> None:
-    lines_repo.copy_entries(session, entries)
-    lines_repo.write_balances(session, book.balances())
-    book.touched.clear()
-    changed = lines_repo.write_decisions(session, decisions)
-    if changed != len(decisions):
-        # Every row was locked and pending a moment ago; anything else is a bug.
-        raise LedgerCorrupted(f"{len(decisions) - changed} locked batch transaction(s) changed status")
 
 
 def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
@@ -184,22 +104,20 @@ def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
     blocker = None
     for window in windows:
         block = lines_repo.lock_items(session, batch.id, lines=window)
-        accounts |= _accounts_of(block)
+        accounts |= engine.accounts_of(block)
         if blocker is None:
             blocker = next((item for item in block if item.status != "pending"), None)
     if blocker is not None:
         return _fail_atomic(session, batch, blocker.line_no, None, f"the line is {blocker.status}")
 
     # 2. Lock the accounts once, then decide and write block by block under a savepoint.
-    book = _Book(session, lines_repo.lock_accounts(session, accounts))
+    posting = engine.Posting(session, accounts)
     savepoint = session.begin_nested()
     completed = 0
     for window in windows:
         block = lines_repo.lock_items(session, batch.id, lines=window)  # already ours: no wait
-        entries: list[tuple[Any, ...]] = []
-        decisions: list[tuple[uuid.UUID, str, str | None, str | None]] = []
         for item in block:
-            decision = book.decide(item, entries)
+            decision = posting.decide(item)
             if decision.status != "completed":
                 savepoint.rollback()  # takes back every entry, balance and status written so far
                 return _fail_atomic(
@@ -209,9 +127,7 @@ def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
                     (item.id, decision.failure_code),
                     decision.failure_message or "",
                 )
-            decisions.append((item.id, decision.status, None, None))
-        _write(session, book, entries, decisions)
-        completed += len(decisions)
+        completed += len(posting.flush(audit_each=False))
     savepoint.commit()
     batches_repo.advance_cursor(session, batch.id, expected=batch.next_line, next_line=batch.last_line + 1)
     batch_status = states.settle(session, batch)
@@ -237,7 +153,7 @@ def _fail_atomic(
     `cancelled` with the reason, the batch `failed`."""
     code = failing[1] if failing else "line_not_pending"
     if failing:
-        lines_repo.write_decisions(session, [(failing[0], "failed", code, reason)])
+        ledger_repo.write_decisions(session, [(failing[0], "failed", code, reason)])
     message = f"line {line_no}: {code}: {reason}; nothing in the atomic batch moved money"
     cancelled = lines_repo.mark_unfinished(
         session,

@@ -16,6 +16,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from db.core.currencies import CURRENCY_EXPONENTS
+from db.core.money import MAX_DIGITS
+
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 # Only these may run with the built-in development JWT secret.
 RELAXED_ENVS = ("development", "test")
@@ -109,8 +112,10 @@ class Settings(BaseSettings):
     rate_limit_account_per_user: str = Field("20 per minute", alias="LEDGERQ_RATE_LIMIT_ACCOUNT_PER_USER")
 
     # --- money ---------------------------------------------------------------------
-    # Largest amount of one transaction, in major units of its currency.
-    max_amount: Decimal = Field(Decimal("1000000000"), alias="LEDGERQ_MAX_AMOUNT")
+    # Largest amount of one transaction, in major units of its currency. Bounded so that
+    # in minor units of every currency it stays below 10**18 (`db.core.money.MAX_DIGITS`):
+    # one amount always fits a BIGINT; sums that would not are `amount_out_of_range`.
+    max_amount: Decimal = Field(Decimal("1000000000"), gt=0, alias="LEDGERQ_MAX_AMOUNT")
     # Default limits on money leaving a user account (transfers and debits), each
     # overridable per account by finance/admin (PUT /accounts/{id}/limits). Unset means
     # no limit of that kind by default: treasury accounts that fund batches and standing
@@ -158,6 +163,10 @@ class Settings(BaseSettings):
     # Messages fetched ahead per queue and process. Prefetched messages die with a
     # killed worker and only come back after heartbeat_timeout, so keep it small.
     worker_prefetch: int = Field(2, alias="WORKER_PREFETCH")
+    # A `transactions.apply` message is a wake-up: its worker claims up to this many
+    # pending transfers (its own first, then the oldest never tried) and applies them in
+    # one DB transaction. 1 means one transfer per message.
+    apply_claim_size: int = Field(100, ge=1, le=5000, alias="LEDGERQ_APPLY_CLAIM_SIZE")
     # A worker that has not talked to Redis for this long is presumed dead and its
     # unacked messages are requeued (Dramatiq default 60 s). It must stay above the
     # longest actor time limit, because a busy worker with a full prefetch buffer
@@ -268,6 +277,17 @@ class Settings(BaseSettings):
                 "'import secrets; print(secrets.token_urlsafe(48))')"
             )
         return self
+
+    @field_validator("max_amount")
+    @classmethod
+    def _max_amount_fits_minor_units(cls, value: Decimal) -> Decimal:
+        places = max(CURRENCY_EXPONENTS.values())
+        if value.scaleb(places) >= Decimal(10) ** MAX_DIGITS:
+            raise ValueError(
+                f"LEDGERQ_MAX_AMOUNT x 10^{places} (the most decimals of a currency) must stay "
+                f"below 10^{MAX_DIGITS} minor units; at most {Decimal(10) ** (MAX_DIGITS - places) - 1}"
+            )
+        return value
 
     @field_validator("metrics_allow_csv")
     @classmethod

@@ -1,12 +1,21 @@
+"""Ledger reads (entries, balance history) and the posting engine's bulk writes: the
+account locks, entries by COPY, balances and statuses by one `UPDATE ... FROM unnest`
+each, audit rows by one multi-row INSERT. Every write runs in the caller's transaction."""
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from db.models import LedgerEntry
+from db.models import Account, AuditLog, Balance, LedgerEntry
+
+ENTRY_COPY_COLUMNS = ("transaction_id", "account_id", "amount_minor", "currency", "balance_after_minor")
 
 
 def entries_of(
@@ -53,3 +62,96 @@ def balance_at(session: Session, account_id: uuid.UUID, at: datetime) -> int:
         .limit(1)
     )
     return session.scalars(query).first() or 0
+
+
+def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY `rows` into `table` on the session's own connection, in its transaction: a
+    block of thousands of rows is one round trip, and a rollback takes them back."""
+    session.flush()
+    dbapi = session.connection().connection.driver_connection
+    assert dbapi is not None
+    with dbapi.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def changed(result: Any) -> int:
+    return int(result.rowcount)
+
+
+def lock_accounts(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[Any, Any]]:
+    """Lock accounts with their balance rows in ascending id order, the one global
+    order every writer uses (db.accounts.repository.lock_in_order), a few thousand
+    per statement.
+
+    Returned as plain attribute objects carrying every column of `accounts` and of
+    `balances` (what `db.ledger.posting.rules.decide` reads), not ORM instances: a
+    chunk decides against thousands of them in memory and writes the balances back in
+    bulk (`write_balances`), and building ORM instances would cost more than the lock.
+    """
+    accounts, balances = Account.__table__, Balance.__table__
+    width = len(accounts.c)
+    ordered = sorted(set(account_ids))
+    locked: dict[uuid.UUID, tuple[Any, Any]] = {}
+    for start in range(0, len(ordered), 5000):
+        rows = session.execute(
+            select(*accounts.c, *balances.c)
+            .join_from(accounts, balances, balances.c.account_id == accounts.c.id)
+            .where(accounts.c.id.in_(ordered[start : start + 5000]))
+            .order_by(accounts.c.id)
+            # NO KEY UPDATE: excludes every other writer of these rows, yet lets a
+            # concurrent ingest insert lines that reference them (FK checks take KEY SHARE).
+            .with_for_update(key_share=True)
+        )
+        account_names = [c.key for c in accounts.c]
+        balance_names = [c.key for c in balances.c]
+        for row in rows:
+            account = SimpleNamespace(**dict(zip(account_names, row[:width], strict=True)))
+            balance = SimpleNamespace(**dict(zip(balance_names, row[width:], strict=True)))
+            locked[account.id] = (account, balance)
+    return locked
+
+
+def copy_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        copy_rows(session, "ledger_entries", ENTRY_COPY_COLUMNS, rows)
+
+
+def write_balances(session: Session, balances: dict[uuid.UUID, int]) -> None:
+    if not balances:
+        return
+    session.execute(
+        text(
+            "UPDATE balances AS b SET balance_minor = v.balance, updated_at = now() "
+            "FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS bigint[])) AS v(id, balance) "
+            "WHERE b.account_id = v.id"
+        ),
+        {"ids": list(balances), "balances": list(balances.values())},
+    )
+
+
+def write_decisions(session: Session, decisions: list[tuple[uuid.UUID, str, str | None, str | None]]) -> int:
+    """Final status of each (id, status, failure_code, failure_message); only rows still
+    `pending` change, and the count tells the caller whether all of them did."""
+    if not decisions:
+        return 0
+    ids, statuses, codes, messages = (list(column) for column in zip(*decisions, strict=True))
+    return changed(
+        session.execute(
+            text(
+                "UPDATE transactions AS t SET status = v.status, failure_code = v.code, "
+                "failure_message = v.message, updated_at = now(), "
+                "completed_at = CASE WHEN v.status = 'completed' THEN now() END "
+                "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]), "
+                "CAST(:messages AS text[])) AS v(id, status, code, message) "
+                "WHERE t.id = v.id AND t.status = 'pending'"
+            ),
+            {"ids": ids, "statuses": statuses, "codes": codes, "messages": messages},
+        )
+    )
+
+
+def insert_audit_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """One multi-row INSERT of audit rows (action, entity_type, entity_id, data, request_id)."""
+    if rows:
+        session.execute(insert(AuditLog), rows)

@@ -4,8 +4,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from db.ledger.limits import LIMITED_TYPES, Usage
@@ -198,16 +199,6 @@ def outgoing_usage(session: Session, account_id: uuid.UUID, *, include_pending: 
     return Usage(daily_outgoing_minor=int(row[0]), minute_outgoing_count=int(row[1]))
 
 
-def count_attempt(session: Session, transaction_id: uuid.UUID) -> None:
-    """One more delivery of a still-pending row (it also touches `updated_at`, so the
-    sweeper leaves the row to the retries)."""
-    session.execute(
-        update(Transaction)
-        .where(Transaction.id == transaction_id, Transaction.status == "pending")
-        .values(attempts=Transaction.attempts + 1)
-    )
-
-
 def mark_dead_lettered(session: Session, transaction_id: uuid.UUID, reason: str) -> bool:
     """`pending -> dead_lettered` with the reason; False when the row was not pending."""
     result = session.execute(
@@ -248,3 +239,77 @@ def dead_lettered(session: Session, limit: int = 1000) -> list[tuple[uuid.UUID, 
 
 def dead_lettered_ids(session: Session) -> list[uuid.UUID]:
     return list(session.scalars(select(Transaction.id).where(Transaction.status == "dead_lettered")))
+
+
+_POSTING_COLUMNS = (
+    Transaction.id,
+    Transaction.seq,
+    Transaction.type,
+    Transaction.status,
+    Transaction.from_account_id,
+    Transaction.to_account_id,
+    Transaction.amount_minor,
+    Transaction.currency,
+    Transaction.request_id,
+    Transaction.schedule_id,
+)
+
+
+def lock_for_posting(session: Session, transaction_ids: list[uuid.UUID]) -> list[Any]:
+    """Lock transaction rows (ascending id: one order for every group, so two workers'
+    overlapping groups wait instead of deadlocking) and return them as plain rows, oldest
+    (`seq`) first: the order the posting engine decides them in.
+
+    FOR NO KEY UPDATE excludes every other decider (workers, cancel's FOR UPDATE) yet
+    lets the ledger entries' foreign-key checks share the row."""
+    rows = session.execute(
+        select(*_POSTING_COLUMNS)
+        .where(Transaction.id.in_(transaction_ids))
+        .order_by(Transaction.id)
+        .with_for_update(key_share=True)
+    ).all()
+    return sorted(rows, key=lambda row: row.seq)
+
+
+_CLAIM = text(
+    """
+    WITH own_row AS (
+        SELECT status FROM transactions WHERE id = :own
+    ), own AS (
+        SELECT id FROM transactions
+        WHERE id = :own AND status = 'pending'
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), fresh AS (
+        SELECT id FROM transactions
+        WHERE status = 'pending' AND attempts = 0 AND batch_id IS NULL AND id <> :own
+          AND EXISTS (SELECT 1 FROM own_row WHERE status = 'pending')
+        ORDER BY seq
+        LIMIT :others
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE transactions AS t SET attempts = t.attempts + 1, updated_at = now()
+        FROM (SELECT id FROM own UNION ALL SELECT id FROM fresh) AS c
+        WHERE t.id = c.id
+        RETURNING t.id
+    )
+    SELECT (SELECT status FROM own_row) AS status, ARRAY(SELECT id FROM claimed) AS claimed
+    """
+)
+
+
+def claim_for_apply(
+    connection: Connection, own_id: uuid.UUID, *, size: int
+) -> tuple[str | None, list[uuid.UUID]]:
+    """The own row's status (None: no such row) and, only if it is `pending`, a claimed
+    group of up to `size`: the own row (if no one holds it) and the oldest never-tried
+    pending transfers, each claim counted as an attempt. One statement: run it in
+    autocommit, so a message whose row is decided costs one read and takes no lock, and
+    a claim is committed (its attempts survive a crash of what follows) at once.
+
+    SKIP LOCKED: rows another worker is claiming or applying are left to it. A row once
+    tried (`attempts` > 0) is claimed only by its own message (a redelivery, a retry, the
+    sweeper's re-send), which keeps Dramatiq's retry and dead-letter bookkeeping per row.
+    Exactly-once does not rest on this: the applier re-locks the rows and decides only
+    those still `pending`."""
+    row = connection.execute(_CLAIM, {"own": own_id, "others": max(0, size - 1)}).one()
+    return row.status, list(row.claimed or [])

@@ -149,8 +149,8 @@ def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
     """An ingest holds KEY SHARE on every account its uncommitted lines reference (the
     FK check) for as long as it runs; appliers lock with FOR NO KEY UPDATE, which does
     not wait for it."""
-    from db.batches import line_repository as lines_repo
     from db.core.config import get_settings
+    from db.ledger import repository as ledger_repo
     from db.ledger.posting import apply_transaction
     from db.session import session_factory
     from db.transactions.service import MoneyMovement, submit
@@ -169,7 +169,7 @@ def test_an_ingest_in_progress_does_not_block_transfers_on_its_accounts(make):
                 settings=get_settings(),
             ).record
             assert apply_transaction(uow.session, tx.id).status == "completed"
-            assert a in lines_repo.lock_accounts(uow.session, [a])
+            assert a in ledger_repo.lock_accounts(uow.session, [a])
         ingest.rollback()
     assert balance(a) == "4.00"
 

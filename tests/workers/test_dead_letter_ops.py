@@ -9,7 +9,7 @@ from tests.fixtures.ledger import balance, transaction, wait_final
 
 
 def _poison(monkeypatch):
-    def broken(session, tx_id):
+    def broken(session, tx_ids):
         raise db.ledger.posting.LedgerCorrupted("simulated corrupt data")
 
     monkeypatch.setattr("workers.transactions.post_to_ledger", broken)

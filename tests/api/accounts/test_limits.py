@@ -183,7 +183,7 @@ def defaults(app, monkeypatch):
     """Configured defaults, as LEDGERQ_DEFAULT_* would set them, for the API and the worker."""
     from decimal import Decimal
 
-    import db.ledger.posting
+    import db.ledger.posting.engine
 
     settings = app.config["LEDGERQ_SETTINGS"].model_copy(
         update={
@@ -193,7 +193,7 @@ def defaults(app, monkeypatch):
         }
     )
     monkeypatch.setitem(app.config, "LEDGERQ_SETTINGS", settings)
-    monkeypatch.setattr(db.ledger.posting, "get_settings", lambda: settings)
+    monkeypatch.setattr(db.ledger.posting.engine, "get_settings", lambda: settings)
     return settings
 
 

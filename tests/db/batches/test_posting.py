@@ -96,6 +96,24 @@ def test_lines_are_decided_in_file_order_against_the_moving_balances(parties, su
     assert batch_row(batch_id).status == "completed_with_errors"
 
 
+def test_a_line_that_would_overflow_a_balance_fails_alone_and_the_chunk_goes_on(parties, submit):
+    """The chunk runs the same engine as a transfer: a balance leaving BIGINT range is the
+    line's `amount_out_of_range`, decided, and the lines after it still apply."""
+    from db.ledger.posting.rules import BIGINT_MAX
+
+    _, a, b, c = parties
+    batch_id = submit(f"{a},{b},1.00,USD,x-1", f"{a},{c},1.00,USD,x-2")
+    sql("UPDATE balances SET balance_minor = :v WHERE account_id = :id", v=BIGINT_MAX - 99, id=str(b))
+
+    outcome = chunk(batch_id, 0)
+
+    assert (outcome.completed, outcome.failed) == (1, 1)
+    assert line_statuses(batch_id) == ["failed", "completed"]
+    failed = sql("SELECT failure_code FROM transactions WHERE batch_id = :id AND batch_line = 2", id=batch_id)
+    assert failed == [("amount_out_of_range",)]
+    assert (balance(a), balance(c)) == ("99.00", "1.00")
+
+
 def test_a_batch_whose_every_line_fails_is_failed_nothing_applied(parties, submit):
     _, a, b, _ = parties
     batch_id = submit(f"{a},{b},100.01,USD,n-1", f"{a},{b},200.00,USD,n-2")

@@ -11,10 +11,11 @@ import uuid
 import pytest
 
 from db.ledger import limits as limits_rules
-from db.ledger.posting import LedgerCorrupted, Outcome, apply_transaction, decide
+from db.ledger.posting import LedgerCorrupted, Outcome, apply_group, apply_transaction, decide
+from db.ledger.posting.rules import BIGINT_MAX, BIGINT_MIN
 from db.models import Account, Balance, Transaction
 from db.session import unit_of_work
-from tests.fixtures.builders import bulk_pending, pending_transfer
+from tests.fixtures.builders import bulk_pending, pending_movement, pending_transfer
 from tests.fixtures.ledger import audit_log, balance, entries_of, entry_count, sql, transaction
 
 
@@ -141,6 +142,80 @@ def test_the_overdraft_floor_is_the_limit_of_insufficient_funds(pair):
     assert balance(a) == "-50.00"
 
 
+def group(tx_ids) -> list[Outcome]:
+    with unit_of_work() as uow:
+        return apply_group(uow.session, [uuid.UUID(str(t)) for t in tx_ids])
+
+
+def test_a_balance_that_would_leave_bigint_is_amount_out_of_range_not_an_error(make):
+    """Issue 11 item 14: sums of allowed amounts can overflow a BIGINT balance. The engine
+    decides it (failed, amount_out_of_range), moves nothing, and keeps deciding: the next
+    transfer that fits still completes."""
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="100.00"), make.account(bob)
+    sql("UPDATE balances SET balance_minor = :v WHERE account_id = :id", v=BIGINT_MAX - 50, id=str(b))
+    over, fits = bulk_pending(alice, a, b, 1, amount_minor=51) + bulk_pending(alice, a, b, 1, amount_minor=50)
+
+    assert [(o.status, o.failure_code) for o in group([over, fits])] == [
+        ("failed", "amount_out_of_range"),
+        ("completed", None),
+    ]
+    assert transaction(over).failure_message and entries_of(over) == []
+    assert sql("SELECT balance_minor FROM balances WHERE account_id = :id", id=str(b))[0][0] == BIGINT_MAX
+    assert audit_log(over)[-1].data == {"failure_code": "amount_out_of_range"}
+
+
+def test_a_system_account_below_bigint_is_amount_out_of_range(make):
+    """The currency's system account (no floor) is the side that overflows on credits."""
+    finance, bob = make.user("finance"), make.user()
+    b = make.account(bob)
+    credit = pending_movement(finance, "credit", "1.00", account_id=b)
+    sql(
+        "UPDATE balances SET balance_minor = :v WHERE account_id = "
+        "(SELECT from_account_id FROM transactions WHERE id = :tx)",
+        v=BIGINT_MIN + 1,
+        tx=credit,
+    )
+    outcome = post(credit)
+    assert (outcome.status, outcome.failure_code) == ("failed", "amount_out_of_range")
+    assert balance(b) == "0.00"
+
+
+def test_a_group_decides_oldest_first_against_the_moving_balances_and_skips_decided_rows(pair):
+    """One posting for many rows: each sees what the older ones moved; one row's failure
+    fails only that row; rows no longer pending are a noop; every decided row gets its
+    own audit row; outcomes come back in the order asked."""
+    alice, a, b = pair
+    ids = bulk_pending(alice, a, b, 4, amount_minor=4000)  # 100.00 covers two of 40.00 ...
+    sql("UPDATE transactions SET status = 'cancelled' WHERE id = :id", id=ids[1])
+    refill = bulk_pending(alice, b, a, 1, amount_minor=500)  # ... and, newest, 5.00 back
+
+    outcomes = group(list(reversed(ids)) + refill)
+
+    by_id = {str(o.transaction_id): (o.status, o.failure_code) for o in outcomes}
+    assert [str(o.transaction_id) for o in outcomes] == list(reversed(ids)) + refill
+    assert by_id == {
+        ids[0]: ("completed", None),
+        ids[1]: ("noop", None),
+        ids[2]: ("completed", None),
+        ids[3]: ("failed", "insufficient_funds"),  # 20.00 left when its turn came
+        refill[0]: ("completed", None),
+    }
+    assert (balance(a), balance(b)) == ("25.00", "80.00")
+    assert {tx: audit_log(tx)[-1].action for tx in (ids[0], ids[3])} == {
+        ids[0]: "transaction.completed",
+        ids[3]: "transaction.failed",
+    }
+    assert len(entries_of(ids[2])) == 2 and entries_of(ids[3]) == []
+    # balance_after follows the order of decision through the group
+    afters = sql(
+        "SELECT e.balance_after_minor FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id "
+        "WHERE e.account_id = :a ORDER BY e.id",
+        a=str(a),
+    )
+    assert [row[0] for row in afters][-3:] == [6000, 2000, 2500]
+
+
 # --- decide: the pure rules --------------------------------------------------------------
 
 
@@ -182,3 +257,11 @@ def test_decide_lets_system_accounts_go_negative_without_a_floor():
     assert decide(_tx(10**12), system, _rows()).status == "completed"
     assert decide(_tx(1001), _rows(balance_minor=1000), _rows()).failure_code == "insufficient_funds"
     assert decide(_tx(1000), _rows(balance_minor=1000), _rows()).status == "completed"
+
+
+def test_decide_refuses_balances_outside_bigint_on_either_side():
+    assert decide(_tx(2), _rows(), _rows(balance_minor=BIGINT_MAX - 1)).failure_code == "amount_out_of_range"
+    assert decide(_tx(1), _rows(), _rows(balance_minor=BIGINT_MAX - 1)).status == "completed"
+    system = _rows(balance_minor=BIGINT_MIN + 1, allow_negative=True)
+    assert decide(_tx(2), system, _rows()).failure_code == "amount_out_of_range"
+    assert decide(_tx(1), system, _rows()).status == "completed"

@@ -1,0 +1,154 @@
+"""The posting engine: the one code path that moves money, for single transfers, a
+worker's claimed group, batch chunks and reversals alike.
+
+One `Posting` per DB transaction:
+
+1. lock the account set once, in ascending id order (the global order of every writer,
+   so groups, chunks and single transfers wait for each other and never deadlock);
+2. `decide` each item in order against the locked balances held in memory, so item 7
+   sees the money item 3 moved (`rules.decide` holds every money rule);
+3. `flush` the decided items in bulk: entries by COPY, balances by one
+   `UPDATE ... FROM unnest`, statuses by another, then the per-flush side writes.
+
+The caller has locked the items' transaction rows and checked they are `pending`, and
+commits. Items are anything with the attributes of a transaction row (`id`, `type`,
+`from_account_id`, `to_account_id`, `amount_minor`, `currency`; `request_id` for the
+audit trail).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from db.core.config import get_settings
+from db.ledger import limits as limits_rules
+from db.ledger import repository as ledger_repo
+from db.ledger.posting.rules import Decision, decide
+from db.transactions import repository as transactions_repo
+
+
+class LedgerCorrupted(Exception):
+    """Data the posting cannot work with (a referenced account or balance row is
+    missing, a locked pending row changed). Retrying will not help: dead-lettered."""
+
+
+@dataclass(frozen=True)
+class Decided:
+    item: Any
+    decision: Decision
+
+
+def accounts_of(items: Iterable[Any]) -> set[uuid.UUID]:
+    return {account_id for item in items for account_id in (item.from_account_id, item.to_account_id)}
+
+
+class Posting:
+    """Balances of the locked accounts as the posting moves money, in memory, and what
+    each limited source account has sent so far (read once under its row lock, then
+    counted up as items complete), so every item obeys the same outgoing limits."""
+
+    def __init__(self, session: Session, account_ids: Iterable[uuid.UUID]) -> None:
+        self.session = session
+        self.locked = ledger_repo.lock_accounts(session, account_ids)
+        self._settings = get_settings()
+        self._limits: dict[uuid.UUID, tuple[limits_rules.Limits, limits_rules.Usage]] = {}
+        self._touched: set[uuid.UUID] = set()
+        self._entries: list[tuple[Any, ...]] = []
+        self._decided: list[Decided] = []
+
+    def _limits_of(self, item: Any, account: Any) -> tuple[limits_rules.Limits, limits_rules.Usage]:
+        if not limits_rules.applies(item.type, account):
+            return limits_rules.NO_LIMITS, limits_rules.Usage()
+        if account.id not in self._limits:
+            limits = limits_rules.effective(account, self._settings)
+            usage = (
+                transactions_repo.outgoing_usage(self.session, account.id, include_pending=False)
+                if limits.needs_usage
+                else limits_rules.Usage()
+            )
+            self._limits[account.id] = (limits, usage)
+        return self._limits[account.id]
+
+    def decide(self, item: Any) -> Decision:
+        """Decide `item` against the balances as the items before it left them; a
+        completed one moves the in-memory balances and queues its two entries."""
+        try:
+            source, target = self.locked[item.from_account_id], self.locked[item.to_account_id]
+        except KeyError as missing:
+            raise LedgerCorrupted(f"transaction {item.id}: account {missing} has no balance row") from None
+        limits, usage = self._limits_of(item, source[0])
+        decision = decide(item, source, target, limits, usage)
+        if decision.status == "completed":
+            amount = item.amount_minor
+            source[1].balance_minor -= amount
+            target[1].balance_minor += amount
+            self._entries.append((item.id, source[0].id, -amount, item.currency, source[1].balance_minor))
+            self._entries.append((item.id, target[0].id, amount, item.currency, target[1].balance_minor))
+            self._touched.update((source[0].id, target[0].id))
+            if source[0].id in self._limits:
+                self._limits[source[0].id] = (
+                    limits,
+                    limits_rules.Usage(usage.daily_outgoing_minor + amount, usage.minute_outgoing_count + 1),
+                )
+        self._decided.append(Decided(item, decision))
+        return decision
+
+    def flush(self, *, audit_each: bool) -> list[Decided]:
+        """Write everything decided since the last flush and return it. `audit_each`:
+        one `transaction.completed|failed` audit row per item (single transfers and
+        worker groups); batch chunks audit once per chunk instead."""
+        decided, self._decided = self._decided, []
+        ledger_repo.copy_entries(self.session, self._entries)
+        ledger_repo.write_balances(
+            self.session,
+            {account_id: self.locked[account_id][1].balance_minor for account_id in self._touched},
+        )
+        self._entries, self._touched = [], set()
+        changed = ledger_repo.write_decisions(
+            self.session,
+            [
+                (d.item.id, d.decision.status, d.decision.failure_code, d.decision.failure_message)
+                for d in decided
+            ],
+        )
+        if changed != len(decided):
+            # Every row was locked and pending a moment ago; anything else is a bug.
+            raise LedgerCorrupted(f"{len(decided) - changed} locked transaction(s) changed status")
+        _side_writes(self.session, decided, audit_each=audit_each)
+        return decided
+
+
+def _side_writes(session: Session, decided: list[Decided], *, audit_each: bool) -> None:
+    """What every flush writes beside the money, in the same transaction: the one place
+    for per-flush side writes (audit rows today; event-outbox rows, hash-chain links,
+    hold releases belong here too, built from the same decided items)."""
+    if audit_each:
+        ledger_repo.insert_audit_rows(
+            session,
+            [
+                {
+                    "action": f"transaction.{d.decision.status}",
+                    "entity_type": "transaction",
+                    "entity_id": str(d.item.id),
+                    "data": {"failure_code": d.decision.failure_code} if d.decision.failure_code else {},
+                    "request_id": getattr(d.item, "request_id", None),
+                }
+                for d in decided
+            ],
+        )
+
+
+def post(session: Session, items: list[Any], *, audit_each: bool = True) -> list[Decided]:
+    """Lock the items' accounts, decide every item in order, flush: the whole engine
+    for callers that keep every decision (single transfers, groups, independent chunks)."""
+    if not items:
+        return []
+    posting = Posting(session, accounts_of(items))
+    for item in items:
+        posting.decide(item)
+    return posting.flush(audit_each=audit_each)

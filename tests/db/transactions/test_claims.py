@@ -1,0 +1,68 @@
+"""The workers' bulk claim (db.transactions.repository.claim_for_apply) against real
+PostgreSQL: a decided row's message claims nothing; a pending one claims its own row and
+the oldest never-tried ones, counting the attempts; rows another claim holds are skipped;
+a row once tried is left to its own message."""
+
+from __future__ import annotations
+
+import uuid
+
+from db.session import get_engine
+from db.transactions.repository import claim_for_apply
+from tests.fixtures.builders import bulk_pending
+from tests.fixtures.ledger import sql
+
+
+def attempts(ids) -> dict[str, int]:
+    return {str(i): n for i, n in sql("SELECT id, attempts FROM transactions WHERE id = ANY(:ids)", ids=ids)}
+
+
+def claim(own, size: int):
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        status, claimed = claim_for_apply(connection, uuid.UUID(own), size=size)
+    return status, [str(c) for c in claimed]
+
+
+def test_a_decided_or_unknown_row_claims_nothing_and_counts_nothing(make):
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    decided, *others = bulk_pending(alice, a, b, 3)
+    sql("UPDATE transactions SET status = 'completed', completed_at = now() WHERE id = :id", id=decided)
+
+    assert claim(decided, 10) == ("completed", [])
+    assert claim(str(uuid.uuid4()), 10) == (None, [])
+    assert set(attempts(others).values()) == {0}
+
+
+def test_a_pending_row_claims_itself_and_the_oldest_never_tried_ones(make):
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    ids = bulk_pending(alice, a, b, 6)
+    own = ids[4]
+
+    status, claimed = claim(own, 3)
+
+    assert status == "pending"
+    assert sorted(claimed) == sorted([own, ids[0], ids[1]])
+    assert attempts(ids) == {**dict.fromkeys(ids, 0), own: 1, ids[0]: 1, ids[1]: 1}
+    # Another message claims what is left; the rows already tried are not taken again...
+    assert sorted(claim(ids[5], 10)[1]) == sorted([ids[5], ids[2], ids[3]])
+    # ... except by their own message (a redelivery or a retry).
+    assert claim(ids[0], 10) == ("pending", [ids[0]])
+    assert attempts([ids[0]]) == {ids[0]: 2}
+
+
+def test_rows_an_open_claim_holds_are_skipped_by_another(make):
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    ids = bulk_pending(alice, a, b, 6)
+
+    with get_engine().connect() as holder:
+        holder.begin()
+        _, first = claim_for_apply(holder, uuid.UUID(ids[0]), size=3)  # locks held, not committed
+        status, second = claim(ids[1], 10)  # ids[1] is held: skipped, and it waits for nothing
+        holder.commit()
+
+    assert sorted(str(i) for i in first) == sorted(ids[:3])
+    assert status == "pending"
+    assert sorted(second) == sorted(ids[3:])
