@@ -4,7 +4,6 @@ worker decides. GET with ?wait=N long-polls until the status is final."""
 from __future__ import annotations
 
 import re
-import time
 
 from flask import current_app, g, request
 from flask.views import MethodView
@@ -14,6 +13,7 @@ from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
 from api.extensions.paging import capped_limit
+from api.transactions.long_poll import wait_final
 from api.transactions.schemas import (
     HistoryArgsSchema,
     SingleAccountSchema,
@@ -24,7 +24,7 @@ from api.transactions.schemas import (
 )
 from db.accounts import service as accounts
 from db.core.errors import NotFound, ValidationFailed
-from db.models import FINAL_STATUSES, Transaction
+from db.models import Transaction
 from db.pagination import decode_cursor, page
 from db.transactions import repository as transactions_repo
 from db.transactions.service import MoneyMovement, Submitted, cancel, reverse, submit
@@ -161,20 +161,24 @@ class TransactionById(MethodView):
     @blp.login_required()
     @blp.arguments(WaitArgsSchema, location="query")
     @blp.response(200, TransactionSchema)
-    @blp.documents_errors(404, 422)
+    @blp.documents_errors(
+        404,
+        422,
+        429,
+        codes={
+            429: "`rate_limited`: more concurrent `?wait=` long-polls than `LEDGERQ_LONG_POLLS_PER_USER` (10)"
+        },
+    )
     def get(self, args, transaction_id):
-        """The transaction; `?wait=N` (0-30 s) returns as soon as the status is final."""
+        """The transaction; `?wait=N` (0-30 s) returns as soon as the status is final
+        (woken by the commit that finalised it, within milliseconds). A waiting poll holds
+        no server thread and no database connection; a user may have at most
+        `LEDGERQ_LONG_POLLS_PER_USER` (default 10) waiting at once, above that 429."""
         settings = current_app.config["LEDGERQ_SETTINGS"]
         session = get_session()
         tx = visible_transaction(session, transaction_id)
-        deadline = time.monotonic() + min(args["wait"], settings.long_poll_max_s)
-        interval = 0.05
-        while tx.status not in FINAL_STATUSES and time.monotonic() < deadline:
-            # Release the connection between polls; each poll sees the latest commit.
-            session.rollback()
-            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-            interval = min(interval * 2, 0.5)
-            session.refresh(tx)
+        seconds = min(args["wait"], settings.long_poll_max_s)
+        wait_final(session, tx, user_id=current_principal().id, seconds=seconds, settings=settings)
         return with_reversed_by(session, [tx])[0]
 
 
