@@ -38,13 +38,16 @@ def _bearer_token() -> str | None:
 def token_subject() -> uuid.UUID | None:
     """The user id of a validly signed access token, without touching the database
     (rate-limit keys are computed before the view runs); None otherwise."""
-    token = _bearer_token()
-    if token is None:
-        return None
-    try:
-        return jwt_codec.decode(current_app.config["LEDGERQ_SETTINGS"], token, "access")["sub_id"]
-    except Unauthorized:
-        return None
+    if "token_subject" not in g:
+        token = _bearer_token()
+        try:
+            claims = (
+                jwt_codec.decode(current_app.config["LEDGERQ_SETTINGS"], token, "access") if token else None
+            )
+        except Unauthorized:
+            claims = None
+        g.token_subject = claims["sub_id"] if claims else None
+    return g.token_subject
 
 
 def require_principal(roles: tuple[str, ...] = ()) -> Principal:

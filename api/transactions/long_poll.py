@@ -7,7 +7,7 @@
   every process: a sorted set per user in Redis, one member per poll scored by when it
   must have ended, so a crashed process's entries expire on their own. Above the cap:
   429 `rate_limited` with `Retry-After`. If Redis is unreachable the poll is served
-  (rate limiting never takes the API down), as Flask-Limiter does.
+  (rate limiting never takes the API down), as the rate limiter does.
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(15 * 60, alias="ACCESS_TOKEN_TTL_SECONDS")
     refresh_token_ttl_s: int = Field(14 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS")
 
-    # --- rate limits (Flask-Limiter strings: "10 per minute", "5/second;100/hour") ---
+    # --- rate limits ("10 per minute", "5/second;100/hour"; admins override the
+    # default and money budgets per user: PUT /users/{id}/rate-limits) ---
     # Counters live in Redis under "<LEDGERQ_REDIS_NAMESPACE>:ratelimit"; if Redis is
     # unreachable each process falls back to in-memory counters (see deployment/AUTH.md).
     rate_limit_enabled: bool = Field(True, alias="LEDGERQ_RATE_LIMIT_ENABLED")
