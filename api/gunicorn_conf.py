@@ -33,7 +33,7 @@ accesslog = None  # the app logs each request with its request id
 
 def post_worker_init(worker):
     from db.core.logs import get_logger
-    from db.transactions.finality import hub_for
+    from db.ops.notifications import listener_for
 
     if worker_class == "gevent":
         import psycopg.waiting
@@ -42,9 +42,9 @@ def post_worker_init(worker):
             # Imported before gevent patched select: every query would block the worker.
             get_logger(__name__).error("web.psycopg_not_cooperative")
             raise SystemExit(3)
-    # Listen for finalised transactions from the start: the first long-poll is woken
-    # by NOTIFY like every other.
-    hub_for(_settings.database_url).start()
+    # Listen from the start: the first long-poll is woken by NOTIFY like every other,
+    # and the auth-state cache is usable from the first request.
+    listener_for(_settings.database_url).start()
 
 
 def child_exit(server, worker):

@@ -14,6 +14,7 @@ import redis
 
 from db.core.config import get_settings
 from db.ops.embedded import free_port
+from db.ops.notifications import Listener
 from db.transactions.finality import FinalityHub
 from tests.fixtures.builders import pending_transfer
 from tests.fixtures.http import app_with, assert_error
@@ -32,10 +33,11 @@ def test_the_commit_that_finalises_a_transaction_wakes_its_watchers(make):
     alice, bob = make.user(), make.user()
     a, b = make.account(alice, balance="10.00"), make.account(bob)
     watched, other = pending_transfer(alice, a, b, "1.00"), pending_transfer(alice, a, b, "2.00")
-    hub = FinalityHub(get_settings().database_url)
+    listener = Listener(get_settings().database_url)
+    hub = FinalityHub(listener)
     try:
-        hub.start()
-        assert hub.wait_listening(10)
+        listener.start()
+        assert listener.wait_listening(10)
         with hub.watch(uuid.UUID(watched)) as finalised, hub.watch(uuid.UUID(other)) as untouched:
             assert not finalised.is_set()
             assert apply_now(watched) == "completed"
@@ -44,7 +46,7 @@ def test_the_commit_that_finalises_a_transaction_wakes_its_watchers(make):
             assert not untouched.is_set()
         assert hub.waiting() == 0
     finally:
-        hub.stop()
+        listener.stop()
 
 
 def test_one_users_long_polls_above_the_cap_get_429_and_others_are_not_affected(make):
