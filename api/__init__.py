@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from api.extensions.json import OrjsonProvider
 from db.core.config import Settings, get_settings
 from db.core.logs import configure_logging
 
@@ -12,6 +13,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     configure_logging(settings)
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     configure(app, settings)
     register_extensions(app)
     register_blueprints(app)
