@@ -254,6 +254,7 @@ def visible_transaction(session, transaction_id) -> Transaction:
     if tx is None:
         raise NotFound("transaction not found")
     if not principal.sees_everything:
+        accounts.accounts_repo.preload(session, (tx.from_account_id, tx.to_account_id))  # one query, not two
         own = {
             a.id
             for a in (
