@@ -18,7 +18,8 @@ trip (one Lua script), with per-user overrides set by admins.
   hash the script reads. The mirror is reloaded from the database when a change is
   committed and at least every `OVERRIDES_RELOAD_S`.
 
-Fixed windows aligned on the clock (a key per window). The script first checks every
+Fixed windows that start at a key's first request (as Flask-Limiter's "fixed-window",
+which this replaced: the same limits mean the same thing). The script first checks every
 budget, then counts the request in all of them only if none is exhausted: a refused
 request does not use up the other budgets. Breaches answer 429 `rate_limited` with
 `Retry-After` (the seconds until the breached window ends).
@@ -118,19 +119,19 @@ for i = 3, #ARGV, 4 do
     spec = redis.call('HGET', KEYS[1], ARGV[i + 3] .. ':' .. ARGV[i]) or spec
   end
   for amount, window in string.gmatch(spec, '(%d+):(%d+)') do
-    local w = tonumber(window)
-    local start = math.floor(now / w) * w
-    checks[#checks + 1] = {ARGV[2] .. ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. window .. ':' .. start,
-                           tonumber(amount), start + w, amount .. ' per ' .. window .. ' second(s)'}
+    checks[#checks + 1] = {ARGV[2] .. ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. window,
+                           tonumber(amount), tonumber(window), amount .. ' per ' .. window .. ' second(s)'}
   end
 end
 for _, c in ipairs(checks) do
   if tonumber(redis.call('GET', c[1]) or '0') >= c[2] then
-    return {0, math.max(1, math.ceil(c[3] - now)), c[4]}
+    local ttl = redis.call('PTTL', c[1])
+    if ttl < 0 then ttl = c[3] * 1000 end
+    return {0, math.max(1, math.ceil(ttl / 1000)), c[4]}
   end
 end
 for _, c in ipairs(checks) do
-  if redis.call('INCR', c[1]) == 1 then redis.call('EXPIRE', c[1], math.ceil(c[3] - now) + 1) end
+  if redis.call('INCR', c[1]) == 1 then redis.call('PEXPIRE', c[1], c[3] * 1000) end
 end
 return {1}
 """
@@ -193,17 +194,22 @@ class MemoryCounters:
             )
             for part in filter(None, spec.split(";")):
                 amount, window = (int(x) for x in part.split(":"))
-                start = math.floor(now / window) * window
-                key = f"{budget.scope}:{budget.key}:{window}:{start}"
-                checks.append((key, amount, start + window, f"{amount} per {window} second(s)"))
+                key = f"{budget.scope}:{budget.key}:{window}"
+                checks.append((key, amount, window, f"{amount} per {window} second(s)"))
         with self._lock:
             if len(self._counts) > 100_000:
                 self._counts = {k: v for k, v in self._counts.items() if v[0] > now}
-            for key, amount, ends, limit in checks:
-                if self._counts.get(key, (ends, 0))[1] >= amount:
-                    return max(1, math.ceil(ends - now)), limit
-            for key, _, ends, _ in checks:
-                self._counts[key] = (ends, self._counts.get(key, (ends, 0))[1] + 1)
+            live = {
+                key: self._counts[key]
+                for key, *_ in checks
+                if key in self._counts and self._counts[key][0] > now
+            }
+            for key, amount, _, limit in checks:
+                if key in live and live[key][1] >= amount:
+                    return max(1, math.ceil(live[key][0] - now)), limit
+            for key, _, window, _ in checks:
+                ends, count = live.get(key, (now + window, 0))
+                self._counts[key] = (ends, count + 1)
         return None
 
 
