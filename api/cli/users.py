@@ -68,12 +68,12 @@ def rate_limits(user: str, requests: str | None, money: str | None, reason: str 
                 )
                 outcome = f"requests={row.requests or 'default'} money={row.money or 'default'}"
             else:
-                row = overrides.get(uow.session, found.id)
+                current = overrides.get(uow.session, found.id)
                 click.echo(
                     f"{found.username}: "
                     + (
-                        f"requests={row.requests or 'default'} money={row.money or 'default'} ({row.reason})"
-                        if row
+                        f"requests={current.requests or 'default'} money={current.money or 'default'} ({current.reason})"
+                        if current
                         else "defaults"
                     )
                 )

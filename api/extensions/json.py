@@ -40,6 +40,5 @@ class OrjsonProvider(JSONProvider):
 
     def response(self, *args: Any, **kwargs: Any):
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(
-            orjson.dumps(obj, default=_default, option=_OPTIONS), mimetype=self.mimetype
-        )
+        response_class: Any = self._app.response_class  # flask.Response here, not sansio's
+        return response_class(orjson.dumps(obj, default=_default, option=_OPTIONS), mimetype=self.mimetype)

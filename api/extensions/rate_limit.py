@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from flask import Flask, current_app, request
@@ -281,7 +282,7 @@ class Limiter:
     def reload_overrides(self) -> None:
         """Mirror the overrides table into Redis (every process does this when the
         marker is missing: after a change, a Redis restart, or every OVERRIDES_RELOAD_S)."""
-        specs = self._load_specs()
+        specs: dict[Any, Any] = self._load_specs()
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self.overrides_key)
         if specs:
