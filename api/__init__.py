@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from api.extensions.json import OrjsonProvider
 from db.core.config import Settings, get_settings
 from db.core.logs import configure_logging
 
@@ -12,6 +13,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     configure_logging(settings)
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     configure(app, settings)
     register_extensions(app)
     register_blueprints(app)
@@ -44,12 +46,14 @@ def configure(app: Flask, settings: Settings) -> None:
 
 def register_extensions(app: Flask) -> None:
     from api.extensions import Api, cors, database, rate_limit, request_context
+    from api.transactions import long_poll
 
     settings = app.config["LEDGERQ_SETTINGS"]
     request_context.init_app(app)
     database.init_app(app)
     cors.init_app(app, settings)
     rate_limit.init_app(app, settings)
+    long_poll.init_app(app, settings)
     app.extensions["ledgerq_api"] = Api(app)
 
 

@@ -67,4 +67,20 @@ account completed, while holding its row lock: concurrent requests cannot jointl
 `POST /accounts/{id}/freeze|unfreeze|close` (finance/admin, optional `{"reason"}`, audited).
 `overdraft_limit` (default 0) lets a balance go down to its negative; the system `external`
 accounts are unlimited. `available_balance` = balance minus pending outgoing amounts.
+
+## Rate limits and long-polls
+
+Per user (per client IP without a valid token), fixed windows: every `/api/v1` request
+draws on a request budget (default `1200 per minute`), every money-moving POST
+(`/transactions/*`, `/batches`) also on a money budget (default `300 per minute`); login,
+register and refresh have per-IP and per-login budgets. Over a budget: **429
+`rate_limited`** with `Retry-After` (seconds) and `details.limit`. An admin can give one
+user (a service user for an integration) budgets of its own:
+`PUT /users/{id}/rate-limits` `{"requests": "6000 per minute", "money": "3000 per minute",
+"reason": "..."}` (audited; `DELETE` returns to the defaults), effective on the next request.
+
+`GET /transactions/{id}?wait=N` (N ≤ 30 s) answers as soon as the transaction is final
+(woken by the commit, typically within milliseconds) or after N seconds with the current
+state. A user may have at most 10 such waits open at once (`LEDGERQ_LONG_POLLS_PER_USER`);
+above that, 429 `rate_limited`.
 """

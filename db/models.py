@@ -115,6 +115,21 @@ class User(Base):
     updated_at: Mapped[datetime] = _updated_at()
 
 
+class RateLimitOverride(Base):
+    """An admin's per-user quota (a service user for an integration): replaces the
+    default request and money-movement budgets of that user (api/extensions/rate_limit.py).
+    Limit strings as in the settings ("6000 per minute", "100/second;5000/minute")."""
+
+    __tablename__ = "rate_limit_overrides"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    requests: Mapped[str | None] = mapped_column(String(100))
+    money: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(500), nullable=False)
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = _updated_at()
+
+
 class RefreshToken(Base):
     """Server-side state of refresh tokens (hashed), for rotation and reuse detection."""
 

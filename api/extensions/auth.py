@@ -1,10 +1,11 @@
 """The current principal, from the `Authorization: Bearer` access token.
 
 Tokens are signed and checked by `db.core.jwt_codec` (HS256 pinned; `iss`, `aud`, `exp`, `iat`,
-`jti`, `sub` required; `typ` must be `access`). The user is reloaded on every request,
-so a deactivated user's tokens stop working at once, a role change takes effect
-immediately, and a token whose `ver` is older than `users.token_version` (password
-changed, user deactivated) is refused.
+`jti`, `sub` required; `typ` must be `access`). The user's role, activity and token
+version are checked on every request (db/auth/auth_states.py: cached per process and
+dropped by the NOTIFY of the commit that changes them), so a deactivated user's tokens
+stop working at once, a role change takes effect immediately, and a token whose `ver` is
+older than `users.token_version` (password changed, user deactivated) is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uuid
 from flask import current_app, g, request
 
 from api.extensions.database import get_session
-from db.auth import repository as users_repo
+from db.auth.auth_states import states_for
 from db.auth.tokens import issue_access_token
 from db.core import jwt_codec
 from db.core.config import Settings
@@ -38,21 +39,25 @@ def _bearer_token() -> str | None:
 def token_subject() -> uuid.UUID | None:
     """The user id of a validly signed access token, without touching the database
     (rate-limit keys are computed before the view runs); None otherwise."""
-    token = _bearer_token()
-    if token is None:
-        return None
-    try:
-        return jwt_codec.decode(current_app.config["LEDGERQ_SETTINGS"], token, "access")["sub_id"]
-    except Unauthorized:
-        return None
+    if "token_subject" not in g:
+        token = _bearer_token()
+        try:
+            claims = (
+                jwt_codec.decode(current_app.config["LEDGERQ_SETTINGS"], token, "access") if token else None
+            )
+        except Unauthorized:
+            claims = None
+        g.token_subject = claims["sub_id"] if claims else None
+    return g.token_subject
 
 
 def require_principal(roles: tuple[str, ...] = ()) -> Principal:
     token = _bearer_token()
     if token is None:
         raise Unauthorized("Authentication required: send 'Authorization: Bearer <access token>'.")
-    claims = jwt_codec.decode(current_app.config["LEDGERQ_SETTINGS"], token, "access")
-    user = users_repo.get(get_session(), claims["sub_id"])
+    settings = current_app.config["LEDGERQ_SETTINGS"]
+    claims = jwt_codec.decode(settings, token, "access")
+    user = states_for(settings.database_url).get(get_session(), claims["sub_id"])
     if user is None or not user.is_active or claims.get("ver") != user.token_version:
         raise Unauthorized(jwt_codec.INVALID_TOKEN)
     principal = Principal(id=user.id, role=user.role, username=user.username)

@@ -4,7 +4,6 @@ trace; a client's mistake is never a 500."""
 from __future__ import annotations
 
 from flask import Flask
-from flask_limiter import RateLimitExceeded
 from sqlalchemy import exc as sa_exc
 
 from api.extensions.smorest import error_response
@@ -21,19 +20,6 @@ def register_error_handlers(app: Flask) -> None:
             {"Retry-After": str(error.details["retry_after"])} if "retry_after" in error.details else None
         )
         return error_response(error.status, error.code, error.message, error.details, headers)
-
-    @app.errorhandler(RateLimitExceeded)
-    def _rate_limited(error: RateLimitExceeded):
-        from api.extensions.rate_limit import retry_after_seconds
-
-        retry_after = retry_after_seconds(default=error.limit.limit.get_expiry())
-        return error_response(
-            429,
-            "rate_limited",
-            f"Too many requests; retry in {retry_after} s.",
-            {"limit": str(error.limit.limit), "retry_after": retry_after},
-            headers={"Retry-After": str(retry_after)},
-        )
 
     @app.errorhandler(sa_exc.IntegrityError)
     def _integrity(error: sa_exc.IntegrityError):

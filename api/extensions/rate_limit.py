@@ -1,6 +1,7 @@
-"""Rate limits: Flask-Limiter with its counters in Redis, one policy table.
+"""Rate limits: every budget a request draws on, checked and counted in ONE Redis round
+trip (one Lua script), with per-user overrides set by admins.
 
-- Every /api/v1 request counts against the caller's default budget
+- Every /api/v1 request counts against the caller's request budget
   (`LEDGERQ_RATE_LIMIT_DEFAULT`), keyed by user id when the request carries a valid
   access token, else by client IP.
 - Views tagged `@blp.rate_limit("auth")` (login, register, refresh, logout) are also
@@ -11,37 +12,50 @@
   so a new money endpoint is covered without anyone remembering to tag it.
 - `@blp.rate_limit("account")` (PUT /users/{id}) is limited per user: guessing
   `current_password` with a stolen access token is slow.
+- An admin may give one user other `requests` and `money` budgets
+  (`PUT /api/v1/users/{id}/rate-limits`, `ledgerq users rate-limits`): a service user
+  for an integration. Stored in PostgreSQL (db/auth/rate_limits.py), mirrored into a Redis
+  hash the script reads. The mirror is reloaded from the database when a change is
+  committed and at least every `OVERRIDES_RELOAD_S`.
 
-Breaches answer 429 `rate_limited` with `Retry-After` (api/extensions/errors.py).
+Fixed windows that start at a key's first request (as Flask-Limiter's "fixed-window",
+which this replaced: the same limits mean the same thing). The script first checks every
+budget, then counts the request in all of them only if none is exhausted: a refused
+request does not use up the other budgets. Breaches answer 429 `rate_limited` with
+`Retry-After` (the seconds until the breached window ends).
 
-If Redis is unreachable, Flask-Limiter switches each process to in-memory counters (the
-same limits, per process, so N processes allow up to N times as much) and probes Redis
-again with backoff; if even that fails, errors are swallowed and the request is served.
-Rate limiting never takes the API down.
-
-The limiter is built per app (like flask-smorest's `Api`): its storage, key prefix and
-limits come from that app's settings, so tests can run apps with their own windows.
+If Redis is unreachable, each process counts in memory (the same limits, per process,
+so N processes allow up to N times as much) and tries Redis again after
+`REDIS_RETRY_S`. Rate limiting never takes the API down.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import redis
 from flask import Flask, current_app, request
-from flask_limiter import ApplicationLimit, Limit, Limiter
-from limits import parse_many
 
 from api.extensions.auth import token_subject
 from api.extensions.smorest import RATE_LIMIT_ATTRIBUTE
+from db.auth import rate_limits as overrides
 from db.core import jwt_codec
 from db.core.config import ConfigurationError, Settings
-from db.core.errors import Unauthorized
+from db.core.errors import RateLimited, Unauthorized
+from db.core.logs import get_logger
+from db.session import session_factory
+
+log = get_logger(__name__)
 
 EXTENSION_KEY = "ledgerq_limiter"
 MONEY_BLUEPRINTS = ("transactions", "batches")
+OVERRIDES_RELOAD_S = 60
+REDIS_RETRY_S = 5.0
 
 
 def client_ip() -> str:
@@ -80,29 +94,69 @@ def login_key() -> str:
     return ip_key()
 
 
-# policy -> (settings field with the limit string, key function)
-POLICIES: dict[str, tuple[tuple[str, Callable[[], str]], ...]] = {
-    "auth": (("rate_limit_auth_per_ip", ip_key), ("rate_limit_auth_per_login", login_key)),
-    "money": (("rate_limit_money_per_user", caller_key),),
-    "account": (("rate_limit_account_per_user", caller_key),),
+# policy -> its budgets: (scope, settings field with the limit string, key function).
+# The scopes "requests" and "money" are the ones an admin override may replace.
+POLICIES: dict[str, tuple[tuple[str, str, Callable[[], str]], ...]] = {
+    "default": (("requests", "rate_limit_default", caller_key),),
+    "auth": (
+        ("auth_ip", "rate_limit_auth_per_ip", ip_key),
+        ("auth_login", "rate_limit_auth_per_login", login_key),
+    ),
+    "money": (("money", "rate_limit_money_per_user", caller_key),),
+    "account": (("account", "rate_limit_account_per_user", caller_key),),
 }
 
+# KEYS[1] the overrides hash, KEYS[2] its "loaded" marker.
+# ARGV[1] now (s), ARGV[2] counter key prefix, then per budget: scope, key, spec, subject
+# (the user an override may apply to, or ""). A spec is "amount:seconds[;amount:seconds]".
+# Returns {1} (counted), {0, retry_after, limit} (refused) or {-1} (overrides not loaded).
+_CHECK = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-1} end
+local now = tonumber(ARGV[1])
+local checks = {}
+for i = 3, #ARGV, 4 do
+  local spec = ARGV[i + 2]
+  if ARGV[i + 3] ~= '' then
+    spec = redis.call('HGET', KEYS[1], ARGV[i + 3] .. ':' .. ARGV[i]) or spec
+  end
+  for amount, window in string.gmatch(spec, '(%d+):(%d+)') do
+    checks[#checks + 1] = {ARGV[2] .. ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. window,
+                           tonumber(amount), tonumber(window), amount .. ' per ' .. window .. ' second(s)'}
+  end
+end
+for _, c in ipairs(checks) do
+  if tonumber(redis.call('GET', c[1]) or '0') >= c[2] then
+    local ttl = redis.call('PTTL', c[1])
+    if ttl < 0 then ttl = c[3] * 1000 end
+    return {0, math.max(1, math.ceil(ttl / 1000)), c[4]}
+  end
+end
+for _, c in ipairs(checks) do
+  if redis.call('INCR', c[1]) == 1 then redis.call('PEXPIRE', c[1], c[3] * 1000) end
+end
+return {1}
+"""
 
-def _policies_of_request() -> set[str]:
-    policies = set()
+
+@dataclass(frozen=True)
+class Budget:
+    scope: str
+    key: str
+    spec: str
+    subject: str  # user id whose override may replace `spec`, or ""
+
+
+def _policies_of_request() -> list[str]:
+    policies = ["default"]
     if request.method == "POST" and request.blueprint in MONEY_BLUEPRINTS:
-        policies.add("money")
+        policies.append("money")
     view = current_app.view_functions.get(request.endpoint or "")
     view_class = getattr(view, "view_class", None)
     handler = getattr(view_class, request.method.lower(), None) if view_class else view
     tagged = getattr(handler, RATE_LIMIT_ATTRIBUTE, None)
-    if tagged:
-        policies.add(tagged)
+    if tagged and tagged not in policies:
+        policies.append(tagged)
     return policies
-
-
-def _exempt_unless(policy: str) -> Callable[[], bool]:
-    return lambda: policy not in _policies_of_request()
 
 
 def _not_rate_limited() -> bool:
@@ -117,68 +171,133 @@ def _not_rate_limited() -> bool:
 def _checked(settings: Settings, field: str) -> str:
     value = getattr(settings, field)
     try:
-        parse_many(value) if value else None
+        return overrides.spec(value) if value else ""  # empty: that limit is off
     except ValueError:
         alias = Settings.model_fields[field].alias
         raise ConfigurationError(
             f"ledgerq: {alias}={value!r} is not a rate limit "
             "(write e.g. '10 per minute' or '5/second;100/hour')"
         ) from None
-    return value
 
 
-def build_limiter(settings: Settings) -> Limiter:
-    policy_limits: list[str | Callable[[], str] | Limit] = [
-        Limit(
-            limit_provider=_checked(settings, field),
-            key_function=key_function,
-            # Shared: one budget across the policy's endpoints (transfer, credit and
-            # debit draw on the same per-user allowance).
-            scope=f"{policy}:{field}",
-            shared=True,
-            exempt_when=_exempt_unless(policy),
-        )
-        for policy, rules in POLICIES.items()
-        for field, key_function in rules
-    ]
-    storage_options: dict[str, Any] = {
-        "key_prefix": f"{settings.redis_namespace}:ratelimit",
-        # Never let a hung Redis hang requests: fail over to memory quickly.
-        "socket_connect_timeout": 0.5,
-        "socket_timeout": 0.5,
-    }
-    return Limiter(
-        key_func=caller_key,
-        application_limits=[
-            ApplicationLimit(
-                limit_provider=_checked(settings, "rate_limit_default"), key_function=caller_key, scope="api"
+class MemoryCounters:
+    """The script's logic in one process, for while Redis is unreachable."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[float, int]] = {}  # key -> (window end, count)
+
+    def check(self, budgets: list[Budget], specs: dict[str, str], now: float) -> tuple[int, str] | None:
+        checks = []
+        for budget in budgets:
+            spec = (
+                specs.get(f"{budget.subject}:{budget.scope}", budget.spec) if budget.subject else budget.spec
             )
-        ],
-        default_limits=policy_limits,
-        storage_uri=settings.redis_url,
-        storage_options=storage_options,
-        strategy="fixed-window",
-        in_memory_fallback_enabled=True,
-        swallow_errors=True,
-        headers_enabled=False,  # Retry-After is ours (see retry_after_seconds)
-        enabled=settings.rate_limit_enabled,
-    )
+            for part in filter(None, spec.split(";")):
+                amount, window = (int(x) for x in part.split(":"))
+                key = f"{budget.scope}:{budget.key}:{window}"
+                checks.append((key, amount, window, f"{amount} per {window} second(s)"))
+        with self._lock:
+            if len(self._counts) > 100_000:
+                self._counts = {k: v for k, v in self._counts.items() if v[0] > now}
+            live = {
+                key: self._counts[key]
+                for key, *_ in checks
+                if key in self._counts and self._counts[key][0] > now
+            }
+            for key, amount, _, limit in checks:
+                if key in live and live[key][1] >= amount:
+                    return max(1, math.ceil(live[key][0] - now)), limit
+            for key, _, window, _ in checks:
+                ends, count = live.get(key, (now + window, 0))
+                self._counts[key] = (ends, count + 1)
+        return None
+
+
+class Limiter:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.specs = {
+            field: _checked(settings, field) for rules in POLICIES.values() for _, field, _ in rules
+        }
+        self.prefix = f"{settings.redis_namespace}:ratelimit:"
+        self.overrides_key, self.loaded_key = overrides.mirror_keys(settings)
+        # Never let a hung Redis hang requests: fall back to memory quickly.
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        self.script = self.redis.register_script(_CHECK)
+        self.memory = MemoryCounters()
+        self._redis_down_until = 0.0
+        self._local_specs: tuple[float, dict[str, str]] | None = None
+
+    def budgets(self) -> list[Budget]:
+        subject = token_subject()
+        found = []
+        for policy in _policies_of_request():
+            for scope, field, key_function in POLICIES[policy]:
+                key = key_function()
+                overridable = scope in overrides.SCOPES and key == f"user:{subject}"
+                found.append(Budget(scope, key, self.specs[field], str(subject) if overridable else ""))
+        return found
+
+    def check(self) -> None:
+        budgets = self.budgets()
+        now = time.time()
+        refused = None
+        if now >= self._redis_down_until:
+            try:
+                refused = self._check_redis(budgets, now)
+            except redis.RedisError as error:
+                log.warning("rate_limit.redis_unavailable", error=str(error)[:200])
+                self._redis_down_until = now + REDIS_RETRY_S
+        if now < self._redis_down_until:
+            refused = self.memory.check(budgets, self._specs_from_db(now), now)
+        if refused:
+            retry_after, limit = refused
+            raise RateLimited(
+                f"Too many requests; retry in {retry_after} s.",
+                {"limit": limit, "retry_after": retry_after},
+            )
+
+    def _check_redis(self, budgets: list[Budget], now: float) -> tuple[int, str] | None:
+        args: list[str | float] = [now, self.prefix]
+        for budget in budgets:
+            args += [budget.scope, budget.key, budget.spec, budget.subject]
+        result = self.script(keys=[self.overrides_key, self.loaded_key], args=args)
+        if result[0] == -1:
+            self.reload_overrides()
+            result = self.script(keys=[self.overrides_key, self.loaded_key], args=args)
+        if result[0] == 0:
+            return int(result[1]), result[2].decode()
+        return None
+
+    def _specs_from_db(self, now: float) -> dict[str, str]:
+        if self._local_specs is None or self._local_specs[0] < now:
+            self._local_specs = (now + OVERRIDES_RELOAD_S, self._load_specs())
+        return self._local_specs[1]
+
+    def _load_specs(self) -> dict[str, str]:
+        with session_factory(self.settings)() as session:
+            return overrides.all_specs(session)
+
+    def reload_overrides(self) -> None:
+        """Mirror the overrides table into Redis (every process does this when the
+        marker is missing: after a change, a Redis restart, or every OVERRIDES_RELOAD_S)."""
+        specs: dict[Any, Any] = self._load_specs()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self.overrides_key)
+        if specs:
+            pipe.hset(self.overrides_key, mapping=specs)
+        pipe.set(self.loaded_key, "1", ex=OVERRIDES_RELOAD_S)
+        pipe.execute()
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    limiter = build_limiter(settings)
-    limiter.request_filter(_not_rate_limited)
-    limiter.init_app(app)
+    limiter = Limiter(settings)
     app.extensions[EXTENSION_KEY] = limiter
+    if not settings.rate_limit_enabled:
+        return
 
-
-def retry_after_seconds(default: int) -> int:
-    """Whole seconds until the breached window resets (at least 1)."""
-    limiter: Limiter | None = current_app.extensions.get(EXTENSION_KEY)
-    try:
-        reset_at = limiter.current_limit.window.reset_time if limiter and limiter.current_limit else None
-    except Exception:  # noqa: BLE001 - storage gone between the breach and now
-        reset_at = None
-    if reset_at is None:
-        return max(1, default)
-    return max(1, math.ceil(reset_at - time.time()))
+    @app.before_request
+    def _rate_limit() -> None:
+        if not _not_rate_limited():
+            limiter.check()

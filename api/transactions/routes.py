@@ -10,6 +10,7 @@ from api.docs import TRANSACTION_422
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
+from api.transactions.long_poll import wait_final
 from api.transactions.schemas import (
     HistoryArgsSchema,
     SingleAccountSchema,
@@ -121,16 +122,26 @@ class TransactionById(MethodView):
     @blp.login_required()
     @blp.arguments(WaitArgsSchema, location="query")
     @blp.response(200, TransactionSchema)
-    @blp.documents_errors(404, 422)
+    @blp.documents_errors(
+        404,
+        422,
+        429,
+        codes={
+            429: "`rate_limited`: more concurrent `?wait=` long-polls than `LEDGERQ_LONG_POLLS_PER_USER` (10)"
+        },
+    )
     def get(self, args, transaction_id):
-        """The transaction; `?wait=N` (0-30 s) returns as soon as the status is final."""
+        """The transaction; `?wait=N` (0-30 s) returns as soon as the status is final
+        (woken by the commit that finalised it, within milliseconds). A waiting poll holds
+        no server thread and no database connection; a user may have at most
+        `LEDGERQ_LONG_POLLS_PER_USER` (default 10) waiting at once, above that 429."""
         settings = current_app.config["LEDGERQ_SETTINGS"]
-        return transaction_views.wait_final(
-            get_session(),
-            current_principal(),
-            transaction_id,
-            wait_s=min(args["wait"], settings.long_poll_max_s),
-        )
+        session = get_session()
+        principal = current_principal()
+        tx = transaction_views.visible(session, principal, transaction_id)
+        seconds = min(args["wait"], settings.long_poll_max_s)
+        wait_final(session, tx, user_id=principal.id, seconds=seconds, settings=settings)
+        return transaction_views.view(session, tx)
 
 
 @blp.route("/<uuid:transaction_id>/cancel")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import uuid
 
+from flask import current_app
 from flask.views import MethodView
 
 from api.auth.schemas import UserSchema
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
-from api.users.schemas import UserListArgsSchema, UserPageSchema, UserUpdateSchema
+from api.users.schemas import RateLimitOverrideSchema, UserListArgsSchema, UserPageSchema, UserUpdateSchema
+from db.auth import rate_limits
 from db.auth import repository as users_repo
 from db.auth import users as users_service
+from db.core.errors import NotFound
 
 blp = Blueprint("users", __name__, url_prefix="/users", description="User management")
 
@@ -68,3 +71,44 @@ class UserById(MethodView):
         uow = get_uow()
         users_service.deactivate(uow.session, current_principal(), user_id)
         uow.commit()
+
+
+@blp.route("/<uuid:user_id>/rate-limits")
+class UserRateLimits(MethodView):
+    """A per-user quota override (admin): e.g. a service user for an integration gets
+    budgets of its own instead of the customer defaults. Audited
+    (`user.rate_limit_overridden`, `user.rate_limit_override_cleared`); effective on the
+    next request of every web process."""
+
+    @blp.login_required("admin")
+    @blp.response(200, RateLimitOverrideSchema)
+    @blp.documents_errors(404)
+    def get(self, user_id):
+        """The user's override (404 if the defaults apply)."""
+        found = rate_limits.get(get_session(), user_id)
+        if found is None:
+            raise NotFound("no rate-limit override for this user")
+        return found
+
+    @blp.login_required("admin")
+    @blp.arguments(RateLimitOverrideSchema)
+    @blp.response(200, RateLimitOverrideSchema)
+    @blp.documents_errors(404, 422)
+    def put(self, data, user_id):
+        """Set the user's `requests` and/or `money` budget (limit strings such as
+        `6000 per minute` or `100/second;5000/minute`); an unset one keeps the default."""
+        uow = get_uow()
+        row = rate_limits.set_override(uow.session, actor_id=current_principal().id, user_id=user_id, **data)
+        uow.commit()
+        rate_limits.forget_mirror(current_app.config["LEDGERQ_SETTINGS"])
+        return row
+
+    @blp.login_required("admin")
+    @blp.response(204)
+    @blp.documents_errors(404)
+    def delete(self, user_id):
+        """Back to the defaults."""
+        uow = get_uow()
+        rate_limits.clear_override(uow.session, actor_id=current_principal().id, user_id=user_id)
+        uow.commit()
+        rate_limits.forget_mirror(current_app.config["LEDGERQ_SETTINGS"])

@@ -35,3 +35,28 @@ class UserUpdateSchema(Schema):
     def _current_password_with_password(self, data, **kwargs):
         if "current_password" in data and "password" not in data:
             raise ValidationError("only meaningful together with password", field_name="current_password")
+
+
+class RateLimitOverrideSchema(Schema):
+    """A service user's own budgets, replacing the defaults (LEDGERQ_RATE_LIMIT_DEFAULT,
+    LEDGERQ_RATE_LIMIT_MONEY_PER_USER) for that user only. Unset: that default applies."""
+
+    user_id = fields.UUID(dump_only=True)
+    requests = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={
+            "description": "every /api/v1 request, e.g. '6000 per minute'",
+            "example": "6000 per minute",
+        },
+    )
+    money = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "money-moving POSTs, e.g. '3000 per minute'", "example": "3000 per minute"},
+    )
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    updated_by = fields.UUID(dump_only=True, allow_none=True)
+    updated_at = fields.DateTime(dump_only=True)

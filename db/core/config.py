@@ -97,7 +97,8 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(15 * 60, alias="ACCESS_TOKEN_TTL_SECONDS")
     refresh_token_ttl_s: int = Field(14 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS")
 
-    # --- rate limits (Flask-Limiter strings: "10 per minute", "5/second;100/hour") ---
+    # --- rate limits ("10 per minute", "5/second;100/hour"; admins override the
+    # default and money budgets per user: PUT /users/{id}/rate-limits) ---
     # Counters live in Redis under "<LEDGERQ_REDIS_NAMESPACE>:ratelimit"; if Redis is
     # unreachable each process falls back to in-memory counters (see deployment/AUTH.md).
     rate_limit_enabled: bool = Field(True, alias="LEDGERQ_RATE_LIMIT_ENABLED")
@@ -136,11 +137,17 @@ class Settings(BaseSettings):
     # --- HTTP ----------------------------------------------------------------------
     port: int = Field(8000, alias="PORT")
     web_host: str = Field("127.0.0.1", alias="WEB_HOST")
-    # gthread: a long-poll (?wait=N) parks a thread, not a whole worker process.
+    # gevent workers: a request is a greenlet, so a long-poll (?wait=N) parks no OS
+    # thread. WEB_CONNECTIONS caps the concurrent requests of one worker process;
+    # WEB_THREADS applies only if WEB_WORKER_CLASS=gthread.
     web_workers: int = Field(2, alias="WEB_WORKERS")
+    web_worker_class: Literal["gevent", "gthread"] = Field("gevent", alias="WEB_WORKER_CLASS")
+    web_connections: int = Field(1000, alias="WEB_CONNECTIONS")
     web_threads: int = Field(8, alias="WEB_THREADS")
     max_content_length: int = Field(1 * 1024 * 1024, alias="LEDGERQ_MAX_BODY_BYTES")
     long_poll_max_s: int = Field(30, alias="LEDGERQ_LONG_POLL_MAX_SECONDS")
+    # Concurrent ?wait= long-polls per user (over it: 429 rate_limited), across processes.
+    long_poll_per_user: int = Field(10, alias="LEDGERQ_LONG_POLLS_PER_USER")
     page_size_max: int = Field(200, alias="LEDGERQ_PAGE_SIZE_MAX")
     # Comma-separated browser origins allowed to call the API ("https://app.example.com").
     # Empty (the default): no CORS headers at all, so browsers refuse cross-origin calls.

@@ -51,18 +51,19 @@ def reversed_by(session: Session, transaction_ids: list[uuid.UUID]) -> dict[uuid
     return {original: reversal for original, reversal in rows if original is not None}
 
 
-def insert_idempotent(session: Session, values: dict[str, Any]) -> uuid.UUID | None:
-    """Insert a transaction; None if (created_by, idempotency_key) already exists.
+def insert_idempotent(session: Session, values: dict[str, Any]) -> Transaction | None:
+    """Insert a transaction and return it (INSERT ... RETURNING the whole row: no reload);
+    None if (created_by, idempotency_key) already exists.
 
     A concurrent request with the same key blocks on the unique index until the first
     commits, then sees the conflict: exactly one row per key, whatever the timing.
     """
-    return session.execute(
+    return session.scalars(
         insert(Transaction)
         .values(**values)
         .on_conflict_do_nothing(constraint="uq_transactions_created_by_idempotency_key")
-        .returning(Transaction.id)
-    ).scalar_one_or_none()
+        .returning(Transaction)
+    ).one_or_none()
 
 
 def by_idempotency_key(session: Session, created_by: uuid.UUID, key: str) -> Transaction | None:

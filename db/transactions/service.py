@@ -111,8 +111,8 @@ def submit(
         "request_id": request_id,
         "scheduled_for": request.scheduled_for if scheduled else None,
     }
-    new_id = transactions_repo.insert_idempotent(session, values)
-    if new_id is None:
+    tx = transactions_repo.insert_idempotent(session, values)
+    if tx is None:
         # Lost the race against a concurrent request with the same key (it committed).
         existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key or "")
         assert existing is not None
@@ -122,14 +122,12 @@ def submit(
         session,
         action=f"transaction.requested.{request.type}",
         entity_type="transaction",
-        entity_id=new_id,
+        entity_id=tx.id,
         actor_id=principal.id,
         data={"amount_minor": amount_minor, "currency": request.currency},
         request_id=request_id,
     )
     session.flush()
-    tx = transactions_repo.get(session, new_id)
-    assert tx is not None
     return idempotency.created(tx)
 
 
@@ -141,6 +139,7 @@ def _resolve_accounts(
     session: Session, principal: Principal, request: MoneyMovement
 ) -> tuple[Account, Account]:
     if request.type == "transfer":
+        accounts_repo.preload(session, (request.from_account_id, request.to_account_id))
         source = _own_account(session, principal, request.from_account_id, "from_account_id")
         target = _existing_account(session, request.to_account_id, "to_account_id")
         if source.id == target.id:
@@ -382,7 +381,7 @@ def reverse(
     }
     try:
         with session.begin_nested():
-            new_id = transactions_repo.insert_idempotent(session, values)
+            tx = transactions_repo.insert_idempotent(session, values)
     except IntegrityError as exc:
         if "uq_transactions_reverses" not in str(exc.orig):
             raise
@@ -390,7 +389,7 @@ def reverse(
         raise Conflict(
             "This transaction was already reversed.", {"transaction_id": str(original.id)}
         ) from None
-    if new_id is None:
+    if tx is None:
         existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key or "")
         assert existing is not None
         return _replay(existing, fingerprint)
@@ -399,7 +398,7 @@ def reverse(
         session,
         action="transaction.requested.reversal",
         entity_type="transaction",
-        entity_id=new_id,
+        entity_id=tx.id,
         actor_id=principal.id,
         data={
             "reverses": str(original.id),
@@ -409,8 +408,6 @@ def reverse(
         request_id=request_id,
     )
     session.flush()
-    tx = transactions_repo.get(session, new_id)
-    assert tx is not None
     return idempotency.created(tx)
 
 

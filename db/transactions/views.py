@@ -5,7 +5,6 @@ reversal, read for a whole page in one query."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +16,7 @@ from db.accounts import repository as accounts_repo
 from db.accounts.service import visible_account
 from db.core.errors import NotFound
 from db.core.principal import Principal
-from db.models import FINAL_STATUSES, Transaction
+from db.models import Transaction
 from db.pagination import KeysetPage
 from db.transactions import repository as transactions_repo
 
@@ -49,6 +48,7 @@ def visible(session: Session, principal: Principal, transaction_id: uuid.UUID) -
     if tx is None:
         raise NotFound("transaction not found")
     if not principal.sees_everything:
+        accounts_repo.preload(session, (tx.from_account_id, tx.to_account_id))  # one query, not two
         own = {
             a.id
             for a in (
@@ -60,22 +60,6 @@ def visible(session: Session, principal: Principal, transaction_id: uuid.UUID) -
         if not own:
             raise NotFound("transaction not found")
     return tx
-
-
-def wait_final(
-    session: Session, principal: Principal, transaction_id: uuid.UUID, *, wait_s: float
-) -> TransactionView:
-    """The visible transaction, as soon as its status is final or after `wait_s` seconds."""
-    tx = visible(session, principal, transaction_id)
-    deadline = time.monotonic() + wait_s
-    interval = 0.05
-    while tx.status not in FINAL_STATUSES and time.monotonic() < deadline:
-        # Release the connection between polls; each poll sees the latest commit.
-        session.rollback()
-        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-        interval = min(interval * 2, 0.5)
-        session.refresh(tx)
-    return view(session, tx)
 
 
 def history(
