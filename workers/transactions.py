@@ -20,6 +20,7 @@ import uuid
 
 import dramatiq
 from prometheus_client import Counter, Histogram
+from sqlalchemy.orm import Session
 
 from db.core.config import get_settings
 from db.core.logs import get_logger
@@ -87,27 +88,27 @@ def process(tx_id: uuid.UUID, *, claim_size: int) -> None:
         log.debug("transactions.applied", id=transaction_id, status="noop")
         return
     started = time.perf_counter()
-    # One autocommit statement: for a row an earlier group decided, a read and nothing else.
+    # One autocommit statement: for a row an earlier group decided, that is all it costs.
     with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        status, claimed = transactions_repo.claim_for_apply(connection, tx_id, size=claim_size)
+        status, _ = transactions_repo.begin_attempt(connection, tx_id)
     if status != "pending":
         # Most of these are the wake-ups of rows another group decided: not worth a line each.
         log.debug("transactions.applied", id=transaction_id, status="noop" if status else "missing")
         return
 
+    claimed: list[uuid.UUID] = []
     outcomes: list[Outcome] = []
-    if claimed:
-        try:
-            outcomes = _apply(claimed)
-        except Exception as exc:
-            if claimed == [tx_id]:
-                raise  # the own attempt failed: retried or dead-lettered by Dramatiq
-            # One bad row must not fail the others: they stay pending (their attempt is
-            # counted) for their own messages; this message now answers for its row only.
-            log.warning(
-                "transactions.group_failed", id=transaction_id, size=len(claimed), error=str(exc)[:300]
-            )
-            outcomes = []
+    try:
+        outcomes = _claim_and_apply(tx_id, claim_size, claimed)
+    except Exception as exc:
+        # The group's transaction rolled back, the fresh rows' attempt counts with it.
+        _count_failed_attempts([i for i in claimed if i != tx_id])
+        if not claimed or claimed == [tx_id]:
+            raise  # the own attempt failed: retried or dead-lettered by Dramatiq
+        # One bad row must not fail the others: they stay pending (their attempt is
+        # counted) for their own messages; this message now answers for its row only.
+        log.warning("transactions.group_failed", id=transaction_id, size=len(claimed), error=str(exc)[:300])
+        outcomes = []
     if tx_id not in {o.transaction_id for o in outcomes}:
         # Another worker held the row (or the group failed): wait for its lock, then
         # decide it here unless that worker did.
@@ -131,19 +132,43 @@ def process(tx_id: uuid.UUID, *, claim_size: int) -> None:
     )
 
 
-def _apply(transaction_ids: list[uuid.UUID]) -> list[Outcome]:
-    """One DB transaction: the group through the engine, and each standing-order run's
-    outcome recorded with it."""
+def _claim_and_apply(tx_id: uuid.UUID, claim_size: int, claimed: list[uuid.UUID]) -> list[Outcome]:
+    """One DB transaction: claim a group (its rows stay locked until the commit) and apply
+    it. `claimed` receives the group as soon as it is claimed, for the caller's failure
+    path."""
     with unit_of_work() as uow:
-        outcomes = post_to_ledger(uow.session, transaction_ids)
-        # In schedule id order: two groups locking the same schedules never deadlock.
-        for outcome in sorted(outcomes, key=lambda o: str(o.schedule_id)):
-            if outcome.schedule_id is not None:
-                record_run_outcome(
-                    uow.session,
-                    outcome.schedule_id,
-                    transaction_id=outcome.transaction_id,
-                    status=outcome.status,
-                    failure_code=outcome.failure_code,
-                )
+        _, ids = transactions_repo.claim_for_apply(uow.session.connection(), tx_id, size=claim_size)
+        claimed.extend(ids)
+        return _post(uow.session, ids) if ids else []
+
+
+def _count_failed_attempts(claimed: list[uuid.UUID]) -> None:
+    if not claimed:
+        return
+    try:
+        with unit_of_work() as uow:
+            transactions_repo.count_failed_attempts(uow.session, claimed)
+    except Exception as error:  # the original failure matters more; the count is advisory
+        log.warning("transactions.attempts_not_counted", size=len(claimed), error=str(error)[:200])
+
+
+def _apply(transaction_ids: list[uuid.UUID]) -> list[Outcome]:
+    """One DB transaction: the rows through the engine (no claim, no attempt counted)."""
+    with unit_of_work() as uow:
+        return _post(uow.session, transaction_ids)
+
+
+def _post(session: Session, transaction_ids: list[uuid.UUID]) -> list[Outcome]:
+    """The rows through the engine, and each standing-order run's outcome recorded with them."""
+    outcomes = post_to_ledger(session, transaction_ids)
+    # In schedule id order: two groups locking the same schedules never deadlock.
+    for outcome in sorted(outcomes, key=lambda o: str(o.schedule_id)):
+        if outcome.schedule_id is not None:
+            record_run_outcome(
+                session,
+                outcome.schedule_id,
+                transaction_id=outcome.transaction_id,
+                status=outcome.status,
+                failure_code=outcome.failure_code,
+            )
     return outcomes

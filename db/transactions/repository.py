@@ -288,9 +288,17 @@ _CLAIM = text(
         LIMIT :others
         FOR NO KEY UPDATE SKIP LOCKED
     ), claimed AS (
-        UPDATE transactions AS t SET attempts = t.attempts + 1, updated_at = now()
+        -- The own row's attempt was counted by begin_attempt; the fresh rows' are
+        -- counted here, committed with their decision.
+        UPDATE transactions AS t
+        SET attempts = t.attempts + CASE WHEN t.id = :own THEN 0 ELSE 1 END, updated_at = now()
         FROM (SELECT id FROM own UNION ALL SELECT id FROM fresh) AS c
         WHERE t.id = c.id
+          -- Re-checked on the row's latest version: a row another claim counted since
+          -- this statement's snapshot is not `fresh` any more (a predicate the planner
+          -- takes from the partial index is not re-checked when the lock is taken).
+          AND t.status = 'pending'
+          AND (t.attempts = 0 OR t.id = :own)
         RETURNING t.id
     )
     SELECT (SELECT status FROM own_row) AS status, ARRAY(SELECT id FROM claimed) AS claimed
@@ -303,9 +311,13 @@ def claim_for_apply(
 ) -> tuple[str | None, list[uuid.UUID]]:
     """The own row's status (None: no such row) and, only if it is `pending`, a claimed
     group of up to `size`: the own row (if no one holds it) and the oldest never-tried
-    pending transfers, each claim counted as an attempt. One statement: run it in
-    autocommit, so a message whose row is decided costs one read and takes no lock, and
-    a claim is committed (its attempts survive a crash of what follows) at once.
+    pending transfers, each fresh row's claim counted as an attempt (the own row's was
+    counted by `begin_attempt`).
+
+    Run it inside the transaction that applies the group: the claimed rows stay locked
+    and their counts uncommitted until the group commits. A claim committed on its own
+    left the rows unlocked while the group waited for locks, and the rows' own wake-ups
+    claimed them a second time (two attempts for one decision, seen under load).
 
     SKIP LOCKED: rows another worker is claiming or applying are left to it. A row once
     tried (`attempts` > 0) is claimed only by its own message (a redelivery, a retry, the
@@ -314,3 +326,41 @@ def claim_for_apply(
     those still `pending`."""
     row = connection.execute(_CLAIM, {"own": own_id, "others": max(0, size - 1)}).one()
     return row.status, list(row.claimed or [])
+
+
+_BEGIN_ATTEMPT = text(
+    """
+    WITH own_row AS (
+        SELECT status FROM transactions WHERE id = :own
+    ), own AS (
+        SELECT id FROM transactions
+        WHERE id = :own AND status = 'pending'
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), counted AS (
+        UPDATE transactions AS t SET attempts = t.attempts + 1, updated_at = now()
+        FROM own WHERE t.id = own.id AND t.status = 'pending'
+        RETURNING t.id
+    )
+    SELECT (SELECT status FROM own_row) AS status, EXISTS (SELECT 1 FROM counted) AS counted
+    """
+)
+
+
+def begin_attempt(connection: Connection, own_id: uuid.UUID) -> tuple[str | None, bool]:
+    """A message's first statement, in autocommit: the own row's status (None: no such
+    row) and whether this message's attempt was counted on it: only when the row is
+    `pending` and nobody holds it (a group that claimed it counts its own attempt, so one
+    decision is never counted twice). Committed at once, so an attempt that crashes the
+    worker stays counted. For a decided row this one read is all a wake-up costs."""
+    row = connection.execute(_BEGIN_ATTEMPT, {"own": own_id}).one()
+    return row.status, bool(row.counted)
+
+
+def count_failed_attempts(session: Session, transaction_ids: list[uuid.UUID]) -> None:
+    """One more attempt for each still-pending row of a group whose transaction rolled
+    back (its claim's count with it): tried rows are then left to their own messages."""
+    session.execute(
+        update(Transaction)
+        .where(Transaction.id.in_(transaction_ids), Transaction.status == "pending")
+        .values(attempts=Transaction.attempts + 1, updated_at=func.now())
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 
 from db.session import get_engine
-from db.transactions.repository import claim_for_apply
+from db.transactions.repository import begin_attempt, claim_for_apply
 from tests.fixtures.builders import bulk_pending
 from tests.fixtures.ledger import sql
 
@@ -18,7 +18,11 @@ def attempts(ids) -> dict[str, int]:
 
 
 def claim(own, size: int):
+    """What a message does: count its own attempt, then (if pending) claim a group."""
     with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        status, _ = begin_attempt(connection, uuid.UUID(own))
+        if status != "pending":
+            return status, []
         status, claimed = claim_for_apply(connection, uuid.UUID(own), size=size)
     return status, [str(c) for c in claimed]
 
@@ -66,3 +70,22 @@ def test_rows_an_open_claim_holds_are_skipped_by_another(make):
     assert sorted(str(i) for i in first) == sorted(ids[:3])
     assert status == "pending"
     assert sorted(second) == sorted(ids[3:])
+
+
+def test_a_row_a_group_holds_is_not_counted_by_its_own_message(make):
+    """A group's claim stays locked and uncounted until the group commits, so the row's
+    own wake-up arriving meanwhile counts nothing: one decision, one attempt."""
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    ids = bulk_pending(alice, a, b, 3)
+
+    with get_engine().connect() as group:
+        group.begin()
+        begin_attempt(group, uuid.UUID(ids[2]))
+        _, held = claim_for_apply(group, uuid.UUID(ids[2]), size=3)  # ids[0], ids[1] taken along
+        with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as own:
+            assert begin_attempt(own, uuid.UUID(ids[0])) == ("pending", False)
+        group.commit()
+
+    assert sorted(str(i) for i in held) == sorted(ids)
+    assert attempts(ids) == dict.fromkeys(ids, 1)
