@@ -6,8 +6,12 @@ default and the reason for it. ``deployment/.env.example`` lists them for operat
 
 from __future__ import annotations
 
+import collections
 import ipaddress
+import math
 import os
+import secrets
+import zlib
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -16,9 +20,42 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
-# Only these may run with the built-in development JWT secret.
+# Only these may run without JWT_SECRET: they get a random secret of their own install,
+# kept in DEV_SECRET_FILE (relative to the working directory, like .ledgerq/env).
 RELAXED_ENVS = ("development", "test")
+DEV_SECRET_FILE = Path(".ledgerq") / "jwt-secret"
+# A JWT_SECRET below this estimated strength is refused in every environment.
+MIN_SECRET_BITS = 96
+
+
+def secret_strength_bits(secret: str) -> float:
+    """A conservative estimate of a secret's entropy: its characters' Shannon entropy,
+    discounted when it compresses (repeated runs such as "0123456789" * 4)."""
+    data = secret.encode()
+    if not data:
+        return 0.0
+    counts = collections.Counter(data)
+    shannon = -sum(n / len(data) * math.log2(n / len(data)) for n in counts.values()) * len(data)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    packed = len(packer.compress(data) + packer.flush())
+    return shannon * min(1.0, packed / (0.75 * len(data)))
+
+
+def development_secret(path: Path = DEV_SECRET_FILE) -> str:
+    """This install's development secret: read, or created once (owner-only) by whichever
+    process gets there first."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_urlsafe(48) + "\n")
+    return path.read_text().strip()
 
 
 def psycopg_url(value: str) -> str:
@@ -74,7 +111,8 @@ class Settings(BaseSettings):
         return init_settings, env_settings, VariableFiles(settings_cls), dotenv_settings, file_secret_settings
 
     # --- environment ---------------------------------------------------------------
-    env: Literal["development", "test", "staging", "production"] = Field("development", alias="LEDGERQ_ENV")
+    # Unset means production: forgetting the variable must never relax anything.
+    env: Literal["development", "test", "staging", "production"] = Field("production", alias="LEDGERQ_ENV")
 
     # --- infrastructure ------------------------------------------------------------
     database_url: str = Field("postgresql+psycopg://postgres@127.0.0.1:5432/test", alias="DATABASE_URL")
@@ -88,7 +126,9 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(30000, alias="LEDGERQ_DB_STATEMENT_TIMEOUT_MS")
 
     # --- auth ----------------------------------------------------------------------
-    jwt_secret: str = Field(DEV_JWT_SECRET, alias="JWT_SECRET")
+    # Required outside development/test; there it defaults to the install's own
+    # random secret (DEV_SECRET_FILE). Never a value printed in the source.
+    jwt_secret: str = Field("", alias="JWT_SECRET")
     jwt_issuer: str = Field("ledgerq", alias="JWT_ISSUER")
     jwt_audience: str = Field("ledgerq-api", alias="JWT_AUDIENCE")
     access_token_ttl_s: int = Field(15 * 60, alias="ACCESS_TOKEN_TTL_SECONDS")
@@ -259,13 +299,16 @@ class Settings(BaseSettings):
         return psycopg_url(value)
 
     @model_validator(mode="after")
-    def _secret_strong_outside_development(self) -> Settings:
-        weak = self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret.encode()) < 32
-        if weak and self.env not in RELAXED_ENVS:
+    def _secret_strong(self) -> Settings:
+        generate = "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        if not self.jwt_secret:
+            if self.env not in RELAXED_ENVS:
+                raise ValueError(f"JWT_SECRET must be set when LEDGERQ_ENV={self.env} {generate}")
+            self.jwt_secret = development_secret()
+        if len(self.jwt_secret.encode()) < 32 or secret_strength_bits(self.jwt_secret) < MIN_SECRET_BITS:
             raise ValueError(
-                "JWT_SECRET must be set to a random value of at least 32 bytes when "
-                f"LEDGERQ_ENV={self.env} (generate one: python -c "
-                "'import secrets; print(secrets.token_urlsafe(48))')"
+                "JWT_SECRET must be a random value of at least 32 bytes "
+                f"(about {MIN_SECRET_BITS} bits of entropy; this one is guessable) {generate}"
             )
         return self
 
