@@ -29,6 +29,11 @@ class DecimalString(fields.String):
         return value
 
 
+# Largest value of a PostgreSQL INTEGER column: integer fields stored in one are capped
+# here, so 2**31 is a 422 naming the field rather than a database error.
+INT4_MAX = 2**31 - 1
+
+
 class PageArgsSchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1))
     cursor = fields.String(load_default=None)
