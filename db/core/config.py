@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     # --- money ---------------------------------------------------------------------
     # Largest amount of one transaction, in major units of its currency.
     max_amount: Decimal = Field(Decimal("1000000000"), alias="LEDGERQ_MAX_AMOUNT")
+    # Largest overdraft finance/admin may grant one account (PUT/PATCH .../limits), in
+    # major units of its currency: a typo must not hand out unbounded credit. Above it:
+    # 422 overdraft_cap_exceeded.
+    max_overdraft: Decimal = Field(Decimal("100000"), ge=0, alias="LEDGERQ_MAX_OVERDRAFT")
     # Default limits on money leaving a user account (transfers and debits), each
     # overridable per account by finance/admin (PUT /accounts/{id}/limits). Unset means
     # no limit of that kind by default: treasury accounts that fund batches and standing
