@@ -122,7 +122,8 @@ def test_registry_is_well_formed():
 
 
 @pytest.mark.parametrize(
-    "text", ["3.00\n", "3\n", "3.00\r\n", "3.00 ", " 3.00", "３.00", "3.0０", "١٢", "3e2", "-0", "-0.00", "+3"]
+    "text",
+    ["3.00\n", "3\n", "3.00\r\n", "3.00 ", " 3.00", "３.00", "3.0０", "١٢", "3e2", "-0", "-0.00", "+3"],
 )
 def test_trailing_newlines_spaces_and_non_ascii_digits_are_refused(text):
     """`$` matched before a trailing newline, so "3.00\\n" was accepted as 3.00; and

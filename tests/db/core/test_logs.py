@@ -25,8 +25,10 @@ def test_a_logged_exception_keeps_its_type_message_and_traceback(capfd):
     assert "exc_info" not in record
     (raised,) = record["exception"]
     assert raised["exc_type"] == "KeyError" and "missing-key" in raised["exc_value"]
-    assert any(frame["name"] == "test_a_logged_exception_keeps_its_type_message_and_traceback"
-               for frame in raised["frames"])
+    assert any(
+        frame["name"] == "test_a_logged_exception_keeps_its_type_message_and_traceback"
+        for frame in raised["frames"]
+    )
 
 
 def test_a_foreign_library_exception_is_rendered_too(capfd):

@@ -65,8 +65,15 @@ def test_a_token_signed_with_the_published_secret_is_refused(monkeypatch, tmp_pa
     monkeypatch.chdir(tmp_path)
     settings = Settings(LEDGERQ_ENV="development")
     forged = pyjwt.encode(
-        {"sub": "1", "role": "admin", "iss": settings.jwt_issuer, "aud": settings.jwt_audience,
-         "exp": 4102444800, "iat": 1700000000, "type": "access"},
+        {
+            "sub": "1",
+            "role": "admin",
+            "iss": settings.jwt_issuer,
+            "aud": settings.jwt_audience,
+            "exp": 4102444800,
+            "iat": 1700000000,
+            "type": "access",
+        },
         PUBLISHED,
         algorithm="HS256",
     )
@@ -91,10 +98,7 @@ def test_process_refuses_to_start_with_a_clear_message():
     )
     assert result.returncode != 0
     assert "refusing to start" in result.stderr
-    assert (
-        "JWT_SECRET must be a random value of at least 32 bytes"
-        in result.stderr
-    )
+    assert "JWT_SECRET must be a random value of at least 32 bytes" in result.stderr
     assert "Traceback" not in result.stderr
     assert weak not in result.stderr + result.stdout
 
