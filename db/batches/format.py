@@ -32,10 +32,13 @@ class FileRejected(Exception):
     """The file as a whole cannot be a batch (no header, wrong columns, not UTF-8 text,
     empty, over a limit). Line-level problems are never this: they are rejected lines."""
 
-    def __init__(self, message: str, *, too_large: bool = False) -> None:
+    def __init__(self, message: str, *, too_large: bool = False, summary: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.too_large = too_large
+        # The message without anything quoted from the file, for places the file's
+        # uploader may not be the reader (the inbox's rejected/*.error.txt, logs).
+        self.summary = summary or message
 
 
 @dataclass(slots=True)
@@ -68,7 +71,10 @@ def parse_header(raw: bytes) -> tuple[str, ...]:
     expected = ",".join(COLUMNS)
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
     if duplicated:
-        raise FileRejected(f"the header repeats column(s) {', '.join(duplicated)}; expected {expected}")
+        raise FileRejected(
+            f"the header repeats column(s) {', '.join(duplicated)}; expected {expected}",
+            summary=f"wrong column set (a column is repeated); expected header {expected}",
+        )
     unknown = [c for c in columns if c not in COLUMNS]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if unknown or missing:
@@ -77,7 +83,10 @@ def parse_header(raw: bytes) -> tuple[str, ...]:
             problems.append(f"missing {', '.join(missing)}")
         if unknown:
             problems.append(f"unknown {', '.join(repr(c) for c in unknown)}")
-        raise FileRejected(f"wrong column set ({'; '.join(problems)}); expected header {expected}")
+        raise FileRejected(
+            f"wrong column set ({'; '.join(problems)}); expected header {expected}",
+            summary=f"wrong column set; expected header {expected}",
+        )
     return columns
 
 
@@ -254,6 +263,11 @@ class UploadScan:
                 f"the file is larger than the limit of {self.max_bytes} bytes (LEDGERQ_BATCH_MAX_BYTES)",
                 too_large=True,
             )
+        if b"\x00" in chunk:
+            # Not CSV text (PostgreSQL text cannot hold NUL either): the whole file is refused.
+            if self.size == len(chunk) and chunk.startswith(_UTF16_BOMS):
+                parse_header(chunk)  # says "UTF-16; save it as UTF-8"
+            raise FileRejected("the file contains NUL bytes; it is not a CSV text file")
         self.sha256.update(chunk)
         self.newlines += chunk.count(b"\n")
         self._last_byte = chunk[-1:]
