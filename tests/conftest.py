@@ -58,6 +58,9 @@ def clean_state():
         tables = [t for t in _TABLES if t in existing] + sorted(
             existing - set(_TABLES) - {"alembic_version", "currencies"}
         )
+        # ledger_entries and audit_logs refuse TRUNCATE (migration 0007); a replica-role
+        # session (superuser only, this transaction only) skips ordinary triggers.
+        connection.execute(text("SET LOCAL session_replication_role = replica"))
         connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     from tests.fixtures.broker import flush_namespace
 
