@@ -25,6 +25,7 @@ os.environ.update(
         "LEDGERQ_RATE_LIMIT_DEFAULT": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_AUTH_PER_IP": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_AUTH_PER_LOGIN": "100000 per minute",
+        "LEDGERQ_RATE_LIMIT_AUTH_FAILURES_PER_ACCOUNT": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_MONEY_PER_USER": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_ACCOUNT_PER_USER": "100000 per minute",
     }

@@ -3,10 +3,14 @@
 - Every /api/v1 request counts against the caller's default budget
   (`LEDGERQ_RATE_LIMIT_DEFAULT`), keyed by user id when the request carries a valid
   access token, else by client IP.
-- Views tagged `@blp.rate_limit("auth")` (login, register, refresh, logout) are also
+- Views tagged `@blp.rate_limit("auth")` (register, refresh, logout) are also
   limited per client IP and per login name (or per token subject on refresh/logout),
   so neither one address spraying many names nor many addresses hammering one name
-  gets far.
+  gets far. Login (`"login"`) shares the per-IP budget, but its per-account limit
+  counts *failures* (`LoginFailures`): keyed on the account the name resolves to
+  (username and email are one budget), per client address
+  (`LEDGERQ_RATE_LIMIT_AUTH_PER_LOGIN`, so a guesser elsewhere does not lock the owner
+  out) and over all addresses (`LEDGERQ_RATE_LIMIT_AUTH_FAILURES_PER_ACCOUNT`).
 - Every POST of a money-moving blueprint (`MONEY_BLUEPRINTS`) is limited per user,
   so a new money endpoint is covered without anyone remembering to tag it.
 - `@blp.rate_limit("account")` (PUT /users/{id}) is limited per user: guessing
@@ -38,7 +42,7 @@ from api.extensions.auth import token_subject
 from api.extensions.smorest import RATE_LIMIT_ATTRIBUTE
 from db.core import jwt_codec
 from db.core.config import ConfigurationError, Settings
-from db.core.errors import Unauthorized
+from db.core.errors import RateLimited, Unauthorized
 
 EXTENSION_KEY = "ledgerq_limiter"
 MONEY_BLUEPRINTS = ("transactions", "batches")
@@ -83,9 +87,59 @@ def login_key() -> str:
 # policy -> (settings field with the limit string, key function)
 POLICIES: dict[str, tuple[tuple[str, Callable[[], str]], ...]] = {
     "auth": (("rate_limit_auth_per_ip", ip_key), ("rate_limit_auth_per_login", login_key)),
+    "login": (("rate_limit_auth_per_ip", ip_key),),
     "money": (("rate_limit_money_per_user", caller_key),),
     "account": (("rate_limit_account_per_user", caller_key),),
 }
+
+
+# Policies that draw on another's budget: login and register share the per-IP one.
+_SCOPE_OF = {"login": "auth"}
+
+
+class LoginFailures:
+    """Failed logins per resolved account: per (account, client IP) and per account over
+    every address. Checked before the password, counted only when it was wrong."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self.limits = [
+            (parse_many(_checked(settings, field))[0], per_ip)
+            for field, per_ip in (
+                ("rate_limit_auth_per_login", True),
+                ("rate_limit_auth_failures_per_account", False),
+            )
+        ]
+
+    def _keys(self, account: str):
+        limiter: Limiter = current_app.extensions[EXTENSION_KEY]
+        for item, per_ip in self.limits:
+            yield limiter.limiter, item, ("login-failures", account, client_ip() if per_ip else "*")
+
+    def refuse_if_exhausted(self, account: str) -> None:
+        if not self.enabled:
+            return
+        for strategy, item, key in self._keys(account):
+            try:
+                allowed = strategy.test(item, *key)
+                reset_at = None if allowed else strategy.get_window_stats(item, *key).reset_time
+            except Exception:  # noqa: BLE001 - storage down: rate limiting never takes the API down
+                return
+            if not allowed:
+                retry_after = max(1, math.ceil((reset_at or time.time() + 1) - time.time()))
+                raise RateLimited(
+                    f"Too many failed logins; retry in {retry_after} s.",
+                    {"retry_after": retry_after},
+                )
+
+    def record_failure(self, account: str) -> None:
+        if not self.enabled:
+            return
+        for strategy, item, key in self._keys(account):
+            try:
+                strategy.hit(item, *key)
+            except Exception:  # noqa: BLE001 - as above
+                return
 
 
 def _policies_of_request() -> set[str]:
@@ -134,7 +188,7 @@ def build_limiter(settings: Settings) -> Limiter:
             key_function=key_function,
             # Shared: one budget across the policy's endpoints (transfer, credit and
             # debit draw on the same per-user allowance).
-            scope=f"{policy}:{field}",
+            scope=f"{_SCOPE_OF.get(policy, policy)}:{field}",
             shared=True,
             exempt_when=_exempt_unless(policy),
         )
@@ -170,6 +224,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     limiter.request_filter(_not_rate_limited)
     limiter.init_app(app)
     app.extensions[EXTENSION_KEY] = limiter
+    app.extensions["ledgerq_login_failures"] = LoginFailures(settings)
 
 
 def retry_after_seconds(default: int) -> int:

@@ -51,6 +51,13 @@ def create_user(
     return user
 
 
+def login_account(session: Session, login: str) -> str:
+    """What a login's failures count against: the user the name or email resolves to,
+    else the normalised name (so unknown names are limited, and look, the same)."""
+    user = users_repo.by_login(session, login)
+    return f"user:{user.id}" if user else f"name:{login.strip().lower()[:254]}"
+
+
 def authenticate(session: Session, login: str, password: str) -> User | None:
     """The user if the credentials are right and the user active, else None.
 

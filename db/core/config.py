@@ -142,7 +142,14 @@ class Settings(BaseSettings):
     rate_limit_default: str = Field("1200 per minute", alias="LEDGERQ_RATE_LIMIT_DEFAULT")
     # /auth/login, /auth/register, /auth/refresh, /auth/logout: brute force and spraying.
     rate_limit_auth_per_ip: str = Field("30 per minute", alias="LEDGERQ_RATE_LIMIT_AUTH_PER_IP")
+    # Login: failed attempts per account (username and email are one) and client address;
+    # register/refresh/logout: attempts per login name or token subject.
     rate_limit_auth_per_login: str = Field("10 per minute", alias="LEDGERQ_RATE_LIMIT_AUTH_PER_LOGIN")
+    # Failed logins per account over every address: bounds a guesser with many addresses
+    # (while it is exhausted the account's owner waits too, at most one window).
+    rate_limit_auth_failures_per_account: str = Field(
+        "50 per minute", alias="LEDGERQ_RATE_LIMIT_AUTH_FAILURES_PER_ACCOUNT"
+    )
     # POST /transactions/* per user: bulk movement belongs in batches.
     rate_limit_money_per_user: str = Field("300 per minute", alias="LEDGERQ_RATE_LIMIT_MONEY_PER_USER")
     # PUT /users/{id} per user (password changes: guessing `current_password`).
