@@ -26,7 +26,7 @@ class Register(MethodView):
     def post(self, data):
         """Register a customer (register never creates finance or admin users)."""
         uow = get_uow()
-        user = users.create_user(uow.session, role="customer", **data)
+        user = users.create_user(uow.session, role="customer", name_the_clash=False, **data)
         uow.commit()
         return user
 

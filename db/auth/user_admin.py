@@ -55,7 +55,7 @@ def update_user(session: Session, principal: Principal, user_id: uuid.UUID, chan
         user.email = changes["email"]
         _audit(session, principal, user, "user.email_changed")
     if "password" in changes:
-        validate_password(changes["password"])
+        validate_password(changes["password"], username=user.username, email=user.email)
         user.password_hash = hash_password(changes["password"])
         tokens.revoke_all(session, user, "password_changed")
         _audit(session, principal, user, "user.password_changed", by_admin=not is_self)

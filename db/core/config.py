@@ -6,12 +6,9 @@ default and the reason for it. ``deployment/.env.example`` lists them for operat
 
 from __future__ import annotations
 
-import collections
 import ipaddress
-import math
 import os
 import secrets
-import zlib
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -20,25 +17,14 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from db.core.entropy import strength_bits
+
 # Only these may run without JWT_SECRET: they get a random secret of their own install,
 # kept in DEV_SECRET_FILE (relative to the working directory, like .ledgerq/env).
 RELAXED_ENVS = ("development", "test")
 DEV_SECRET_FILE = Path(".ledgerq") / "jwt-secret"
 # A JWT_SECRET below this estimated strength is refused in every environment.
 MIN_SECRET_BITS = 96
-
-
-def secret_strength_bits(secret: str) -> float:
-    """A conservative estimate of a secret's entropy: its characters' Shannon entropy,
-    discounted when it compresses (repeated runs such as "0123456789" * 4)."""
-    data = secret.encode()
-    if not data:
-        return 0.0
-    counts = collections.Counter(data)
-    shannon = -sum(n / len(data) * math.log2(n / len(data)) for n in counts.values()) * len(data)
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
-    packed = len(packer.compress(data) + packer.flush())
-    return shannon * min(1.0, packed / (0.75 * len(data)))
 
 
 def development_secret(path: Path = DEV_SECRET_FILE) -> str:
@@ -316,7 +302,7 @@ class Settings(BaseSettings):
             if self.env not in RELAXED_ENVS:
                 raise ValueError(f"JWT_SECRET must be set when LEDGERQ_ENV={self.env} {generate}")
             self.jwt_secret = development_secret()
-        if len(self.jwt_secret.encode()) < 32 or secret_strength_bits(self.jwt_secret) < MIN_SECRET_BITS:
+        if len(self.jwt_secret.encode()) < 32 or strength_bits(self.jwt_secret) < MIN_SECRET_BITS:
             raise ValueError(
                 "JWT_SECRET must be a random value of at least 32 bytes "
                 f"(about {MIN_SECRET_BITS} bits of entropy; this one is guessable) {generate}"

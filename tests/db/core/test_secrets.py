@@ -114,10 +114,10 @@ def test_no_secret_reaches_the_logs(make, caplog, capfd):
 
     registered = client.post(
         "/api/v1/auth/register",
-        json={"username": "newbie", "email": "newbie@example.com", "password": "newbie's password"},
+        json={"username": "newbie", "email": "newbie@example.com", "password": "quiet evening walk!"},
     )
     assert registered.status_code == 201
-    secrets.append("newbie's password")
+    secrets.append("quiet evening walk!")
     client.post("/api/v1/auth/login", json={"username": alice.username, "password": "typo password!!"})
     first = login(client, alice.username)
     second = refresh(client, first["refresh_token"]).json
