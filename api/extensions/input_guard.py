@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 
 from db.core.errors import InvalidJson, ValidationFailed
 
@@ -68,5 +68,8 @@ def init_app(app: Flask) -> None:
                 raise ValidationFailed.field(name.replace(_NUL, "\\u0000"), _NUL_MESSAGE)
         if _NUL in request.path:
             raise ValidationFailed.field("path", _NUL_MESSAGE)
-        if request.is_json:
+        # Bodies over the app-wide limit are the business of the one view that accepts
+        # them (JSON batches), which parses them with parse_checked_json itself.
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        if request.is_json and not (limit and (request.content_length or 0) > limit):
             parse_checked_json(request.get_data(cache=True))

@@ -35,7 +35,8 @@ INT4_MAX = 2**31 - 1
 
 
 class PageArgsSchema(Schema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1))
+    # Capped at LEDGERQ_PAGE_SIZE_MAX by the views; past INT4_MAX it is no page size at all.
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=INT4_MAX))
     cursor = fields.String(load_default=None)
 
 
