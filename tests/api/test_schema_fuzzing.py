@@ -5,7 +5,7 @@ its documented schema.
 
 Bounded for the default run: a fixed seed (derandomized) and FUZZ_EXAMPLES examples
 per operation. The long mode (deployment/README.md, "Fuzzing"):
-    LEDGERQ_FUZZ_EXAMPLES=500 pytest tests/api/test_schema_fuzzing.py
+    FUZZ_EXAMPLES=500 pytest tests/api/test_schema_fuzzing.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-FUZZ_EXAMPLES = int(os.environ.get("LEDGERQ_FUZZ_EXAMPLES", "4"))
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 # Operations whose side effects would end the fuzzing identity's own session or need a
 # broker message id; they are fuzzed with their bodies like the rest, as anyone else.
