@@ -4,7 +4,7 @@ server error, every status is one the operation documents, and every response ma
 its documented schema.
 
 Bounded for the default run: a fixed seed (derandomized) and FUZZ_EXAMPLES examples
-per operation. The long mode (deployment/README.md, "Fuzzing"):
+per operation. The long mode (README.md, "Reliability"):
     FUZZ_EXAMPLES=500 pytest tests/api/test_schema_fuzzing.py
 """
 
