@@ -45,11 +45,12 @@ def configure(app: Flask, settings: Settings) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from api.extensions import Api, cors, database, rate_limit, request_context
+    from api.extensions import Api, cors, database, input_guard, rate_limit, request_context
     from api.transactions import long_poll
 
     settings = app.config["LEDGERQ_SETTINGS"]
     request_context.init_app(app)
+    input_guard.init_app(app)
     database.init_app(app)
     cors.init_app(app, settings)
     rate_limit.init_app(app, settings)

@@ -12,6 +12,10 @@ STATUS_CHANGE_409 = (
     "`conflict`: not allowed from the current status, a non-zero balance on close, or a system account"
 )
 LIMITS_409 = "`conflict`: the balance is already below the new overdraft floor, or a system or closed account"
+LIMITS_422 = (
+    "`validation_error`, or `overdraft_cap_exceeded`: the overdraft is above LEDGERQ_MAX_OVERDRAFT "
+    "(details: `overdraft_limit`, `max_overdraft`)"
+)
 
 DESCRIPTION = """
 Queue-centric money transfers on a double-entry ledger. A `POST /transactions/*` answers

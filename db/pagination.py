@@ -32,7 +32,10 @@ def decode_cursor(cursor: str | None, parse: Callable[[str], T]) -> T | None:
         version, _, position = raw.partition(":")
         if version != "v1":
             raise ValueError(version)
-        return parse(position)
+        parsed = parse(position)
+        if isinstance(parsed, int) and not -(2**63) <= parsed < 2**63:
+            raise ValueError(position)  # no BIGINT key is there: a forged cursor
+        return parsed
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed.field("cursor", "is not a cursor this API issued") from None
 

@@ -20,15 +20,23 @@ A file is never dropped silently and never ingested twice:
 Files whose name starts with `.` or ends in `.part`, `.tmp` or `~` are being written and
 left alone, as is any file modified in the last LEDGERQ_BATCH_INBOX_SETTLE_SECONDS.
 A name ending in `.atomic.csv` makes the batch atomic.
+
+A symbolic link is never followed (the link itself moves to `rejected/`, and files are
+opened with O_NOFOLLOW, so a link swapped in after the check is refused too): whoever
+may drop files must not make the scheduler read /etc/passwd. Error files say what is
+wrong without quoting the file: the person reading rejected/ may not be its author.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+from sqlalchemy import exc as sa_exc
 
 from db.auth import repository as users_repo
 from db.batches import repository as batches_repo
@@ -47,6 +55,7 @@ SUBDIRS = ("processing", "processed", "rejected")
 IN_FLIGHT_SUFFIXES = (".part", ".tmp", "~")
 INBOX_LOCK_KEY = 1  # second key of the advisory lock, under batches_repo.BATCH_LOCK_CLASS
 READ_BYTES = 1024 * 1024
+NOT_FOLLOWED = "a symbolic link, not a file: links are never followed"
 
 
 def scan_inbox(settings: Settings) -> int:
@@ -68,10 +77,14 @@ def scan_inbox(settings: Settings) -> int:
             handled = 0
             # Left in processing/ by a crash: this process holds the lock, so nobody else is on them.
             for path in sorted((inbox / "processing").iterdir()):
-                if path.is_file():
+                if path.is_symlink() or path.is_file():
                     _handle(path, inbox, principal, settings, recovered=True)
                     handled += 1
             for path in sorted(inbox.iterdir()):
+                if path.is_symlink() and not _in_flight(path.name):
+                    _reject(path, inbox, NOT_FOLLOWED)
+                    handled += 1
+                    continue
                 if not _ready(path, settings):
                     continue
                 claimed = inbox / "processing" / path.name
@@ -87,13 +100,18 @@ def scan_inbox(settings: Settings) -> int:
             lock_connection.commit()
 
 
+def _in_flight(name: str) -> bool:
+    return name.startswith(".") or name.endswith(IN_FLIGHT_SUFFIXES)
+
+
 def _ready(path: Path, settings: Settings) -> bool:
-    if not path.is_file() or path.name.startswith(".") or path.name.endswith(IN_FLIGHT_SUFFIXES):
-        return False
     try:
-        return time.time() - path.stat().st_mtime >= settings.batch_inbox_settle_s
+        status = path.lstat()  # lstat: a link is not the file it points to
     except FileNotFoundError:
         return False
+    if not stat.S_ISREG(status.st_mode) or _in_flight(path.name):
+        return False
+    return time.time() - status.st_mtime >= settings.batch_inbox_settle_s
 
 
 def _inbox_principal(settings: Settings) -> Principal | None:
@@ -111,7 +129,15 @@ def _inbox_principal(settings: Settings) -> Principal | None:
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
+    # O_NOFOLLOW: a link put in the file's place after it was checked fails here (ELOOP);
+    # O_NONBLOCK: a FIFO swapped in cannot hang the scan; only regular files are read.
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        raise FileRejected(NOT_FOLLOWED if path.is_symlink() else f"cannot open: {error.strerror}") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise FileRejected("not a regular file")
         while chunk := handle.read(READ_BYTES):
             yield chunk
 
@@ -123,7 +149,7 @@ def _handle(path: Path, inbox: Path, principal: Principal, settings: Settings, *
     try:
         upload = batches_service.scan_csv(lambda: _chunks(path), settings)
     except FileRejected as error:
-        _reject(path, inbox, error.message)
+        _reject(path, inbox, error.summary)
         return
     mode = "atomic" if name.lower().endswith(".atomic.csv") else "independent"
     try:
@@ -146,6 +172,9 @@ def _handle(path: Path, inbox: Path, principal: Principal, settings: Settings, *
     except DomainError as error:  # a duplicate of a live batch, a limit, a bad header
         detail = f" {error.details}" if error.details else ""
         _reject(path, inbox, f"{error.code}: {error.message}{detail}")
+        return
+    except sa_exc.DataError:  # a value PostgreSQL refuses: retrying cannot help
+        _reject(path, inbox, "a value in the file cannot be stored (out of range or not text)")
         return
     except Exception as error:  # noqa: BLE001 - database down: keep the file in processing/, retry next tick
         log.error("inbox.failed", file=name, error=str(error)[:300])

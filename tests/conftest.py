@@ -25,6 +25,7 @@ os.environ.update(
         "LEDGERQ_RATE_LIMIT_DEFAULT": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_AUTH_PER_IP": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_AUTH_PER_LOGIN": "100000 per minute",
+        "LEDGERQ_RATE_LIMIT_AUTH_FAILURES_PER_ACCOUNT": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_MONEY_PER_USER": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_ACCOUNT_PER_USER": "100000 per minute",
     }
@@ -58,6 +59,9 @@ def clean_state():
         tables = [t for t in _TABLES if t in existing] + sorted(
             existing - set(_TABLES) - {"alembic_version", "currencies"}
         )
+        # ledger_entries and audit_logs refuse TRUNCATE (migration 0007); a replica-role
+        # session (superuser only, this transaction only) skips ordinary triggers.
+        connection.execute(text("SET LOCAL session_replication_role = replica"))
         connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     from tests.fixtures.broker import flush_namespace
 

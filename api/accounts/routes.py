@@ -15,7 +15,7 @@ from api.accounts.schemas import (
     LimitsUpdateSchema,
     StatusChangeSchema,
 )
-from api.docs import LIMITS_409, STATUS_CHANGE_409
+from api.docs import LIMITS_409, LIMITS_422, STATUS_CHANGE_409
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
@@ -140,7 +140,7 @@ class AccountLimits(MethodView):
     @blp.login_required("finance", "admin")
     @blp.arguments(LimitsUpdateSchema)
     @blp.response(200, LimitsSchema)
-    @blp.documents_errors(400, 404, 409, 422, codes={409: LIMITS_409})
+    @blp.documents_errors(400, 404, 409, 422, codes={409: LIMITS_409, 422: LIMITS_422})
     def put(self, data, account_id):
         """Replace the account's overrides: a field left out or null goes back to the
         configured default (overdraft to 0). 409 when the balance is already below a new
@@ -150,7 +150,7 @@ class AccountLimits(MethodView):
     @blp.login_required("finance", "admin")
     @blp.arguments(LimitsUpdateSchema)
     @blp.response(200, LimitsSchema)
-    @blp.documents_errors(400, 404, 409, 422, codes={409: LIMITS_409})
+    @blp.documents_errors(400, 404, 409, 422, codes={409: LIMITS_409, 422: LIMITS_422})
     def patch(self, data, account_id):
         """Change only the fields given (null resets one to its default)."""
         return _set_limits(account_id, data)

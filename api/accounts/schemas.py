@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from api.extensions.schemas import DecimalString, PageArgsSchema, page_schema
+from api.extensions.schemas import INT4_MAX, DecimalString, PageArgsSchema, page_schema
 from db.core.money import format_minor
 from db.ledger.limits import LIMIT_NAMES
 
@@ -86,7 +86,7 @@ class LimitsUpdateSchema(Schema):
     per_minute_outgoing_count = fields.Integer(
         allow_none=True,
         strict=True,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=INT4_MAX),
         metadata={"description": "outgoing transfers in any rolling 60 s; " + _RESET},
     )
     overdraft_limit = DecimalString(

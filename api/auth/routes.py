@@ -26,14 +26,14 @@ class Register(MethodView):
     def post(self, data):
         """Register a customer (register never creates finance or admin users)."""
         uow = get_uow()
-        user = users.create_user(uow.session, role="customer", **data)
+        user = users.create_user(uow.session, role="customer", name_the_clash=False, **data)
         uow.commit()
         return user
 
 
 @blp.route("/login")
 class Login(MethodView):
-    @blp.rate_limit("auth")
+    @blp.rate_limit("login")
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenSchema)
     @blp.documents_errors(400, 401, 422)
@@ -43,8 +43,13 @@ class Login(MethodView):
         Wrong username, wrong password and inactive user are the same 401."""
         settings = current_app.config["LEDGERQ_SETTINGS"]
         uow = get_uow()
-        user = users.authenticate(uow.session, data.get("username") or data.get("email"), data["password"])
+        login = data.get("username") or data.get("email")
+        failures = current_app.extensions["ledgerq_login_failures"]
+        account = users.login_account(uow.session, login)
+        failures.refuse_if_exhausted(account)
+        user = users.authenticate(uow.session, login, data["password"])
         if user is None:
+            failures.record_failure(account)
             uow.commit()  # keep the audit row of the failed attempt
             raise Unauthorized("Invalid credentials.")
         pair = tokens.issue_pair(uow.session, settings, user)

@@ -58,6 +58,24 @@ class CurrentBalance(MethodView):
     @blp.keyset_page(lambda row: row[0].id, cursor=uuid.UUID)
     @blp.response(200, BalanceSchema)
     @blp.alt_response(200, schema=BalancePageSchema, description="without account_id: every visible account")
+    # One status, two shapes: say so (the alt_response alone hid the single-account one).
+    @blp.doc(
+        responses={
+            "200": {
+                "description": "with account_id: that account's Balance; without: a BalancePage",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                {"$ref": "#/components/schemas/Balance"},
+                                {"$ref": "#/components/schemas/BalancePage"},
+                            ]
+                        }
+                    }
+                },
+            }
+        }
+    )
     @blp.documents_errors(404, 422)
     def get(self, args, page):
         """One account's balance, or (without `account_id`) a page of every account you may see."""

@@ -29,6 +29,7 @@ from api.batches.schemas import (
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
+from api.extensions.input_guard import parse_checked_json
 from db.batches import line_repository as lines_repo
 from db.batches import repository as batches_repo
 from db.batches import service as batches_service
@@ -99,6 +100,7 @@ def _read_multipart(settings: Settings) -> tuple[batches_service.Upload, batches
     file = files.get("file")
     if file is None:
         raise ValidationFailed.field("file", "Missing data for required field (multipart field `file`).")
+    _refuse_hostile_filename(file.filename)
     stream = file.stream
 
     def open_chunks() -> Iterator[bytes]:
@@ -120,6 +122,19 @@ def _read_multipart(settings: Settings) -> tuple[batches_service.Upload, batches
     )
 
 
+def _refuse_hostile_filename(name: str | None) -> None:
+    """The name is kept as a label only, but one that is a path (traversal, absolute,
+    Windows separators) or holds control characters is a client bug or an attack: 422."""
+    if name and (
+        "/" in name
+        or "\\" in name
+        or name.startswith(".")
+        or any(ord(ch) < 32 for ch in name)
+        or len(name) > 255
+    ):
+        raise ValidationFailed.field("file", "the file name must be a plain name, not a path")
+
+
 def _read_json(settings: Settings) -> tuple[batches_service.Upload, batches_service.BatchRequest]:
     limit = settings.batch_max_json_bytes
     request.max_content_length = limit
@@ -129,7 +144,7 @@ def _read_json(settings: Settings) -> tuple[batches_service.Upload, batches_serv
             "upload big batches as a CSV file.",
             {"limit_bytes": limit},
         )
-    body = request.get_json(silent=True)
+    body = parse_checked_json(request.get_data(cache=True))  # depth, NUL, duplicate keys
     if not isinstance(body, dict):
         raise InvalidJson("The request body is not a JSON object.")
     options = {k: v for k, v in body.items() if k != "items"}

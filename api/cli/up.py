@@ -116,7 +116,7 @@ def supervisord_config(state_dir: Path, processes: dict[str, str], workdir: Path
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path(".ledgerq"), show_default=True)
 def up(state_dir: Path) -> None:
     """Run the whole stack here: API on 127.0.0.1:$PORT (8000), workers, scheduler."""
-    from db.core.config import get_settings
+    from db.core.config import development_secret, get_settings
     from db.migrate import upgrade
     from db.ops.embedded import EmbeddedPostgres, EmbeddedRedis, die_with_parent
 
@@ -152,6 +152,11 @@ def up(state_dir: Path) -> None:
             except Exception as exc:  # noqa: BLE001
                 log.warning("up.stop_failed", error=str(exc))
 
+    # A development stack: unless told otherwise, with this install's own random JWT
+    # secret (kept beside its data), never a published one. Children inherit both.
+    os.environ.setdefault("LEDGERQ_ENV", "development")
+    if not os.environ.get("JWT_SECRET") and not os.environ.get("JWT_SECRET_FILE"):
+        os.environ["JWT_SECRET"] = development_secret(state_dir / "jwt-secret")
     try:
         if not os.environ.get("DATABASE_URL"):
             postgres = EmbeddedPostgres(state_dir / "postgres")

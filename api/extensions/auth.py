@@ -15,6 +15,7 @@ import uuid
 from flask import current_app, g, request
 
 from api.extensions.database import get_session
+from db.auth import token_repository as tokens_repo
 from db.auth.auth_states import states_for
 from db.auth.tokens import issue_access_token
 from db.core import jwt_codec
@@ -60,11 +61,21 @@ def require_principal(roles: tuple[str, ...] = ()) -> Principal:
     user = states_for(settings.database_url).get(get_session(), claims["sub_id"])
     if user is None or not user.is_active or claims.get("ver") != user.token_version:
         raise Unauthorized(jwt_codec.INVALID_TOKEN)
+    if "fam" in claims and _family_revoked(claims["fam"]):
+        raise Unauthorized(jwt_codec.INVALID_TOKEN)  # its session was revoked (reuse, logout)
     principal = Principal(id=user.id, role=user.role, username=user.username)
     if roles and principal.role not in roles:
         raise Forbidden("Your role may not do this.")
     g.principal = principal
     return principal
+
+
+def _family_revoked(family: object) -> bool:
+    try:
+        family_id = uuid.UUID(str(family))
+    except ValueError:
+        return True  # signed by us yet malformed: refuse rather than guess
+    return tokens_repo.family_revoked(get_session(), family_id)
 
 
 def current_principal() -> Principal:

@@ -30,6 +30,20 @@ def register_error_handlers(app: Flask) -> None:
         )
         return error_response(409, "conflict", "The request conflicts with existing data.")
 
+    @app.errorhandler(sa_exc.DataError)
+    def _unstorable(error: sa_exc.DataError):
+        # The one place a value PostgreSQL cannot hold becomes the client's 422: an
+        # integer past INTEGER/BIGINT, a NUL byte, text too long for its column. The
+        # request's transaction is rolled back, so nothing was recorded.
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        log.info("db.data_error", sqlstate=sqlstate)
+        return error_response(
+            422,
+            "validation_error",
+            "A value in the request is out of range or cannot be stored.",
+            {"sqlstate": sqlstate} if sqlstate else None,
+        )
+
     @app.errorhandler(sa_exc.OperationalError)
     @app.errorhandler(sa_exc.InterfaceError)
     @app.errorhandler(sa_exc.TimeoutError)

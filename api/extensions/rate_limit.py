@@ -4,10 +4,14 @@ trip (one Lua script), with per-user overrides set by admins.
 - Every /api/v1 request counts against the caller's request budget
   (`LEDGERQ_RATE_LIMIT_DEFAULT`), keyed by user id when the request carries a valid
   access token, else by client IP.
-- Views tagged `@blp.rate_limit("auth")` (login, register, refresh, logout) are also
+- Views tagged `@blp.rate_limit("auth")` (register, refresh, logout) are also
   limited per client IP and per login name (or per token subject on refresh/logout),
   so neither one address spraying many names nor many addresses hammering one name
-  gets far.
+  gets far. Login (`"login"`) shares the per-IP budget, but its per-account limit
+  counts *failures* (`LoginFailures`): keyed on the account the name resolves to
+  (username and email are one budget), per client address
+  (`LEDGERQ_RATE_LIMIT_AUTH_PER_LOGIN`, so a guesser elsewhere does not lock the owner
+  out) and over all addresses (`LEDGERQ_RATE_LIMIT_AUTH_FAILURES_PER_ACCOUNT`).
 - Every POST of a money-moving blueprint (`MONEY_BLUEPRINTS`) is limited per user,
   so a new money endpoint is covered without anyone remembering to tag it.
 - `@blp.rate_limit("account")` (PUT /users/{id}) is limited per user: guessing
@@ -102,6 +106,9 @@ POLICIES: dict[str, tuple[tuple[str, str, Callable[[], str]], ...]] = {
         ("auth_ip", "rate_limit_auth_per_ip", ip_key),
         ("auth_login", "rate_limit_auth_per_login", login_key),
     ),
+    # Login shares the per-IP budget of "auth"; its per-account limit counts failures
+    # (LoginFailures).
+    "login": (("auth_ip", "rate_limit_auth_per_ip", ip_key),),
     "money": (("money", "rate_limit_money_per_user", caller_key),),
     "account": (("account", "rate_limit_account_per_user", caller_key),),
 }
@@ -291,9 +298,70 @@ class Limiter:
         pipe.execute()
 
 
+class LoginFailures:
+    """Failed logins per resolved account: per (account, client IP) and per account over
+    every address (fixed windows in Redis, one round trip each way). Checked before the
+    password, counted only when it was wrong. Redis unreachable: not enforced (rate
+    limiting never takes the API down), like the request budgets' Redis path."""
+
+    def __init__(self, settings: Settings, limiter: Limiter) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self.redis = limiter.redis
+        self.prefix = f"{limiter.prefix}login-failures:"
+        self.limits = [
+            ([tuple(int(x) for x in part.split(":")) for part in filter(None, spec.split(";"))], per_ip)
+            for spec, per_ip in (
+                (_checked(settings, "rate_limit_auth_per_login"), True),
+                (_checked(settings, "rate_limit_auth_failures_per_account"), False),
+            )
+        ]
+
+    def _keys(self, account: str) -> list[tuple[str, int, int]]:
+        found = []
+        for windows, per_ip in self.limits:
+            address = client_ip() if per_ip else "*"
+            for amount, window in windows:
+                found.append((f"{self.prefix}{account}:{address}:{window}", amount, window))
+        return found
+
+    def refuse_if_exhausted(self, account: str) -> None:
+        if not self.enabled:
+            return
+        keys = self._keys(account)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, _, _ in keys:
+                pipe.get(key)
+                pipe.pttl(key)
+            replies = pipe.execute()
+        except redis.RedisError:
+            return
+        for index, (_, amount, window) in enumerate(keys):
+            count, ttl = replies[2 * index], replies[2 * index + 1]
+            if count is not None and int(count) >= amount:
+                retry_after = max(1, math.ceil((ttl if ttl and ttl > 0 else window * 1000) / 1000))
+                raise RateLimited(
+                    f"Too many failed logins; retry in {retry_after} s.",
+                    {"retry_after": retry_after},
+                )
+
+    def record_failure(self, account: str) -> None:
+        if not self.enabled:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, _, window in self._keys(account):
+                pipe.incr(key)
+                pipe.expire(key, window, nx=True)
+            pipe.execute()
+        except redis.RedisError:
+            return
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     limiter = Limiter(settings)
     app.extensions[EXTENSION_KEY] = limiter
+    app.extensions["ledgerq_login_failures"] = LoginFailures(settings, limiter)
     if not settings.rate_limit_enabled:
         return
 

@@ -29,8 +29,14 @@ class DecimalString(fields.String):
         return value
 
 
+# Largest value of a PostgreSQL INTEGER column: integer fields stored in one are capped
+# here, so 2**31 is a 422 naming the field rather than a database error.
+INT4_MAX = 2**31 - 1
+
+
 class PageArgsSchema(Schema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1))
+    # Capped at LEDGERQ_PAGE_SIZE_MAX by the views; past INT4_MAX it is no page size at all.
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=INT4_MAX))
     cursor = fields.String(load_default=None)
 
 

@@ -59,6 +59,10 @@ def _flatten_locations(errors: dict[str, Any]) -> dict[str, Any]:
 
 
 class Api(flask_smorest.Api):
+    # The documented `default` response is the one envelope every error is sent in,
+    # not flask-smorest's own `{code, status, errors}`, which the API never sends.
+    ERROR_SCHEMA = ErrorEnvelopeSchema
+
     def handle_http_exception(self, error):
         status = error.code or 500
         data = getattr(error, "data", None) or {}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.extensions.schemas import DecimalString, PageArgsSchema, page_schema
+from api.extensions.schemas import INT4_MAX, DecimalString, PageArgsSchema, page_schema
 from db.core.money import format_minor
 from db.models import MISFIRE_POLICIES, SCHEDULE_STATUSES
 
@@ -25,7 +25,7 @@ class ScheduleCreateSchema(Schema):
     )
     interval_seconds = fields.Integer(
         load_default=None,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=INT4_MAX),
         metadata={"description": "fixed interval from start_at (minimum SCHEDULE_MIN_INTERVAL_SECONDS)"},
     )
     timezone = fields.String(

@@ -22,8 +22,8 @@ from db.audit import repository as audit
 from db.auth import repository as users_repo
 from db.core.config import Settings
 from db.core.currencies import is_known_currency
-from db.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from db.core.money import AmountError, format_minor, parse_amount
+from db.core.errors import Conflict, Forbidden, NotFound, RuleViolation, ValidationFailed
+from db.core.money import AmountError, format_minor, parse_amount, to_minor
 from db.core.principal import Principal
 from db.ledger import limits as limits_rules
 from db.models import Account, Balance
@@ -226,6 +226,13 @@ def set_limits(
     if "overdraft_limit" in changes:
         value = changes["overdraft_limit"]
         overdraft = 0 if value is None else _parse(value, currency, "overdraft_limit", allow_zero=True)
+        cap = to_minor(settings.max_overdraft, currency)
+        if overdraft > cap:
+            raise RuleViolation(
+                "the overdraft exceeds the largest one that may be granted (LEDGERQ_MAX_OVERDRAFT)",
+                {"overdraft_limit": value, "max_overdraft": format_minor(cap, currency)},
+                code="overdraft_cap_exceeded",
+            )
         if balance.balance_minor < -overdraft:
             raise Conflict(
                 "the balance is already below the requested overdraft floor",

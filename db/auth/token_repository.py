@@ -32,6 +32,18 @@ def _revoke(session: Session, where, reason: str, now: datetime) -> int:
     return cast(CursorResult, session.execute(statement)).rowcount
 
 
+def family_revoked(session: Session, family_id: uuid.UUID) -> bool:
+    """Revocation marks every row of the family, so any revoked row says it."""
+    return (
+        session.scalar(
+            select(RefreshToken.id)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None))
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def revoke_family(session: Session, family_id: uuid.UUID, reason: str, now: datetime) -> int:
     return _revoke(session, RefreshToken.family_id == family_id, reason, now)
 

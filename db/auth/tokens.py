@@ -5,6 +5,12 @@ only the token's SHA-256. One login starts a *family*; each refresh spends the p
 token and issues the next one in the same family. Presenting a spent token again means
 two parties hold it (one of them stole it): the whole family is revoked, so the thief's
 copy dies with the victim's, and the victim logs in again.
+
+A session (a family) has an absolute lifetime: every token of it expires when the
+login's first refresh token does, REFRESH_TOKEN_TTL_SECONDS after the login; rotating
+never extends it. Access tokens carry their family (`fam`) and are refused once it is
+revoked (reuse, logout), so revocation ends a session at once, not at the access
+token's expiry.
 """
 
 from __future__ import annotations
@@ -42,30 +48,44 @@ def _hash(token: str) -> str:
 
 
 def issue_access_token(
-    settings: Settings, user_id: uuid.UUID, role: str, token_version: int = 0
+    settings: Settings,
+    user_id: uuid.UUID,
+    role: str,
+    token_version: int = 0,
+    family_id: uuid.UUID | None = None,
 ) -> tuple[str, int]:
-    """A short-lived access token; `ver` must match `users.token_version` when it is used."""
+    """A short-lived access token; `ver` must match `users.token_version` when it is
+    used, and its family (`fam`, when issued by a login) must not be revoked."""
+    family = {"fam": str(family_id)} if family_id else {}
     token = jwt_codec.encode(
         settings,
         typ="access",
         subject=user_id,
         ttl_s=settings.access_token_ttl_s,
-        claims={"role": role, "ver": token_version},
+        claims={"role": role, "ver": token_version, **family},
     )
     return token, settings.access_token_ttl_s
 
 
 def issue_refresh_token(
-    session: Session, settings: Settings, user_id: uuid.UUID, family_id: uuid.UUID | None = None
+    session: Session,
+    settings: Settings,
+    user_id: uuid.UUID,
+    family_id: uuid.UUID,
+    session_ends_at: datetime | None = None,
 ) -> str:
-    token_id, family_id = uuid.uuid4(), family_id or uuid.uuid4()
+    """The next refresh token of `family_id`; it expires when the session does
+    (`session_ends_at`, carried over on rotation; a new login starts the clock)."""
+    token_id = uuid.uuid4()
+    expires_at = session_ends_at or datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_s)
+    expires_at = expires_at.replace(microsecond=0)  # a JWT `exp` has whole seconds
     token = jwt_codec.encode(
         settings,
         typ="refresh",
         subject=user_id,
         ttl_s=settings.refresh_token_ttl_s,
         jti=token_id,
-        claims={"fam": str(family_id)},
+        claims={"fam": str(family_id), "exp": expires_at},
     )
     session.add(
         RefreshToken(
@@ -73,7 +93,7 @@ def issue_refresh_token(
             user_id=user_id,
             family_id=family_id,
             token_hash=_hash(token),
-            expires_at=datetime.now(UTC) + timedelta(seconds=settings.refresh_token_ttl_s),
+            expires_at=expires_at,
         )
     )
     session.flush()
@@ -81,10 +101,16 @@ def issue_refresh_token(
 
 
 def issue_pair(
-    session: Session, settings: Settings, user: User, family_id: uuid.UUID | None = None
+    session: Session,
+    settings: Settings,
+    user: User,
+    family_id: uuid.UUID | None = None,
+    session_ends_at: datetime | None = None,
 ) -> TokenPair:
-    access, expires_in = issue_access_token(settings, user.id, user.role, user.token_version)
-    return TokenPair(access, issue_refresh_token(session, settings, user.id, family_id), expires_in)
+    family_id = family_id or uuid.uuid4()
+    access, expires_in = issue_access_token(settings, user.id, user.role, user.token_version, family_id)
+    refresh = issue_refresh_token(session, settings, user.id, family_id, session_ends_at)
+    return TokenPair(access, refresh, expires_in)
 
 
 def _presented_row(session: Session, settings: Settings, presented: str) -> RefreshToken | None:
@@ -127,7 +153,7 @@ def rotate(session: Session, settings: Settings, presented: str) -> TokenPair | 
     if user is None or not user.is_active:
         return None
     row.spent_at = now
-    return issue_pair(session, settings, user, family_id=row.family_id)
+    return issue_pair(session, settings, user, family_id=row.family_id, session_ends_at=row.expires_at)
 
 
 def logout(session: Session, settings: Settings, presented: str) -> None:

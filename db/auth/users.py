@@ -23,11 +23,12 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from db.audit import repository as audit
 from db.auth import repository as users_repo
 from db.auth import tokens
+from db.auth.passwords import password_problem
 from db.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from db.core.principal import Principal
 from db.models import ROLES, User
 
-MIN_PASSWORD_LENGTH = 12
+UNAVAILABLE = "This username or email is not available; choose another or log in."
 # A real hash to compare against when the user does not exist, so that a wrong username
 # costs as much time as a wrong password (no timing hint which part was wrong).
 _DUMMY_HASH = generate_password_hash("ledgerq-timing-equaliser", method="scrypt")
@@ -38,18 +39,29 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
 
 
-def validate_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed.field("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
+def validate_password(password: str, *, username: str = "", email: str = "") -> None:
+    problem = password_problem(password, username=username, email=email)
+    if problem:
+        raise ValidationFailed.field("password", problem)
 
 
 def create_user(
-    session: Session, *, username: str, email: str, password: str, role: str = "customer"
+    session: Session,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    role: str = "customer",
+    name_the_clash: bool = True,
 ) -> User:
+    """`name_the_clash=False` (self-registration): a taken username or email gets one
+    answer naming neither, so the endpoint is no directory of who is registered."""
     if role not in ROLES:
         raise ValidationFailed.field("role", f"must be one of {', '.join(ROLES)}")
-    validate_password(password)
+    validate_password(password, username=username, email=email)
     taken = users_repo.clashes(session, username, email)
+    if taken and not name_the_clash:
+        raise Conflict(UNAVAILABLE)
     if taken:
         raise Conflict(
             f"{' and '.join(taken)} already registered", {field: ["already registered"] for field in taken}
@@ -66,6 +78,13 @@ def create_user(
         data={"role": role},
     )
     return user
+
+
+def login_account(session: Session, login: str) -> str:
+    """What a login's failures count against: the user the name or email resolves to,
+    else the normalised name (so unknown names are limited, and look, the same)."""
+    user = users_repo.by_login(session, login)
+    return f"user:{user.id}" if user else f"name:{login.strip().lower()[:254]}"
 
 
 def authenticate(session: Session, login: str, password: str) -> User | None:
@@ -123,7 +142,7 @@ def update_user(session: Session, principal: Principal, user_id: uuid.UUID, chan
         user.email = changes["email"]
         _audit(session, principal, user, "user.email_changed")
     if "password" in changes:
-        validate_password(changes["password"])
+        validate_password(changes["password"], username=user.username, email=user.email)
         user.password_hash = hash_password(changes["password"])
         tokens.revoke_all(session, user, "password_changed")
         _audit(session, principal, user, "user.password_changed", by_admin=not is_self)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,9 @@ COLUMNS = ("from_account_id", "to_account_id", "amount", "currency", "reference"
 REQUIRED_COLUMNS = ("from_account_id", "to_account_id", "amount", "currency")
 UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# A cell (after a line break or comma, optionally quoted) that starts a formula.
+# Conservative: a comma inside a quoted cell counts as a separator here.
+_FORMULA_CELL = re.compile(rb'[\n,]"?[=+@\t\r](?!\n)')
 # Raw values echoed back for a rejected line are cut to this many characters.
 RAW_ECHO_CHARS = 255
 
@@ -32,10 +36,13 @@ class FileRejected(Exception):
     """The file as a whole cannot be a batch (no header, wrong columns, not UTF-8 text,
     empty, over a limit). Line-level problems are never this: they are rejected lines."""
 
-    def __init__(self, message: str, *, too_large: bool = False) -> None:
+    def __init__(self, message: str, *, too_large: bool = False, summary: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.too_large = too_large
+        # The message without anything quoted from the file, for places the file's
+        # uploader may not be the reader (the inbox's rejected/*.error.txt, logs).
+        self.summary = summary or message
 
 
 @dataclass(slots=True)
@@ -68,7 +75,10 @@ def parse_header(raw: bytes) -> tuple[str, ...]:
     expected = ",".join(COLUMNS)
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
     if duplicated:
-        raise FileRejected(f"the header repeats column(s) {', '.join(duplicated)}; expected {expected}")
+        raise FileRejected(
+            f"the header repeats column(s) {', '.join(duplicated)}; expected {expected}",
+            summary=f"wrong column set (a column is repeated); expected header {expected}",
+        )
     unknown = [c for c in columns if c not in COLUMNS]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if unknown or missing:
@@ -77,7 +87,10 @@ def parse_header(raw: bytes) -> tuple[str, ...]:
             problems.append(f"missing {', '.join(missing)}")
         if unknown:
             problems.append(f"unknown {', '.join(repr(c) for c in unknown)}")
-        raise FileRejected(f"wrong column set ({'; '.join(problems)}); expected header {expected}")
+        raise FileRejected(
+            f"wrong column set ({'; '.join(problems)}); expected header {expected}",
+            summary=f"wrong column set; expected header {expected}",
+        )
     return columns
 
 
@@ -254,6 +267,12 @@ class UploadScan:
                 f"the file is larger than the limit of {self.max_bytes} bytes (LEDGERQ_BATCH_MAX_BYTES)",
                 too_large=True,
             )
+        self._refuse_formulas(chunk)
+        if b"\x00" in chunk:
+            # Not CSV text (PostgreSQL text cannot hold NUL either): the whole file is refused.
+            if self.size == len(chunk) and chunk.startswith(_UTF16_BOMS):
+                parse_header(chunk)  # says "UTF-16; save it as UTF-8"
+            raise FileRejected("the file contains NUL bytes; it is not a CSV text file")
         self.sha256.update(chunk)
         self.newlines += chunk.count(b"\n")
         self._last_byte = chunk[-1:]
@@ -272,6 +291,20 @@ class UploadScan:
             raise FileRejected(
                 f"the file has more than the limit of {self.max_lines} lines (LEDGERQ_BATCH_MAX_LINES)",
                 too_large=True,
+            )
+
+    def _refuse_formulas(self, chunk: bytes) -> None:
+        """A cell starting with = + @ (or a tab or CR) is a spreadsheet formula: the file
+        is refused, so no batch, result file or report ever carries one (CSV injection).
+        Amounts never start so, and a reference has no need to."""
+        text = (self._last_byte or b"\n") + chunk  # the file's start is a line start
+        match = _FORMULA_CELL.search(text)
+        if match:
+            line = self.newlines + chunk.count(b"\n", 0, match.start()) + 1
+            raise FileRejected(
+                f"line {line}: a cell starts with =, +, @, a tab or a carriage return (a spreadsheet "
+                "formula); remove it",
+                summary="a cell starts with a spreadsheet formula character",
             )
 
     @property

@@ -34,6 +34,7 @@ from db.core.logs import get_logger
 from db.core.principal import Principal
 from db.idempotency import Submitted
 from db.models import Batch
+from db.transactions.service import check_horizon
 
 log = get_logger(__name__)
 
@@ -127,9 +128,10 @@ def submit(
         existing = batches_repo.by_idempotency_key(session, principal.id, idempotency_key)
         if existing is not None:
             return _replay(existing, fingerprint)
+    now = datetime.now(UTC)
+    check_horizon(request.scheduled_for, now, settings, "scheduled_for")  # as for a transfer
     _refuse_duplicate(session, upload.sha256)
 
-    now = datetime.now(UTC)
     values = {
         "id": uuid.uuid4(),
         "created_by": principal.id,

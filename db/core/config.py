@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -17,11 +18,32 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from db.core.currencies import CURRENCY_EXPONENTS
+from db.core.entropy import strength_bits
 from db.core.money import MAX_DIGITS
 
-DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
-# Only these may run with the built-in development JWT secret.
+# Only these may run without JWT_SECRET: they get a random secret of their own install,
+# kept in DEV_SECRET_FILE (relative to the working directory, like .ledgerq/env).
 RELAXED_ENVS = ("development", "test")
+DEV_SECRET_FILE = Path(".ledgerq") / "jwt-secret"
+# A JWT_SECRET below this estimated strength is refused in every environment.
+MIN_SECRET_BITS = 96
+
+
+def development_secret(path: Path = DEV_SECRET_FILE) -> str:
+    """This install's development secret: read, or created once (owner-only) by whichever
+    process gets there first."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_urlsafe(48) + "\n")
+    return path.read_text().strip()
 
 
 def psycopg_url(value: str) -> str:
@@ -77,7 +99,8 @@ class Settings(BaseSettings):
         return init_settings, env_settings, VariableFiles(settings_cls), dotenv_settings, file_secret_settings
 
     # --- environment ---------------------------------------------------------------
-    env: Literal["development", "test", "staging", "production"] = Field("development", alias="LEDGERQ_ENV")
+    # Unset means production: forgetting the variable must never relax anything.
+    env: Literal["development", "test", "staging", "production"] = Field("production", alias="LEDGERQ_ENV")
 
     # --- infrastructure ------------------------------------------------------------
     database_url: str = Field("postgresql+psycopg://postgres@127.0.0.1:5432/test", alias="DATABASE_URL")
@@ -91,7 +114,9 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(30000, alias="LEDGERQ_DB_STATEMENT_TIMEOUT_MS")
 
     # --- auth ----------------------------------------------------------------------
-    jwt_secret: str = Field(DEV_JWT_SECRET, alias="JWT_SECRET")
+    # Required outside development/test; there it defaults to the install's own
+    # random secret (DEV_SECRET_FILE). Never a value printed in the source.
+    jwt_secret: str = Field("", alias="JWT_SECRET")
     jwt_issuer: str = Field("ledgerq", alias="JWT_ISSUER")
     jwt_audience: str = Field("ledgerq-api", alias="JWT_AUDIENCE")
     access_token_ttl_s: int = Field(15 * 60, alias="ACCESS_TOKEN_TTL_SECONDS")
@@ -106,7 +131,14 @@ class Settings(BaseSettings):
     rate_limit_default: str = Field("1200 per minute", alias="LEDGERQ_RATE_LIMIT_DEFAULT")
     # /auth/login, /auth/register, /auth/refresh, /auth/logout: brute force and spraying.
     rate_limit_auth_per_ip: str = Field("30 per minute", alias="LEDGERQ_RATE_LIMIT_AUTH_PER_IP")
+    # Login: failed attempts per account (username and email are one) and client address;
+    # register/refresh/logout: attempts per login name or token subject.
     rate_limit_auth_per_login: str = Field("10 per minute", alias="LEDGERQ_RATE_LIMIT_AUTH_PER_LOGIN")
+    # Failed logins per account over every address: bounds a guesser with many addresses
+    # (while it is exhausted the account's owner waits too, at most one window).
+    rate_limit_auth_failures_per_account: str = Field(
+        "50 per minute", alias="LEDGERQ_RATE_LIMIT_AUTH_FAILURES_PER_ACCOUNT"
+    )
     # POST /transactions/* per user: bulk movement belongs in batches.
     rate_limit_money_per_user: str = Field("300 per minute", alias="LEDGERQ_RATE_LIMIT_MONEY_PER_USER")
     # PUT /users/{id} per user (password changes: guessing `current_password`).
@@ -117,6 +149,10 @@ class Settings(BaseSettings):
     # in minor units of every currency it stays below 10**18 (`db.core.money.MAX_DIGITS`):
     # one amount always fits a BIGINT; sums that would not are `amount_out_of_range`.
     max_amount: Decimal = Field(Decimal("1000000000"), gt=0, alias="LEDGERQ_MAX_AMOUNT")
+    # Largest overdraft finance/admin may grant one account (PUT/PATCH .../limits), in
+    # major units of its currency: a typo must not hand out unbounded credit. Above it:
+    # 422 overdraft_cap_exceeded.
+    max_overdraft: Decimal = Field(Decimal("100000"), ge=0, alias="LEDGERQ_MAX_OVERDRAFT")
     # Default limits on money leaving a user account (transfers and debits), each
     # overridable per account by finance/admin (PUT /accounts/{id}/limits). Unset means
     # no limit of that kind by default: treasury accounts that fund batches and standing
@@ -275,13 +311,16 @@ class Settings(BaseSettings):
         return psycopg_url(value)
 
     @model_validator(mode="after")
-    def _secret_strong_outside_development(self) -> Settings:
-        weak = self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret.encode()) < 32
-        if weak and self.env not in RELAXED_ENVS:
+    def _secret_strong(self) -> Settings:
+        generate = "(generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        if not self.jwt_secret:
+            if self.env not in RELAXED_ENVS:
+                raise ValueError(f"JWT_SECRET must be set when LEDGERQ_ENV={self.env} {generate}")
+            self.jwt_secret = development_secret()
+        if len(self.jwt_secret.encode()) < 32 or strength_bits(self.jwt_secret) < MIN_SECRET_BITS:
             raise ValueError(
-                "JWT_SECRET must be set to a random value of at least 32 bytes when "
-                f"LEDGERQ_ENV={self.env} (generate one: python -c "
-                "'import secrets; print(secrets.token_urlsafe(48))')"
+                "JWT_SECRET must be a random value of at least 32 bytes "
+                f"(about {MIN_SECRET_BITS} bits of entropy; this one is guessable) {generate}"
             )
         return self
 

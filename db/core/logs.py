@@ -11,6 +11,7 @@ import logging
 import sys
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 from db.core.config import Settings
 
@@ -30,6 +31,14 @@ def configure_logging(settings: Settings) -> None:
     if fmt == "auto":
         fmt = "json" if settings.is_production or not sys.stderr.isatty() else "console"
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    # JSON has no traceback of its own: without this an error was logged as
+    # `"exc_info": true` and nothing else. Frames without their local variables, which
+    # may hold passwords or tokens. The console renderer prints tracebacks itself.
+    exceptions: list[structlog.types.Processor] = (
+        [structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))]
+        if fmt == "json"
+        else []
+    )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -45,7 +54,7 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *exceptions, renderer],
             foreign_pre_chain=shared,
         )
     )

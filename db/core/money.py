@@ -14,7 +14,8 @@ from decimal import Decimal
 from db.core.currencies import exponent
 
 # Plain digits with an optional fraction: no sign, exponent, spaces or separators.
-_AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$")
+# Used with fullmatch: `$` also matches before a trailing newline ("3.00\n").
+_AMOUNT_RE = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 # 2**63-1 is the BIGINT ceiling; 18 digits keeps every intermediate sum well inside it.
 MAX_DIGITS = 18
 
@@ -34,7 +35,7 @@ def parse_amount(
     """
     if not isinstance(text, str):
         raise AmountError('must be a decimal string such as "10.50", not a JSON number')
-    match = _AMOUNT_RE.match(text)
+    match = _AMOUNT_RE.fullmatch(text)
     if not match:
         raise AmountError("must be a plain decimal string: digits with an optional fraction")
     places = exponent(currency)

@@ -1,6 +1,7 @@
 """`ledgerq verify`: the invariants of DESIGN.md, checked in SQL against the live data.
 
 Each check returns human-readable problems; an empty list means the ledger is sound.
+`verify_ledger` prefixes each problem with the name of the check that found it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from sqlalchemy.orm import Session
 
 from db.core.money import format_minor
 
-# Invariant 6 is about liveness: a pending row idle this long means nothing is applying it.
+# Invariant 6 is about liveness: a row pending this long since it became due (created,
+# or released at its scheduled_for) means nothing is applying it. Not `updated_at`: the
+# sweeper re-enqueues and touches a row it cannot get applied, which hid it forever.
 STUCK_PENDING_AFTER = "1 hour"
+# The database's guards of invariant 5 (migrations 0001 and 0007): (table, trigger).
+GUARD_TRIGGERS = tuple(
+    (table, f"{table}_{kind}")
+    for table in ("ledger_entries", "audit_logs")
+    for kind in ("append_only", "no_truncate")
+)
 
 
 def _rows(session: Session, sql: str):
@@ -82,6 +91,45 @@ def check_entries_per_transaction(session: Session) -> list[str]:
     ]
 
 
+def check_entries_follow_transactions(session: Session) -> list[str]:
+    """A completed transaction takes its amount from `from_account_id` and gives it to
+    `to_account_id`: swapped signs, or a third account, balance to zero just as well."""
+    return [
+        f"transaction {tx_id} ({kind}): its entries do not take {amount} minor units from "
+        f"{source} and give them to {target}"
+        for tx_id, kind, amount, source, target in _rows(
+            session,
+            """
+            SELECT t.id, t.type, t.amount_minor, t.from_account_id, t.to_account_id
+            FROM transactions t
+            WHERE t.status = 'completed' AND (
+                NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id
+                            AND e.account_id = t.from_account_id AND e.amount_minor = -t.amount_minor)
+                OR NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id
+                            AND e.account_id = t.to_account_id AND e.amount_minor = t.amount_minor)
+                OR EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id
+                            AND e.account_id NOT IN (t.from_account_id, t.to_account_id)))
+            LIMIT 100
+            """,
+        )
+    ]
+
+
+def check_allow_negative_only_on_system_accounts(session: Session) -> list[str]:
+    # The overdraft CHECK is `allow_negative OR balance >= -overdraft_limit`: the flag on a
+    # user account switches that guard off.
+    return [
+        f"account {account_id} ({kind}): allow_negative is set on a non-system account"
+        for account_id, kind in _rows(
+            session,
+            """
+            SELECT b.account_id, a.kind FROM balances b JOIN accounts a ON a.id = b.account_id
+            WHERE b.allow_negative AND a.kind <> 'system'
+            """,
+        )
+    ]
+
+
 def check_no_overdrawn_accounts(session: Session) -> list[str]:
     # Only the current balance against the current floor: finance may lower an overdraft
     # limit once the balance is back above the new floor, so an old entry's balance_after
@@ -101,27 +149,34 @@ def check_no_overdrawn_accounts(session: Session) -> list[str]:
 
 
 def check_append_only_triggers(session: Session) -> list[str]:
-    present = {
-        name
-        for (name,) in _rows(
+    # Present is not enough: ALTER TABLE ... DISABLE TRIGGER keeps it in pg_trigger with
+    # tgenabled = 'D' ('R': fires only in replica sessions, so not for the application).
+    state = {
+        (table, name): enabled
+        for table, name, enabled in _rows(
             session,
-            "SELECT tgname FROM pg_trigger WHERE tgname IN ('ledger_entries_append_only', 'audit_logs_append_only')",
+            "SELECT c.relname, t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE NOT t.tgisinternal",
         )
     }
-    return [
-        f"trigger {name} is missing: {name.split('_append')[0]} can be changed"
-        for name in ("ledger_entries_append_only", "audit_logs_append_only")
-        if name not in present
-    ]
+    problems = []
+    for table, name in GUARD_TRIGGERS:
+        enabled = state.get((table, name))
+        if enabled is None:
+            problems.append(f"trigger {name} is missing: {table} can be changed")
+        elif enabled not in ("O", "A"):
+            problems.append(f"trigger {name} is disabled: {table} can be changed")
+    return problems
 
 
 def check_nothing_stuck(session: Session) -> list[str]:
     return [
-        f"{count} pending transaction(s) untouched for over {STUCK_PENDING_AFTER} (are workers and the scheduler running?)"
+        f"{count} pending transaction(s) due for over {STUCK_PENDING_AFTER} and still not applied (are workers and the scheduler running?)"
         for (count,) in _rows(
             session,
             f"SELECT COUNT(*) FROM transactions WHERE status = 'pending' "
-            f"AND updated_at < now() - interval '{STUCK_PENDING_AFTER}' HAVING COUNT(*) > 0",
+            f"AND GREATEST(created_at, COALESCE(scheduled_for, created_at)) < now() - interval '{STUCK_PENDING_AFTER}' "
+            "HAVING COUNT(*) > 0",
         )
     ]
 
@@ -131,6 +186,8 @@ CHECKS = (
     check_balances_match_entries,
     check_running_balances,
     check_entries_per_transaction,
+    check_entries_follow_transactions,
+    check_allow_negative_only_on_system_accounts,
     check_no_overdrawn_accounts,
     check_append_only_triggers,
     check_nothing_stuck,
@@ -140,5 +197,6 @@ CHECKS = (
 def verify_ledger(session: Session) -> list[str]:
     problems: list[str] = []
     for check in CHECKS:
-        problems.extend(check(session))
+        name = check.__name__.removeprefix("check_")
+        problems.extend(f"{name}: {problem}" for problem in check(session))
     return problems

@@ -52,6 +52,16 @@ class MoneyMovement:
     metadata: dict[str, Any] = field(default_factory=dict)
     reverses: uuid.UUID | None = None  # reversal: the transaction it moves back
 
+    def canonical_amount(self) -> str:
+        """The amount as parsed (minor units, rendered with the currency's decimals), so
+        "2.5" and "2.50" are one request; the currency's own rendering, so the hashes
+        of requests sent that way are unchanged. An unparseable amount stays as sent
+        (that request is refused anyway)."""
+        try:
+            return format_minor(parse_amount(self.amount, self.currency, allow_zero=True), self.currency)
+        except (KeyError, TypeError, ValueError):  # AmountError is a ValueError
+            return self.amount
+
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request: what makes a retry a replay."""
         extra = {"reverses": str(self.reverses)} if self.reverses else {}  # old hashes unchanged
@@ -59,7 +69,7 @@ class MoneyMovement:
             {
                 **extra,
                 "type": self.type,
-                "amount": self.amount,
+                "amount": self.canonical_amount(),
                 "currency": self.currency,
                 "from": str(self.from_account_id or ""),
                 "to": str(self.to_account_id or ""),

@@ -166,6 +166,7 @@ def main() -> None:
         "REDIS_URL": args.redis,
         "LEDGERQ_REDIS_NAMESPACE": f"ledgerq-bench-{secrets.token_hex(3)}",
         "LEDGERQ_ENV": "development",
+        "JWT_SECRET": os.environ.get("JWT_SECRET") or secrets.token_urlsafe(48),
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
         "PORT": str(args.port),

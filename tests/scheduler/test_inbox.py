@@ -145,3 +145,53 @@ def test_scheduler_runs_the_batch_ticks_and_the_inbox_only_when_configured(tmp_p
     assert "batch_inbox" not in plain
     with_inbox = get_settings().model_copy(update={"batch_inbox_dir": str(tmp_path)})
     assert "batch_inbox" in {job.id for job in build_scheduler(with_inbox).get_jobs()}
+
+
+def test_a_symlink_is_never_followed_and_goes_to_rejected(inbox, tmp_path_factory):
+    """A link to /etc/passwd was read, and its first line echoed into the error file."""
+    directory, settings, _ = inbox
+    secret = tmp_path_factory.mktemp("outside") / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (directory / "payroll.csv").symlink_to(secret)
+    (directory / "processing").mkdir()
+    (directory / "processing" / "left.csv").symlink_to(secret)  # as if claimed before a crash
+
+    assert scan_inbox(settings) == 2
+    rejected = directory / "rejected"
+    assert sorted(p.name for p in rejected.iterdir()) == [
+        "left.csv",
+        "left.csv.error.txt",
+        "payroll.csv",
+        "payroll.csv.error.txt",
+    ]
+    assert (rejected / "payroll.csv").is_symlink(), "the link itself moved; its target untouched"
+    for note in ("payroll.csv.error.txt", "left.csv.error.txt"):
+        text = (rejected / note).read_text()
+        assert "symbolic link" in text and "root" not in text
+    assert secret.read_text().startswith("root:")
+    assert batches() == []
+
+
+def test_the_error_file_never_echoes_the_files_content(inbox):
+    directory, settings, _ = inbox
+    (directory / "notes.csv").write_bytes(b"root:x:0:0:root:/root:/bin/bash\nsecond line\n")
+    (directory / "dup.csv").write_bytes(b"amount,amount,private-column-name\n1,2,3\n")
+
+    assert scan_inbox(settings) == 2
+    for name in ("notes.csv", "dup.csv"):
+        text = (directory / "rejected" / f"{name}.error.txt").read_text()
+        assert "wrong column set" in text or "header" in text, text
+        for content in ("root", "/bin/bash", "private-column-name"):
+            assert content not in text, text
+
+
+def test_a_file_with_nul_bytes_goes_to_rejected_not_stuck_in_processing(inbox, make):
+    directory, settings, _ = inbox
+    a, b = make.account(make.user(), balance="10.00"), make.account(make.user())
+    (directory / "nul.csv").write_bytes(csv_bytes(f"{a},{b},1.00,USD,ref\x00erence"))
+
+    assert scan_inbox(settings) == 1
+    assert list((directory / "processing").iterdir()) == []
+    text = (directory / "rejected" / "nul.csv.error.txt").read_text()
+    assert "NUL" in text and "erence" not in text
+    assert batches() == []

@@ -95,6 +95,8 @@ class Run:
             "REDIS_URL": servers.redis,
             "LEDGERQ_REDIS_NAMESPACE": self.namespace,
             "LEDGERQ_ENV": os.environ.get("LEDGERQ_ENV", "development"),
+            # Every process of the run must share one secret, whatever its directory.
+            "JWT_SECRET": os.environ.get("JWT_SECRET") or secrets.token_urlsafe(48),
             "LOG_FORMAT": "json",
             "LOG_LEVEL": log_level,
             "PYTHONUNBUFFERED": "1",

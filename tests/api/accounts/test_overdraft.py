@@ -4,6 +4,7 @@ accounts are unlimited."""
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import exc, update
@@ -107,3 +108,26 @@ def test_a_lowered_overdraft_leaves_a_sound_ledger(client, make):
     assert set_limits(client, finance, source, overdraft_limit="0").status_code == 200
     with unit_of_work() as uow:
         assert verify_ledger(uow.session) == []
+
+
+@pytest.mark.parametrize("method", ["patch", "put"])
+def test_an_overdraft_above_the_configured_cap_is_refused(make, method):
+    """`"9999999999999999.00"` was granted: every grant is now capped by
+    LEDGERQ_MAX_OVERDRAFT (major units of the account's currency)."""
+    from tests.fixtures.http import app_with
+
+    client = app_with(max_overdraft=Decimal("5000")).test_client()
+    finance, alice = make.user("finance"), make.user()
+    source = make.account(alice)
+    for amount in ("9999999999999999.00", "5000.01"):
+        refused = set_limits(client, finance, source, method, overdraft_limit=amount)
+        assert refused.status_code == 422 and error_code(refused) == "overdraft_cap_exceeded", refused.json
+        assert refused.json["error"]["details"] == {"overdraft_limit": amount, "max_overdraft": "5000.00"}
+    assert client.get(f"{API}/accounts/{source}", headers=alice.headers).json["overdraft_limit"] == "0.00"
+    assert set_limits(client, finance, source, method, overdraft_limit="5000.00").status_code == 200
+
+
+def test_the_cap_and_its_code_are_in_the_openapi_description(client):
+    limits = client.get("/api/v1/openapi.json").json["paths"]["/api/v1/accounts/{account_id}/limits"]
+    for method in ("put", "patch"):
+        assert "overdraft_cap_exceeded" in limits[method]["responses"]["422"]["description"]

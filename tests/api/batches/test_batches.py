@@ -366,3 +366,24 @@ def test_batches_are_in_the_openapi_document(client):
     assert {"200", "202", "403", "409", "413", "422"} <= set(post["responses"])
     assert "/api/v1/batches/{batch_id}/results.csv" in paths
     assert "/api/v1/batches/{batch_id}/cancel" in paths
+
+
+def test_a_batch_scheduled_past_the_horizon_is_refused_like_a_transfer(client, make):
+    """`scheduled_for` in 2126 was accepted for a batch and refused for a transfer."""
+    finance = make.user("finance")
+    content = csv_bytes(f",{uuid.uuid4()},1.00,USD,far")
+    far = upload(client, finance, content, scheduled_for="2126-01-01T00:00:00Z")
+    assert far.status_code == 422, far.json
+    assert far.json["error"]["code"] == "validation_error"
+    assert "scheduled_for" in far.json["error"]["details"]
+    as_json = client.post(
+        "/api/v1/batches",
+        json={
+            "items": [{"to_account_id": str(uuid.uuid4()), "amount": "1.00", "currency": "USD"}],
+            "scheduled_for": "2126-01-01T00:00:00Z",
+        },
+        headers=finance.headers,
+    )
+    assert as_json.status_code == 422 and "scheduled_for" in as_json.json["error"]["details"], as_json.json
+    with unit_of_work() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Batch)) == 0

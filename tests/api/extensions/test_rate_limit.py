@@ -10,12 +10,14 @@ from tests.fixtures.http import app_with, bearer, transfer
 
 GENEROUS = "100000 per minute"
 TIGHT = "3 per 2 seconds"
+# For tests that need no recovery: a window no slow machine runs out of mid-test.
+PER_MINUTE = "3 per minute"
 
 
-def _login(client, username: str, password: str = "wrong password!!", ip: str = "10.0.0.1"):
+def _login(client, username: str, password: str = "wrong password!!", ip: str = "10.0.0.1", field="username"):
     return client.post(
         "/api/v1/auth/login",
-        json={"username": username, "password": password},
+        json={field: username, "password": password},
         environ_base={"REMOTE_ADDR": ip},
     )
 
@@ -28,6 +30,11 @@ def _assert_rate_limited(response):
     return retry_after
 
 
+def _assert_refused(response):
+    assert response.status_code == 429, response.json
+    assert response.json["error"]["code"] == "rate_limited" and int(response.headers["Retry-After"]) >= 1
+
+
 def _until_allowed(request, deadline_s: float = 4.0):
     deadline = time.monotonic() + deadline_s
     while True:
@@ -37,20 +44,58 @@ def _until_allowed(request, deadline_s: float = 4.0):
         time.sleep(0.1)
 
 
-def test_login_is_limited_per_username_then_recovers(make):
+def test_login_failures_are_limited_per_account_then_recover(make):
     alice, bob = make.user(), make.user()
     client = app_with(rate_limit_auth_per_login=TIGHT, rate_limit_auth_per_ip=GENEROUS).test_client()
 
     for _ in range(3):
         assert _login(client, alice.username).status_code == 401
     _assert_rate_limited(_login(client, alice.username))
-    # Even the right password waits: the limit is on attempts, not failures.
+    # From the guessing address even the right password waits: else a guess that hits
+    # would still tell the attacker so.
     _assert_rate_limited(_login(client, alice.username, alice.password))
     # Another account from the same address is not affected by alice's bucket.
     assert _login(client, bob.username, bob.password).status_code == 200
 
     recovered = _until_allowed(lambda: _login(client, alice.username, alice.password))
     assert recovered.status_code == 200
+
+
+def test_username_and_email_are_one_account_not_two_budgets(make):
+    """The limit keyed on the field sent, so username and email gave twice the guesses."""
+    alice = make.user()
+    client = app_with(rate_limit_auth_per_login=PER_MINUTE, rate_limit_auth_per_ip=GENEROUS).test_client()
+    assert _login(client, alice.username).status_code == 401
+    assert _login(client, f"{alice.username}@example.com", field="email").status_code == 401
+    assert _login(client, alice.username.upper()).status_code == 401
+    _assert_refused(_login(client, f"{alice.username}@example.com", field="email"))
+
+
+def test_successful_logins_do_not_use_up_the_budget(make):
+    alice = make.user()
+    client = app_with(rate_limit_auth_per_login=PER_MINUTE, rate_limit_auth_per_ip=GENEROUS).test_client()
+    for _ in range(6):
+        assert _login(client, alice.username, alice.password).status_code == 200
+
+
+def test_an_attacker_exhausting_the_budget_does_not_lock_the_owner_out(make):
+    """Failures count per account and address: the owner, elsewhere, still logs in.
+    A cap per account over every address (LEDGERQ_RATE_LIMIT_AUTH_FAILURES_PER_ACCOUNT)
+    still bounds a distributed guesser."""
+    alice = make.user()
+    client = app_with(
+        rate_limit_auth_per_login=PER_MINUTE,
+        rate_limit_auth_per_ip=GENEROUS,
+        rate_limit_auth_failures_per_account="5 per minute",
+    ).test_client()
+    for _ in range(3):
+        assert _login(client, alice.username, ip="203.0.113.9").status_code == 401
+    _assert_refused(_login(client, alice.username, ip="203.0.113.9"))
+    assert _login(client, alice.username, alice.password, ip="198.51.100.1").status_code == 200
+
+    for ip in ("203.0.113.10", "203.0.113.11"):
+        assert _login(client, alice.username, ip=ip).status_code == 401
+    _assert_refused(_login(client, alice.username, ip="203.0.113.12"))  # 5 failures in all
 
 
 def test_login_is_limited_per_ip_across_usernames(make):
@@ -121,8 +166,9 @@ def test_api_keeps_serving_and_limiting_when_redis_is_down(make):
     tokens = _login(client, alice.username, alice.password)
     assert tokens.status_code == 200
     assert client.get("/api/v1/auth/me", headers=bearer(tokens.json["access_token"])).status_code == 200
-    # In-memory fallback: the limit still holds within this process.
-    assert _login(client, alice.username, alice.password).status_code == 200
+    # In-memory fallback: the limit (on failures) still holds within this process.
+    assert _login(client, alice.username).status_code == 401
+    assert _login(client, alice.username).status_code == 401
     _assert_rate_limited_any(_login(client, alice.username, alice.password))
 
 

@@ -108,3 +108,19 @@ def test_longest_valid_idempotency_key_is_accepted(client, pair):
     response = transfer(client, alice, a, b, "10.00", headers={"Idempotency-Key": "k" * 255})
     assert response.status_code == 202
     assert response.json["idempotency_key"] == "k" * 255
+
+
+@pytest.mark.parametrize(("first", "again"), [("2.50", "2.5"), ("2", "2.00"), ("0.10", "0.1")])
+def test_one_amount_written_two_ways_is_a_replay_not_a_reused_key(client, pair, first, again):
+    """The fingerprint is over the parsed request (minor units), not the raw string."""
+    alice, a, b = pair
+    key = {"Idempotency-Key": f"same-amount-{first}"}
+    original = transfer(client, alice, a, b, first, headers=key)
+    assert original.status_code == 202
+
+    replay = transfer(client, alice, a, b, again, headers=key)
+
+    assert replay.status_code == 202, replay.json
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json["id"] == original.json["id"]
+    assert _transaction_count() == 1

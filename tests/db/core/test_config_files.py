@@ -7,14 +7,16 @@ import pytest
 
 from db.core.config import ConfigurationError, Settings
 
+STRONG = "kQ3v-9xZp_Lm2Rt8Wn4Yb7Hc1Jd6Fg0Se5Ua"
+
 
 def test_a_variable_can_come_from_a_file(tmp_path, monkeypatch):
     secret = tmp_path / "jwt"
-    secret.write_text("s" * 48 + "\n")
+    secret.write_text(STRONG + "\n")
     monkeypatch.setenv("JWT_SECRET_FILE", str(secret))
     monkeypatch.delenv("JWT_SECRET", raising=False)
     monkeypatch.setenv("LEDGERQ_ENV", "production")
-    assert Settings().jwt_secret == "s" * 48  # trailing newline stripped, production accepts it
+    assert Settings().jwt_secret == STRONG  # trailing newline stripped, production accepts it
 
 
 def test_the_variable_itself_wins_over_its_file(tmp_path, monkeypatch):

@@ -119,3 +119,14 @@ def test_registry_is_well_formed():
     for code, places in CURRENCY_EXPONENTS.items():
         assert re.fullmatch(r"[A-Z]{3}", code), code
         assert places in (0, 2, 3, 4), code
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["3.00\n", "3\n", "3.00\r\n", "3.00 ", " 3.00", "３.00", "3.0０", "١٢", "3e2", "-0", "-0.00", "+3"],
+)
+def test_trailing_newlines_spaces_and_non_ascii_digits_are_refused(text):
+    """`$` matched before a trailing newline, so "3.00\\n" was accepted as 3.00; and
+    `[0-9]` is ASCII, but int() would read Unicode digits, so keep both strict."""
+    with pytest.raises(AmountError):
+        parse_amount(text, "USD")

@@ -43,8 +43,8 @@ def test_corrupted_balance_row_is_reported(traffic):
 
     problems = ledger_problems()
 
-    assert "currency USD: balances sum to 0.01, not 0" in problems
-    assert f"account {a}: balance 120.01 but entries sum to 120.00" in problems
+    assert "currency_sums: currency USD: balances sum to 0.01, not 0" in problems
+    assert f"balances_match_entries: account {a}: balance 120.01 but entries sum to 120.00" in problems
     assert len(problems) == 2
 
 
@@ -64,13 +64,30 @@ def test_money_moved_by_a_transaction_that_did_not_complete_is_reported(traffic)
     sql("UPDATE balances SET balance_minor = balance_minor - 1 WHERE account_id = :id", id=str(a))
     sql("UPDATE balances SET balance_minor = balance_minor + 1 WHERE account_id = :id", id=str(b))
 
-    assert ledger_problems() == [f"transaction {failed} (failed): 2 entries summing to 0"]
+    assert ledger_problems() == [
+        f"entries_per_transaction: transaction {failed} (failed): 2 entries summing to 0"
+    ]
 
 
 def test_a_pending_transaction_nobody_applied_for_an_hour_is_reported(traffic):
-    sql("UPDATE transactions SET updated_at = now() - interval '2 hours' WHERE status = 'pending'")
+    """Judged by when it became due, not `updated_at`: the sweeper keeps touching a
+    transfer it cannot get applied, which hid a 3-hour-old one."""
+    sql(
+        "UPDATE transactions SET created_at = now() - interval '3 hours', updated_at = now() "
+        "WHERE status = 'pending'"
+    )
     problems = ledger_problems()
-    assert len(problems) == 1 and "pending transaction(s) untouched" in problems[0]
+    assert len(problems) == 1 and problems[0].startswith("nothing_stuck: 1 pending transaction(s) due"), (
+        problems
+    )
+
+
+def test_a_scheduled_transfer_released_just_now_is_not_stuck(traffic):
+    sql(
+        "UPDATE transactions SET created_at = now() - interval '3 days', "
+        "scheduled_for = now() - interval '1 minute' WHERE status = 'pending'"
+    )
+    assert ledger_problems() == []
 
 
 def test_missing_append_only_trigger_is_reported():
@@ -81,7 +98,9 @@ def test_missing_append_only_trigger_is_reported():
 
         problems = verify_ledger(Session(bind=connection))
         connection.rollback()  # DDL is transactional: the trigger is back
-    assert problems == ["trigger ledger_entries_append_only is missing: ledger_entries can be changed"]
+    assert problems == [
+        "append_only_triggers: trigger ledger_entries_append_only is missing: ledger_entries can be changed"
+    ]
     assert ledger_problems() == []
 
 
@@ -90,6 +109,8 @@ APPEND_ONLY_VIOLATIONS = [
     "DELETE FROM ledger_entries",
     "UPDATE audit_logs SET action = 'nothing.happened'",
     "DELETE FROM audit_logs",
+    "TRUNCATE ledger_entries CASCADE",
+    "TRUNCATE audit_logs",
 ]
 
 
