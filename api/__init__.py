@@ -34,6 +34,12 @@ def configure(app: Flask, settings: Settings) -> None:
         # (no CDN: it works offline, under a strict Content-Security-Policy).
         API_SPEC_OPTIONS={
             "info": {"description": DESCRIPTION},
+            # Paths are absolute (/api/v1/..., /healthz), so a server is the origin only:
+            # the one that served the document, or `ledgerq up`'s default.
+            "servers": [
+                {"url": "/", "description": "the server that serves this document"},
+                {"url": "http://127.0.0.1:8000", "description": "`ledgerq up` on this machine"},
+            ],
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
             },
@@ -81,7 +87,7 @@ def register_blueprints(app: Flask) -> None:
         audit_logs,
     ):
         api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
-    app.register_blueprint(ops)
+    api.register_blueprint(ops)  # documented too: the probes are part of the contract
     app.register_blueprint(apidocs)
 
 

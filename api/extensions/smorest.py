@@ -52,6 +52,24 @@ def _flatten_locations(errors: dict[str, Any]) -> dict[str, Any]:
 
 
 class Api(flask_smorest.Api):
+    # The documented error responses (422 of @arguments, `default`) are the real envelope,
+    # not flask-smorest's `{code, status, errors}`.
+    ERROR_SCHEMA = ErrorEnvelopeSchema
+
+    def _init_spec(self, *, extra_plugins=None, **options):
+        from api.extensions.openapi import ConventionsPlugin
+
+        super()._init_spec(extra_plugins=[*(extra_plugins or ()), ConventionsPlugin()], **options)
+
+    def _register_responses(self):
+        super()._register_responses()
+        # flask-smorest registers it lazily: replace its generic description before first use.
+        default = self.spec.components.responses_lazy[self.DEFAULT_ERROR_RESPONSE_NAME]
+        default["description"] = (
+            "Any other error, in the one error envelope with a stable `code` "
+            "(for example 500 `internal_error`; never a stack trace)."
+        )
+
     def handle_http_exception(self, error):
         status = error.code or 500
         data = getattr(error, "data", None) or {}
