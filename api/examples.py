@@ -41,14 +41,21 @@ REQUEST_EXAMPLES: dict[str, dict[str, object]] = {
         }
     },
     "createCredit": {JSON: {"account_id": _ALICE_MAIN, "amount": "100.00", "currency": "USD"}},
-    "createDebit": {JSON: {"account_id": _ALICE_MAIN, "amount": "40.00", "currency": "USD", "reference": "ATM"}},
+    "createDebit": {
+        JSON: {"account_id": _ALICE_MAIN, "amount": "40.00", "currency": "USD", "reference": "ATM"}
+    },
     "createBatch": {
         JSON: {
             "mode": "independent",
             "reference": "payroll 2026-11",
             "items": [
-                {"from_account_id": _ALICE_MAIN, "to_account_id": _ALICE_SAVINGS, "amount": "10.00",
-                 "currency": "USD", "reference": "line-1"},
+                {
+                    "from_account_id": _ALICE_MAIN,
+                    "to_account_id": _ALICE_SAVINGS,
+                    "amount": "10.00",
+                    "currency": "USD",
+                    "reference": "line-1",
+                },
                 {"to_account_id": _ALICE_MAIN, "amount": "5.00", "currency": "USD", "reference": "line-2"},
             ],
         },

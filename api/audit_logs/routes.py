@@ -45,7 +45,10 @@ class AuditLogs(MethodView):
     @blp.response(200, AuditLogPageSchema)
     @blp.documents_errors(422)
     def get(self, args):
-        """Audit rows, newest first, optionally for one entity type and/or id; cursor-paginated."""
+        """The audit log, newest first (admin).
+
+        Optionally for one `entity_type` and/or `entity_id`: who did what to which account,
+        user, transaction or schedule, and when. Cursor-paginated."""
         limit = capped_limit(args["limit"])
         rows = audit_logs_repo.list_logs(
             get_session(),

@@ -47,7 +47,8 @@ def healthz():
         "200": {
             "description": "ready",
             "content": _json(
-                _READINESS_BODY, {"status": "ready", "checks": {"postgres": "ok", "migrations": "ok", "redis": "ok"}}
+                _READINESS_BODY,
+                {"status": "ready", "checks": {"postgres": "ok", "migrations": "ok", "redis": "ok"}},
             ),
         },
         "503": {

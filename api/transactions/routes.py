@@ -98,7 +98,12 @@ class Transfer(MethodView):
     @blp.response(202, TransactionSchema)
     @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
     def post(self, data):
-        """Move money between two accounts of one currency (from your own account)."""
+        """Move money between two accounts of one currency (from your own account).
+
+        Answers 202 with a durable `pending` transaction (or `scheduled` with a future
+        `scheduled_for`) and a `Location` to poll; a worker applies it atomically and it ends
+        `completed` or `failed` with a `failure_code`. Rules broken up front are a 4xx with a
+        stable `code`. Send an `Idempotency-Key` so a retry never moves money twice."""
         return _accept(_movement("transfer", data))
 
 
@@ -110,7 +115,10 @@ class Credit(MethodView):
     @blp.response(202, TransactionSchema)
     @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
     def post(self, data):
-        """Money in: from the currency's external account to `account_id` (finance/admin)."""
+        """Money in (finance/admin): from the currency's `external` account to `account_id`.
+
+        202 with a `pending` transaction and a `Location`, applied by a worker like a transfer.
+        Credits are not subject to the outgoing limits. Use an `Idempotency-Key`."""
         return _accept(_movement("credit", data))
 
 
@@ -122,7 +130,11 @@ class Debit(MethodView):
     @blp.response(202, TransactionSchema)
     @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
     def post(self, data):
-        """Money out: from `account_id` to the currency's external account (owner or finance)."""
+        """Money out (owner or finance/admin): from `account_id` to the currency's `external` account.
+
+        202 with a `pending` transaction and a `Location`; the worker fails it
+        `insufficient_funds` when the balance (plus overdraft) does not cover it. Outgoing
+        limits apply. Use an `Idempotency-Key`."""
         return _accept(_movement("debit", data))
 
 
@@ -133,7 +145,11 @@ class History(MethodView):
     @blp.response(200, TransactionPageSchema)
     @blp.documents_errors(404, 422)
     def get(self, args):
-        """Newest first. Customers see transactions touching their accounts."""
+        """Transaction history, newest first.
+
+        Customers see transactions touching their accounts; finance/admin see all. Filters:
+        `account_id`, `status`, `type`, `batch_id`, and `from`/`to` (inclusive, RFC 3339 with
+        offset). Cursor-paginated: follow `next_cursor` until null."""
         principal = current_principal()
         session = get_session()
         if args["account_id"]:
@@ -163,7 +179,11 @@ class TransactionById(MethodView):
     @blp.response(200, TransactionSchema)
     @blp.documents_errors(404, 422)
     def get(self, args, transaction_id):
-        """The transaction; `?wait=N` (0-30 s) returns as soon as the status is final."""
+        """One transaction; `?wait=N` (0-30 s) long-polls until the status is final.
+
+        Parties to the transaction (and finance/admin) see it; anyone else gets 404. With
+        `wait`, the answer comes as soon as the worker decides (`completed`, `failed`, ...) or
+        after N seconds with the status as it is: poll this rather than looping tightly."""
         settings = current_app.config["LEDGERQ_SETTINGS"]
         session = get_session()
         tx = visible_transaction(session, transaction_id)
@@ -215,9 +235,11 @@ class ReverseTransaction(MethodView):
         },
     )
     def post(self, transaction_id):
-        """Move a `completed` transaction's money back (finance/admin): 202 with a new `pending`
-        `reversal` (from the original's `to_account_id` to its `from_account_id`, same amount,
-        `reverses` = the original's id), applied by the worker like any transaction.
+        """Move a `completed` transaction's money back (finance/admin).
+
+        202 with a new `pending` `reversal` (from the original's `to_account_id` to its
+        `from_account_id`, same amount, `reverses` = the original's id), applied by the worker
+        like any transaction.
 
         The original stays `completed` and shows `reversed_by`. A transaction is reversed at
         most once; a reversal cannot be reversed. The worker applies the transfer rules except
