@@ -121,8 +121,19 @@ def _observe(batch_id: str, line: int, outcome: batch_posting.ChunkOutcome, elap
 
 
 @dramatiq.actor(actor_name="batches.release_due", queue_name="maintenance", max_retries=0)
-def release_due() -> int:
-    """Scheduled batches whose time has come start processing."""
+def release_due() -> None:
+    # An actor returns None: Dramatiq warns about (and drops) any other value without its
+    # Results middleware, once a second on an idle stack.
+    release_due_batches()
+
+
+@dramatiq.actor(actor_name="batches.sweep_stalled", queue_name="maintenance", max_retries=0)
+def sweep_stalled() -> None:
+    sweep_stalled_batches()
+
+
+def release_due_batches() -> int:
+    """Scheduled batches whose time has come start processing; how many."""
     settings = get_settings()
     with unit_of_work() as uow:
         released = batches_service.release_due(
@@ -135,8 +146,7 @@ def release_due() -> int:
     return len(released)
 
 
-@dramatiq.actor(actor_name="batches.sweep_stalled", queue_name="maintenance", max_retries=0)
-def sweep_stalled() -> int:
+def sweep_stalled_batches() -> int:
     """Re-send the next step of batches nobody touched for a while (the message was
     lost: Redis down at commit time, a crash between commit and send). A duplicate of a
     step still running is a no-op (advisory lock); of a finished one too (cursor)."""

@@ -29,10 +29,17 @@ def configure_logging(settings: Settings) -> None:
     fmt = settings.log_format
     if fmt == "auto":
         fmt = "json" if settings.is_production or not sys.stderr.isatty() else "console"
-    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    renderer: list[structlog.types.Processor] = (
+        # An exception becomes a structured `exception` field (type, message, frames):
+        # the traceback survives in JSON instead of being dropped or flattened.
+        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        if fmt == "json"
+        else [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+    )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,  # which module (or gunicorn, dramatiq) said it
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_secrets,
     ]
@@ -45,13 +52,19 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
             foreign_pre_chain=shared,
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # gunicorn's own lines ("Booting worker", "Worker timeout") in the same format as ours:
+    # its loggers lose their handlers and propagate to the root (api/gunicorn_conf.py
+    # keeps gunicorn from adding them back).
+    for name in ("gunicorn.error", "gunicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
     # Library chatter that would drown the ledger's own events.
     for noisy in ("urllib3", "apscheduler.executors.default", "werkzeug", "alembic", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -88,8 +88,8 @@ def test_a_lost_chunk_message_is_resent_by_the_batch_sweeper(client, make):
             text("UPDATE batches SET updated_at = now() - interval '1 hour' WHERE id = :id"),
             {"id": batch["id"]},
         )
-    assert batch_actors.sweep_stalled() == 1
-    assert batch_actors.sweep_stalled() == 0  # touched: not re-sent every tick
+    assert batch_actors.sweep_stalled_batches() == 1
+    assert batch_actors.sweep_stalled_batches() == 0  # touched: not re-sent every tick
     from dramatiq import Worker
 
     from workers import broker
@@ -191,9 +191,9 @@ def test_a_cancelled_upload_whose_message_was_lost_still_gets_its_report(make):
             text("UPDATE batches SET updated_at = now() - interval '1 hour' WHERE id = :id"),
             {"id": batch["id"]},
         )
-    assert batch_actors.sweep_stalled() == 1
+    assert batch_actors.sweep_stalled_batches() == 1
     batch_actors.ingest(batch["id"])  # what the re-sent message does
     row = batch_row(batch["id"])
     assert (row.status, row.total_items, row.cancelled_count) == ("cancelled", 2, 2)
-    assert batch_actors.sweep_stalled() == 0
+    assert batch_actors.sweep_stalled_batches() == 0
     assert balance(a) == "0.00"

@@ -33,7 +33,7 @@ def test_scheduled_batch_waits_until_due_then_runs(client, make, worker):
     assert line_statuses(batch["id"]) == ["scheduled"]
 
     # Not due yet: neither the batch tick nor the single-transfer release touches it.
-    assert batch_actors.release_due() == 0
+    assert batch_actors.release_due_batches() == 0
     assert maintenance.release_due_scheduled() == 0
     time.sleep(0.5)
     assert balance(b) == "0.00"
@@ -41,8 +41,8 @@ def test_scheduled_batch_waits_until_due_then_runs(client, make, worker):
 
     time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.1)
     assert maintenance.release_due_scheduled() == 0  # batch lines are released with their batch
-    assert batch_actors.release_due() == 1
-    assert batch_actors.release_due() == 0  # released once
+    assert batch_actors.release_due_batches() == 1
+    assert batch_actors.release_due_batches() == 0  # released once
     done = wait_batch(client, finance, batch["id"])
     assert done["status"] == "completed_with_errors"
     assert done["counts"]["completed"] == 1
@@ -69,7 +69,7 @@ def test_scheduled_batch_can_be_cancelled_before_it_runs(client, make, worker):
     assert line_statuses(batch["id"]) == ["cancelled", "cancelled"]
 
     time.sleep(1.2)
-    assert batch_actors.release_due() == 0
+    assert batch_actors.release_due_batches() == 0
     assert balance(b) == "0.00"
     again = client.post(f"/api/v1/batches/{batch['id']}/cancel", headers=finance.headers)
     assert again.status_code == 409
