@@ -6,16 +6,19 @@ from flask import Flask
 
 from db.core.config import Settings, get_settings
 from db.core.logs import configure_logging
+from db.ops.tracing import configure_tracing, instrument_app
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     configure_logging(settings)
+    configure_tracing("web")  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     app = Flask(__name__)
     configure(app, settings)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
+    instrument_app(app)
     return app
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.core.config import Settings, get_settings
 from db.core.logs import get_logger
+from db.ops import tracing
 
 log = get_logger(__name__)
 
@@ -52,6 +53,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
                     ),
                 },
             )
+            tracing.instrument_engine(engine)  # a span per statement, when tracing is on
             _engines[url] = engine
         return engine
 
@@ -93,7 +95,8 @@ class UnitOfWork:
         self._after_commit.append(send)
 
     def commit(self) -> None:
-        self.session.commit()
+        with tracing.span("db.commit"):
+            self.session.commit()
         pending, self._after_commit = self._after_commit, []
         for send in pending:
             try:

@@ -82,6 +82,9 @@ def worker(
 @main.command()
 def scheduler() -> None:
     """Run the scheduler: due transfers, standing orders, sweeper, queue gauges (leader-elected)."""
+    from db.ops.tracing import configure_tracing
+
+    configure_tracing("scheduler")  # before `workers` is imported, which would say "worker"
     from scheduler.main import run
 
     run(get_settings())

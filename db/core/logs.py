@@ -25,6 +25,15 @@ def _redact_secrets(_logger, _name, event_dict):
     return event_dict
 
 
+def _add_trace_ids(_logger, _name, event_dict):
+    # Inside a traced request or message: the ids that find this line's trace.
+    from db.ops.tracing import current_ids
+
+    for key, value in current_ids().items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
 def configure_logging(settings: Settings) -> None:
     fmt = settings.log_format
     if fmt == "auto":
@@ -42,6 +51,7 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.add_logger_name,  # which module (or gunicorn, dramatiq) said it
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_secrets,
+        _add_trace_ids,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
