@@ -34,7 +34,16 @@ _engines: dict[str, Engine] = {}
 def get_engine(settings: Settings | None = None) -> Engine:
     """One pooled engine per database URL per process."""
     settings = settings or get_settings()
-    url = settings.database_url
+    return _engine(settings.database_url, settings)
+
+
+def get_read_engine(settings: Settings | None = None) -> Engine:
+    """The replica's engine (DATABASE_READ_URL), or the primary's when there is none."""
+    settings = settings or get_settings()
+    return _engine(settings.database_read_url or settings.database_url, settings)
+
+
+def _engine(url: str, settings: Settings) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
@@ -67,6 +76,11 @@ def dispose_engines() -> None:
 
 def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(settings), expire_on_commit=False, autoflush=True)
+
+
+def read_session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
+    """Sessions for reads that may lag (see Settings.database_read_url); never written."""
+    return sessionmaker(bind=get_read_engine(settings), expire_on_commit=False, autoflush=False)
 
 
 class Sendable(Protocol):

@@ -93,6 +93,7 @@ class AccountEntries(MethodView):
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, EntryPageSchema)
     @blp.documents_errors(404, 422)
+    @blp.reads_from_replica()
     def get(self, args, account_id):
         """The account's immutable ledger entries, newest first.
 

@@ -44,6 +44,7 @@ class AuditLogs(MethodView):
     @blp.arguments(AuditLogArgsSchema, location="query")
     @blp.response(200, AuditLogPageSchema)
     @blp.documents_errors(422)
+    @blp.reads_from_replica()
     def get(self, args):
         """The audit log, newest first (admin).
 

@@ -95,6 +95,7 @@ class HistoricalBalance(MethodView):
     @blp.arguments(HistoricalArgsSchema, location="query")
     @blp.response(200, HistoricalPageSchema)
     @blp.documents_errors(404, 422)
+    @blp.reads_from_replica()
     def get(self, args):
         """The balance after each ledger entry, oldest first.
 

@@ -123,6 +123,26 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
+    def reads_from_replica(self) -> Callable:
+        """Serve this read from DATABASE_READ_URL (a streaming replica) when one is set.
+
+        Only for heavy reads whose client can live with the replication delay (history,
+        historical balances, entries, the audit log). Put it innermost (just above the
+        view): authentication, outside it, keeps reading the primary, so a revoked token
+        or a new user is never judged from a lagging copy."""
+
+        def decorator(view: Callable) -> Callable:
+            @functools.wraps(view)
+            def wrapper(*args, **kwargs):
+                from flask import g
+
+                g.reads_from_replica = True
+                return view(*args, **kwargs)
+
+            return wrapper
+
+        return decorator
+
     def documents_errors(self, *statuses: int, codes: dict[int, str] | None = None) -> Callable:
         """Document the error responses an operation can produce, in the one envelope.
 

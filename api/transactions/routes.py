@@ -144,6 +144,7 @@ class History(MethodView):
     @blp.arguments(HistoryArgsSchema, location="query")
     @blp.response(200, TransactionPageSchema)
     @blp.documents_errors(404, 422)
+    @blp.reads_from_replica()
     def get(self, args):
         """Transaction history, newest first.
 
