@@ -7,17 +7,20 @@ from flask import Flask
 from api.extensions.json import OrjsonProvider
 from db.core.config import Settings, get_settings
 from db.core.logs import configure_logging
+from db.ops.tracing import configure_tracing, instrument_app
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     configure_logging(settings)
+    configure_tracing("web")  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     configure(app, settings)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
+    instrument_app(app)
     return app
 
 
@@ -36,6 +39,12 @@ def configure(app: Flask, settings: Settings) -> None:
         # (no CDN: it works offline, under a strict Content-Security-Policy).
         API_SPEC_OPTIONS={
             "info": {"description": DESCRIPTION},
+            # Paths are absolute (/api/v1/..., /healthz), so a server is the origin only:
+            # the one that served the document, or `ledgerq up`'s default.
+            "servers": [
+                {"url": "/", "description": "the server that serves this document"},
+                {"url": "http://127.0.0.1:8000", "description": "`ledgerq up` on this machine"},
+            ],
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
             },
@@ -86,7 +95,7 @@ def register_blueprints(app: Flask) -> None:
         audit_logs,
     ):
         api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
-    app.register_blueprint(ops)
+    api.register_blueprint(ops)  # documented too: the probes are part of the contract
     app.register_blueprint(apidocs)
 
 

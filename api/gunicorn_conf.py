@@ -11,9 +11,12 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_multiprocess_dir("ledgerq-web
 # This master and its workers are one group: /metrics sums their `process_*`.
 os.environ["LEDGERQ_METRICS_GROUP_PID"] = str(os.getpid())
 
+from api.gunicorn_logging import StructuredLogger  # noqa: E402
 from db.core.config import get_settings  # noqa: E402
 
 _settings = get_settings()
+
+logger_class = StructuredLogger  # gunicorn's own lines in the app's format
 
 bind = f"{_settings.web_host}:{_settings.port}"
 workers = _settings.web_workers

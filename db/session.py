@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.core.config import Settings, get_settings
 from db.core.logs import get_logger
+from db.ops import tracing
 
 log = get_logger(__name__)
 
@@ -33,7 +34,16 @@ _engines: dict[str, Engine] = {}
 def get_engine(settings: Settings | None = None) -> Engine:
     """One pooled engine per database URL per process."""
     settings = settings or get_settings()
-    url = settings.database_url
+    return _engine(settings.database_url, settings)
+
+
+def get_read_engine(settings: Settings | None = None) -> Engine:
+    """The replica's engine (DATABASE_READ_URL), or the primary's when there is none."""
+    settings = settings or get_settings()
+    return _engine(settings.database_read_url or settings.database_url, settings)
+
+
+def _engine(url: str, settings: Settings) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
@@ -52,6 +62,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
                     ),
                 },
             )
+            tracing.instrument_engine(engine)  # a span per statement, when tracing is on
             _engines[url] = engine
         return engine
 
@@ -65,6 +76,11 @@ def dispose_engines() -> None:
 
 def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(settings), expire_on_commit=False, autoflush=True)
+
+
+def read_session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
+    """Sessions for reads that may lag (see Settings.database_read_url); never written."""
+    return sessionmaker(bind=get_read_engine(settings), expire_on_commit=False, autoflush=False)
 
 
 class Sendable(Protocol):
@@ -93,7 +109,8 @@ class UnitOfWork:
         self._after_commit.append(send)
 
     def commit(self) -> None:
-        self.session.commit()
+        with tracing.span("db.commit"):
+            self.session.commit()
         pending, self._after_commit = self._after_commit, []
         for send in pending:
             try:

@@ -18,7 +18,7 @@ from dramatiq.middleware import (
 )
 
 from db.core.config import Settings
-from workers.middleware import DeadLetterRecorder, RequestContext, should_retry
+from workers.middleware import DeadLetterRecorder, RequestContext, TraceContext, should_retry
 
 
 def build_broker(settings: Settings) -> RedisBroker:
@@ -48,6 +48,8 @@ def build_broker(settings: Settings) -> RedisBroker:
         CurrentMessage(),
         # Binds the API's request id into the worker's log lines.
         RequestContext(),
+        # OpenTelemetry: the sender's trace continues in the worker (no-op while off).
+        TraceContext(),
     ]
     if settings.worker_metrics_enabled and settings.worker_metrics_port:
         # Imported only in worker processes: it needs Dramatiq's process-boot hooks.

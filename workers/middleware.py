@@ -1,9 +1,11 @@
-"""Project middleware: request context in logs, dead letters recorded in the DB, and the
-retry policy's predicates (`should_retry` broker-wide, `never_retry` for ticks)."""
+"""Project middleware: request context in logs, trace context across the queue, dead
+letters recorded in the DB, and the retry policy's predicates (`should_retry`
+broker-wide, `never_retry` for ticks)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from dramatiq.errors import ActorNotFound
@@ -11,6 +13,7 @@ from dramatiq.middleware import Middleware
 from sqlalchemy import exc as sa_exc
 
 from db.core.logs import get_logger
+from db.ops import tracing
 
 log = get_logger(__name__)
 
@@ -56,6 +59,68 @@ class RequestContext(Middleware):
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         structlog.contextvars.clear_contextvars()
+
+    after_skip_message = after_process_message
+
+
+class TraceContext(Middleware):
+    """OpenTelemetry across the queue (db/ops/tracing.py; nothing while tracing is off).
+
+    Sending: a producer span, whose W3C trace context goes into the message as the
+    option `trace_context`. Processing: the actor runs in a consumer span continuing that
+    trace, so the HTTP request, the enqueue, the worker's apply, its SQL and its commit
+    are one trace. Redeliveries and retries carry the same context: they join it too."""
+
+    def __init__(self) -> None:
+        self._spans: dict[str, tuple[Any, object]] = {}
+
+    def before_enqueue(self, broker, message, delay):
+        if not tracing.enabled():
+            return
+        from opentelemetry import propagate, trace
+
+        tracer = trace.get_tracer(tracing.TRACER_NAME)
+        with tracer.start_as_current_span(
+            f"send {message.actor_name}",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.system": "dramatiq", "messaging.destination.name": message.queue_name},
+        ):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+        message.options["trace_context"] = carrier
+
+    def before_process_message(self, broker, message):
+        if not tracing.enabled():
+            return
+        from opentelemetry import context, propagate, trace
+
+        parent = propagate.extract(message.options.get("trace_context") or {})
+        span = trace.get_tracer(tracing.TRACER_NAME).start_span(
+            f"process {message.actor_name}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "dramatiq",
+                "messaging.destination.name": message.queue_name,
+                "messaging.message.id": message.message_id,
+                "messaging.dramatiq.retries": message.options.get("retries", 0),
+            },
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        self._spans[message.message_id] = (span, token)
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        active = self._spans.pop(message.message_id, None)
+        if active is None:
+            return
+        from opentelemetry import context, trace
+
+        span, token = active
+        if exception is not None:
+            span.record_exception(exception)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exception).__name__))
+        span.end()
+        context.detach(token)
 
     after_skip_message = after_process_message
 

@@ -33,7 +33,11 @@ class Accounts(MethodView):
     @blp.response(201, AccountSchema)
     @blp.documents_errors(400, 422)
     def post(self, data):
-        """Open an account (balance 0; money only enters through a credit)."""
+        """Open an account (balance 0; money only enters through a credit).
+
+        One currency per account (ISO 4217; an unknown or withdrawn code is 422). Customers
+        open accounts for themselves; finance/admin may open one for another user with
+        `owner_id`. Audited."""
         uow = get_uow()
         account = accounts.open_account(uow.session, current_principal(), **data)
         view = accounts.view(uow.session, account)
@@ -46,7 +50,10 @@ class Accounts(MethodView):
     @blp.response(200, AccountPageSchema)
     @blp.documents_errors(422)
     def get(self, args, page):
-        """Own accounts; finance/admin see all and may filter by owner."""
+        """List accounts: your own; finance/admin see all and may filter by owner.
+
+        Cursor-paginated (`limit`, `cursor`; follow `next_cursor` until null). Each account
+        carries `balance` and `available_balance` (balance minus pending outgoing amounts)."""
         return accounts.list_visible(
             get_session(),
             current_principal(),
@@ -63,7 +70,10 @@ class AccountById(MethodView):
     @blp.response(200, AccountSchema)
     @blp.documents_errors(404)
     def get(self, account_id):
-        """One account (404 when it is someone else's)."""
+        """One account, with its balance and available balance.
+
+        Someone else's account is 404, exactly like one that does not exist (finance/admin see
+        every account), so account ids cannot be enumerated."""
         session = get_session()
         return accounts.view(session, accounts.visible_account(session, current_principal(), account_id))
 
@@ -75,8 +85,12 @@ class AccountEntries(MethodView):
     @blp.keyset_page(lambda entry: entry.id)
     @blp.response(200, EntryPageSchema)
     @blp.documents_errors(404, 422)
+    @blp.reads_from_replica()
     def get(self, args, account_id, page):
-        """The account's immutable ledger entries, newest first."""
+        """The account's immutable ledger entries, newest first.
+
+        One signed entry per side of every applied transaction (negative leaves the account),
+        each with `balance_after`. Cursor-paginated; entries are never updated or deleted."""
         session = get_session()
         account = accounts.visible_account(session, current_principal(), account_id)
         rows = ledger_repo.entries_of(session, account.id, before_id=page.after, limit=page.limit)
@@ -98,8 +112,11 @@ class FreezeAccount(MethodView):
     @blp.response(200, AccountSchema)
     @blp.documents_errors(400, 404, 409, 422, codes={409: STATUS_CHANGE_409})
     def post(self, data, account_id):
-        """Freeze: no money in or out. Pending transfers touching it fail `account_inactive`
-        when applied. 409 unless the account is active."""
+        """Freeze an account: no money in or out (finance/admin).
+
+        Pending transfers touching it fail `account_inactive` when applied; new ones are 422
+        `account_inactive`. 409 unless the account is active. The optional `reason` goes to the
+        audit log."""
         return _change_status("freeze", account_id, data)
 
 
@@ -110,7 +127,10 @@ class UnfreezeAccount(MethodView):
     @blp.response(200, AccountSchema)
     @blp.documents_errors(400, 404, 409, 422, codes={409: STATUS_CHANGE_409})
     def post(self, data, account_id):
-        """Unfreeze a frozen account (409 otherwise)."""
+        """Unfreeze a frozen account (finance/admin).
+
+        The account takes money in and out again. 409 unless it is frozen. The optional
+        `reason` goes to the audit log."""
         return _change_status("unfreeze", account_id, data)
 
 
@@ -121,8 +141,11 @@ class CloseAccount(MethodView):
     @blp.response(200, AccountSchema)
     @blp.documents_errors(400, 404, 409, 422, codes={409: STATUS_CHANGE_409})
     def post(self, data, account_id):
-        """Close for good: only from a zero balance (409 `conflict` otherwise); irreversible,
-        no new transactions."""
+        """Close an account for good (finance/admin).
+
+        Only from a zero balance (409 `conflict` otherwise, also for system accounts);
+        irreversible: no new transactions, history stays readable. The optional `reason` goes
+        to the audit log."""
         return _change_status("close", account_id, data)
 
 
@@ -132,7 +155,11 @@ class AccountLimits(MethodView):
     @blp.response(200, LimitsSchema)
     @blp.documents_errors(404)
     def get(self, account_id):
-        """The limits in force on money leaving this account (null = unlimited)."""
+        """The limits in force on money leaving this account (null = unlimited).
+
+        Each limit is the account's override or the configured default (`overrides` names the
+        overridden ones), plus `overdraft_limit`. The owner may read them; finance/admin set
+        them."""
         session = get_session()
         account = accounts.visible_account(session, current_principal(), account_id)
         return accounts.view_limits(session, account, current_app.config["LEDGERQ_SETTINGS"])
@@ -142,9 +169,11 @@ class AccountLimits(MethodView):
     @blp.response(200, LimitsSchema)
     @blp.documents_errors(400, 404, 409, 422, codes={409: LIMITS_409, 422: LIMITS_422})
     def put(self, data, account_id):
-        """Replace the account's overrides: a field left out or null goes back to the
-        configured default (overdraft to 0). 409 when the balance is already below a new
-        overdraft floor, or for system and closed accounts."""
+        """Replace the account's limit overrides (finance/admin).
+
+        A field left out or null goes back to the configured default (overdraft to 0). 409 when
+        the balance is already below a new overdraft floor, or for system and closed accounts.
+        Audited."""
         return _set_limits(account_id, {field: data.get(field) for field in accounts.LIMIT_FIELDS})
 
     @blp.login_required("finance", "admin")
@@ -152,7 +181,10 @@ class AccountLimits(MethodView):
     @blp.response(200, LimitsSchema)
     @blp.documents_errors(400, 404, 409, 422, codes={409: LIMITS_409, 422: LIMITS_422})
     def patch(self, data, account_id):
-        """Change only the fields given (null resets one to its default)."""
+        """Change only the limits given (finance/admin).
+
+        Fields not in the body keep their value; null resets one to its configured default
+        (overdraft to 0). Same 409 rules as `PUT`. Audited."""
         return _set_limits(account_id, data)
 
 

@@ -43,8 +43,12 @@ class AuditLogs(MethodView):
     @blp.keyset_page(lambda log: log.id)
     @blp.response(200, AuditLogPageSchema)
     @blp.documents_errors(422)
+    @blp.reads_from_replica()
     def get(self, args, page):
-        """Audit rows, newest first, optionally for one entity type and/or id; cursor-paginated."""
+        """The audit log, newest first (admin).
+
+        Optionally for one `entity_type` and/or `entity_id`: who did what to which account,
+        user, transaction or schedule, and when. Cursor-paginated."""
         rows = audit_logs_repo.list_logs(
             get_session(),
             entity_type=args["entity_type"],

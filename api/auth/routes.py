@@ -24,7 +24,11 @@ class Register(MethodView):
     @blp.response(201, UserSchema)
     @blp.documents_errors(400, 409, 422)
     def post(self, data):
-        """Register a customer (register never creates finance or admin users)."""
+        """Register a customer (register never creates finance or admin users).
+
+        Public and rate limited (policy `auth`). The password needs at least 12 characters;
+        a username or email already taken is 409 `conflict`. Log in afterwards for tokens;
+        finance and admin users are made by an admin (`ledgerq users create` or `PUT /users/{id}`)."""
         uow = get_uow()
         user = users.create_user(uow.session, role="customer", name_the_clash=False, **data)
         uow.commit()
@@ -83,8 +87,11 @@ class Logout(MethodView):
     @blp.response(204)
     @blp.documents_errors(400, 401, 422)
     def post(self, data):
-        """Revoke the refresh token's family. Access tokens already issued expire on their
-        own (minutes); change the password to cut them off at once."""
+        """Revoke the refresh token's family (log out).
+
+        Every refresh token descended from that login stops working at once. Access tokens
+        already issued expire on their own (minutes); change the password to cut them off at
+        once. An unknown or already revoked token is 401."""
         uow = get_uow()
         tokens.logout(uow.session, current_app.config["LEDGERQ_SETTINGS"], data["refresh_token"])
         uow.commit()
@@ -95,5 +102,8 @@ class Me(MethodView):
     @blp.login_required()
     @blp.response(200, UserSchema)
     def get(self):
-        """The authenticated user."""
+        """The authenticated user.
+
+        The user the bearer token belongs to, with `role` (`customer`, `finance` or `admin`):
+        what a client shows after login, and how it learns which operations it may call."""
         return users_repo.get(get_session(), current_principal().id)

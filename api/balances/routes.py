@@ -78,7 +78,10 @@ class CurrentBalance(MethodView):
     )
     @blp.documents_errors(404, 422)
     def get(self, args, page):
-        """One account's balance, or (without `account_id`) a page of every account you may see."""
+        """Current balance of one account, or (without `account_id`) a page of every account you may see.
+
+        `balance` is what the ledger holds; `available_balance` is that minus pending outgoing
+        amounts."""
         session = get_session()
         principal = current_principal()
         if args["account_id"]:
@@ -97,9 +100,13 @@ class HistoricalBalance(MethodView):
     @blp.keyset_page(lambda entry: entry.id)
     @blp.response(200, HistoricalPageSchema)
     @blp.documents_errors(404, 422)
+    @blp.reads_from_replica()
     def get(self, args, page):
-        """The balance after each ledger entry of the account with `from <= created_at <= to`
-        (both optional, inclusive), oldest first, cursor-paginated."""
+        """The balance after each ledger entry, oldest first.
+
+        Entries of `account_id` with `from <= created_at <= to` (both optional, inclusive,
+        RFC 3339 with offset), each with the signed `amount` and the `balance` after it.
+        Cursor-paginated: follow `next_cursor` until null."""
         session = get_session()
         account = accounts.visible_account(session, current_principal(), args["account_id"])
         rows = ledger_repo.balance_history(
@@ -115,8 +122,10 @@ class BalanceAtTime(MethodView):
     @blp.response(200, AtTimeBalanceSchema)
     @blp.documents_errors(404, 422)
     def get(self, args):
-        """The balance as of an instant: after the last entry created at or before `at`
-        (0 before the first entry)."""
+        """The balance as of an instant.
+
+        The balance after the last entry created at or before `at` (RFC 3339 with offset;
+        default now), or 0 before the account's first entry."""
         session = get_session()
         account = accounts.visible_account(session, current_principal(), args["account_id"])
         at = args["at"] or datetime.now(UTC)

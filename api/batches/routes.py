@@ -168,8 +168,13 @@ class Batches(MethodView):
     @blp.documents_errors(400, 409, 413, 422, 503)
     @blp.idempotent
     def post(self, args, idempotency_key):
-        """Submit a batch: multipart `file` (CSV) or JSON `items`; 409 if the same
-        content is already a live batch (details.batch_id points at it)."""
+        """Submit a batch of transactions (finance/admin).
+
+        A multipart `file` (CSV: `from_account_id,to_account_id,amount,currency,reference`) or a
+        JSON body with `items`. 202 with the batch (`Location` to poll); lines are validated and
+        applied by workers. `mode=atomic` applies all lines or none; `independent` each on its
+        own. `?dry_run=true` only validates (200 with the report, nothing recorded). 409 if the
+        same content is already a live batch (`details.batch_id` points at it)."""
         from workers.batches import send_next_step
 
         settings = _settings()
@@ -206,7 +211,10 @@ class Batches(MethodView):
     @blp.response(200, BatchPageSchema)
     @blp.documents_errors(422)
     def get(self, args, page):
-        """Batches, newest first."""
+        """List batches, newest first (finance/admin).
+
+        Optionally by `status`; cursor-paginated. Each batch carries its counters, which always
+        add up to `total_items`."""
         rows = batches_repo.list_batches(
             get_session(), status=args["status"], created_by=None, before_seq=page.after, limit=page.limit
         )
@@ -226,7 +234,10 @@ class BatchById(MethodView):
     @blp.response(200, BatchSchema)
     @blp.documents_errors(404)
     def get(self, batch_id):
-        """The batch with its counters (they always add up to total_items)."""
+        """One batch with its status and counters.
+
+        The counters (pending, completed, failed, rejected, ...) always add up to `total_items`;
+        poll until the status is final."""
         return _batch(batch_id)
 
 
@@ -238,7 +249,10 @@ class BatchItems(MethodView):
     @blp.response(200, BatchItemPageSchema)
     @blp.documents_errors(404, 422)
     def get(self, args, batch_id, page):
-        """Lines in file order with their outcome; `?status=` filters."""
+        """The batch's lines in file order with their outcome.
+
+        Each line's status, its transaction id once it has one, and the rejection or failure
+        reason. `?status=` filters; cursor-paginated."""
         batch = _batch(batch_id)
         rows = lines_repo.item_page(
             get_session(), batch.id, status=args["status"], after_line=page.after, limit=page.limit
@@ -271,7 +285,10 @@ class BatchResults(MethodView):
     )
     @blp.documents_errors(404)
     def get(self, batch_id):
-        """Every input line, in input order, with its outcome (streamed)."""
+        """Every input line, in input order, with its outcome, as CSV (streamed).
+
+        The line number, `status`, `transaction_id`, the line's fields and its
+        `failure_code` / `failure_message`: the file to hand back to whoever sent the batch."""
         batch = _batch(batch_id)
         batch_id, last_line = batch.id, batch.last_line
         settings = _settings()
@@ -312,7 +329,10 @@ class BatchCancel(MethodView):
     @blp.response(200, BatchSchema)
     @blp.documents_errors(404, 409)
     def post(self, batch_id):
-        """Cancel before processing starts (received, validating or scheduled); 409 after."""
+        """Cancel a batch before processing starts (finance/admin).
+
+        Allowed while `received`, `validating` or `scheduled`; nothing of it is applied. 409
+        `conflict` once processing has started."""
         uow = get_uow()
         batch = batches_service.cancel(uow.session, current_principal(), batch_id)
         uow.commit()

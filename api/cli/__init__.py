@@ -11,7 +11,8 @@ from db.core.config import get_settings
 from db.core.logs import configure_logging
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ledgerq", prog_name="ledgerq", message="%(prog)s %(version)s")
 def main() -> None:
     """ledgerq: queue-centric money transfers on a double-entry ledger."""
     configure_logging(get_settings())
@@ -81,6 +82,9 @@ def worker(
 @main.command()
 def scheduler() -> None:
     """Run the scheduler: due transfers, standing orders, sweeper, queue gauges (leader-elected)."""
+    from db.ops.tracing import configure_tracing
+
+    configure_tracing("scheduler")  # before `workers` is imported, which would say "worker"
     from scheduler.main import run
 
     run(get_settings())
@@ -131,5 +135,6 @@ from api.cli import backup as _backup  # noqa: E402,F401  (registers `backup`, `
 from api.cli import batch as _batch  # noqa: E402,F401  (registers `batch`)
 from api.cli import bench as _bench  # noqa: E402,F401  (registers `bench`)
 from api.cli import dlq as _dlq  # noqa: E402,F401  (registers `dlq`)
+from api.cli import records as _records  # noqa: E402,F401  (registers `accounts`, `transactions`)
 from api.cli import up as _up  # noqa: E402,F401  (registers `up`)
 from api.cli import users as _users  # noqa: E402,F401  (registers `users`)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -116,6 +117,42 @@ class MultipartFile:
         return b""
 
 
+class Spinner:
+    """A spinner on stderr while a step runs with nothing else to show (the server reading
+    and validating a large upload). Only on a terminal: a log or a pipe gets one line."""
+
+    FRAMES = "|/-\\"
+
+    def __init__(self, label: str, interval: float = 0.1) -> None:
+        self.label = label
+        self.interval = interval
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started = 0.0
+
+    def __enter__(self) -> Spinner:
+        self.started = time.monotonic()
+        if sys.stderr.isatty():
+            self._thread = threading.Thread(target=self._spin, daemon=True)
+            self._thread.start()
+        else:
+            click.echo(f"{self.label}...", err=True)
+        return self
+
+    def _spin(self) -> None:
+        frame = 0
+        while not self._done.wait(self.interval):
+            elapsed = time.monotonic() - self.started
+            click.echo(f"\r{self.FRAMES[frame % 4]} {self.label} ({elapsed:.0f} s)", err=True, nl=False)
+            frame += 1
+
+    def __exit__(self, *_exc) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+            click.echo("\r\033[K", err=True, nl=False)  # clear the spinner's line
+
+
 def _client(api_url: str, token: str | None, username: str | None, password: str | None) -> Client:
     if token:
         return Client(api_url, token)
@@ -175,9 +212,10 @@ def submit(file, mode, scheduled_for, reference, dry_run, idempotency_key, wait,
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
     click.echo(f"uploading {file} ({body.length} bytes)...", err=True)
-    result = client.request(
-        "POST", "/batches" + ("?dry_run=true" if dry_run else ""), body=body, headers=headers
-    )
+    with Spinner("the server is reading and validating the file"):
+        result = client.request(
+            "POST", "/batches" + ("?dry_run=true" if dry_run else ""), body=body, headers=headers
+        )
     if dry_run:
         _print_report(result)
         sys.exit(2 if result["rejected"] else 0)
@@ -185,6 +223,7 @@ def submit(file, mode, scheduled_for, reference, dry_run, idempotency_key, wait,
     if wait and result["status"] not in FINAL and result["status"] != "scheduled":
         result = _follow(client, result, timeout)
     _print_batch(result)
+    _print_first_problems(client, result)
     sys.exit(_exit_code(result))
 
 
@@ -192,9 +231,10 @@ def _follow(client: Client, batch: dict, timeout: float) -> dict:
     """Poll the batch, with a progress bar once its lines are known."""
     deadline = time.monotonic() + timeout
     batch_id = batch["id"]
-    while batch["status"] in ("received", "validating") and time.monotonic() < deadline:
-        time.sleep(0.5)
-        batch = client.request("GET", f"/batches/{batch_id}")
+    with Spinner("validating"):
+        while batch["status"] in ("received", "validating") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            batch = client.request("GET", f"/batches/{batch_id}")
     if batch["status"] in FINAL or batch["status"] == "scheduled":
         return batch
     total = batch["total_items"]
@@ -220,6 +260,24 @@ def _print_report(report: dict) -> None:
         click.echo(f"  line {item['line']}: {item['code']}: {item['reason']}")
     if report.get("truncated"):
         click.echo("  ... (more rejected lines not listed)")
+
+
+FIRST_PROBLEMS = 10
+
+
+def _print_first_problems(client: Client, batch: dict) -> None:
+    """The first rejected and failed lines with their reasons: what to fix first (all of
+    them are in `ledgerq batch results`)."""
+    for status in ("rejected", "failed"):
+        count = batch["counts"].get(status, 0)
+        if not count:
+            continue
+        page = client.request("GET", f"/batches/{batch['id']}/items?status={status}&limit={FIRST_PROBLEMS}")
+        click.echo(f"  {status} lines (first {min(count, FIRST_PROBLEMS)} of {count}):")
+        for item in page["items"]:
+            click.echo(f"    line {item['line']}: {item['failure_code']}: {item['failure_message']}")
+    if batch["counts"].get("rejected") or batch["counts"].get("failed"):
+        click.echo(f"  every line with its outcome: ledgerq batch results {batch['id']}")
 
 
 def _print_batch(batch: dict) -> None:

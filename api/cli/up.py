@@ -64,6 +64,10 @@ def supervisord_config(state_dir: Path, processes: dict[str, str], workdir: Path
     sections = [
         "[supervisord]",
         "nodaemon=true",
+        # supervisord's own lines (spawned, exited, gave up) go to its log file only: the
+        # console is one stream of the programs' structured lines. `ledgerq up` prints
+        # the file's path at start.
+        "silent=true",
         f"logfile={state_dir / 'supervisord.log'}",
         f"pidfile={state_dir / 'supervisord.pid'}",
         f"childlogdir={state_dir / 'logs'}",
@@ -177,6 +181,10 @@ def up(state_dir: Path) -> None:
         )
         stoppers.insert(0, lambda: env_file.unlink(missing_ok=True))
         get_settings.cache_clear()
+        if sys.stdout.isatty() and "LOG_FORMAT" not in os.environ and not get_settings().is_production:
+            # The programs write into supervisord's pipe, not a terminal, so on their own
+            # they would choose JSON; the person at this terminal reads console lines.
+            os.environ["LOG_FORMAT"] = "console"
         upgrade(get_settings().database_url)
         click.echo("migrations applied")
         stop_if_requested()
@@ -195,6 +203,7 @@ def up(state_dir: Path) -> None:
             supervisor.send_signal(signal.SIGTERM)
         port = get_settings().port
         click.echo(f"ledgerq is starting: API on http://127.0.0.1:{port} (Ctrl-C stops everything)")
+        click.echo(f"process restarts and exits: {state_dir / 'supervisord.log'}")
         while supervisor.poll() is None:
             time.sleep(0.2)
         if not stop_requested:

@@ -40,7 +40,10 @@ class DeadLetters(MethodView):
     @blp.login_required("admin")
     @blp.response(200, DeadLetterListSchema)
     def get(self):
-        """Messages in Dramatiq's dead-letter queues, newest first."""
+        """Messages in Dramatiq's dead-letter queues, newest first (admin).
+
+        Each with its queue, actor, retries, when it died, its transaction id (if any) and
+        the error: what to look at before retrying or purging."""
         from workers import broker
         from workers.dead_letters import list_dead_letters, with_row_errors
 
@@ -53,8 +56,11 @@ class RetryDeadLetter(MethodView):
     @blp.response(202, RetryResultSchema)
     @blp.documents_errors(404, 409)
     def post(self, message_id):
-        """Send it again (a dead-lettered transaction goes back to `pending`). Also accepts a
-        transaction id whose message Redis no longer has."""
+        """Retry a dead letter (admin): send the message again.
+
+        A dead-lettered transaction goes back to `pending` and is applied like a new one. Also
+        accepts a transaction id whose message Redis no longer has. 409 when the transaction is
+        no longer `dead_lettered`, or is a batch line (retried with its batch)."""
         from workers import broker
         from workers.dead_letters import retry
 
@@ -67,7 +73,10 @@ class DeadLetterById(MethodView):
     @blp.response(204)
     @blp.documents_errors(404)
     def delete(self, message_id):
-        """Drop the message. A transaction stays `dead_lettered` (no money moved)."""
+        """Delete a dead letter (admin): drop the message.
+
+        A transaction stays `dead_lettered` (no money moved); it can still be retried by its
+        transaction id."""
         from workers import broker
         from workers.dead_letters import find, remove
 

@@ -1,12 +1,14 @@
 """The request's unit of work: opened lazily, committed by the route (the edge),
-rolled back and closed at teardown whatever happened."""
+rolled back and closed at teardown whatever happened. A route marked
+`@blp.reads_from_replica` reads through a session on DATABASE_READ_URL instead (its auth,
+which runs before, stays on the primary)."""
 
 from __future__ import annotations
 
 from flask import Flask, g
 from sqlalchemy.orm import Session
 
-from db.session import UnitOfWork, session_factory
+from db.session import UnitOfWork, read_session_factory, session_factory
 
 
 def get_uow() -> UnitOfWork:
@@ -20,7 +22,19 @@ def get_uow() -> UnitOfWork:
 
 
 def get_session() -> Session:
+    if g.get("reads_from_replica"):
+        return _read_session()
     return get_uow().session
+
+
+def _read_session() -> Session:
+    session = g.get("read_session")
+    if session is None:
+        from flask import current_app
+
+        session = read_session_factory(current_app.config["LEDGERQ_SETTINGS"])()
+        g.read_session = session
+    return session
 
 
 def init_app(app: Flask) -> None:
@@ -30,3 +44,6 @@ def init_app(app: Flask) -> None:
         if uow is not None:
             uow.rollback()  # no-op after a commit; undoes anything a failed request flushed
             uow.close()
+        read_session = g.pop("read_session", None)
+        if read_session is not None:
+            read_session.close()

@@ -59,9 +59,23 @@ def _flatten_locations(errors: dict[str, Any]) -> dict[str, Any]:
 
 
 class Api(flask_smorest.Api):
-    # The documented `default` response is the one envelope every error is sent in,
-    # not flask-smorest's own `{code, status, errors}`, which the API never sends.
+    # The documented error responses (422 of @arguments, `default`) are the real envelope,
+    # not flask-smorest's `{code, status, errors}`.
     ERROR_SCHEMA = ErrorEnvelopeSchema
+
+    def _init_spec(self, *, extra_plugins=None, **options):
+        from api.extensions.openapi import ConventionsPlugin
+
+        super()._init_spec(extra_plugins=[*(extra_plugins or ()), ConventionsPlugin()], **options)
+
+    def _register_responses(self):
+        super()._register_responses()
+        # flask-smorest registers it lazily: replace its generic description before first use.
+        default = self.spec.components.responses_lazy[self.DEFAULT_ERROR_RESPONSE_NAME]
+        default["description"] = (
+            "Any other error, in the one error envelope with a stable `code` "
+            "(for example 500 `internal_error`; never a stack trace)."
+        )
 
     def handle_http_exception(self, error):
         status = error.code or 500
@@ -113,6 +127,26 @@ class Blueprint(flask_smorest.Blueprint):
         def decorator(view: Callable) -> Callable:
             setattr(view, RATE_LIMIT_ATTRIBUTE, policy)  # carried outward by functools.wraps
             return self.alt_response(429, schema=ErrorEnvelopeSchema, description=_RATE_LIMITED_DOC)(view)
+
+        return decorator
+
+    def reads_from_replica(self) -> Callable:
+        """Serve this read from DATABASE_READ_URL (a streaming replica) when one is set.
+
+        Only for heavy reads whose client can live with the replication delay (history,
+        historical balances, entries, the audit log). Put it innermost (just above the
+        view): authentication, outside it, keeps reading the primary, so a revoked token
+        or a new user is never judged from a lagging copy."""
+
+        def decorator(view: Callable) -> Callable:
+            @functools.wraps(view)
+            def wrapper(*args, **kwargs):
+                from flask import g
+
+                g.reads_from_replica = True
+                return view(*args, **kwargs)
+
+            return wrapper
 
         return decorator
 

@@ -2,24 +2,71 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
 
+from api.extensions import Blueprint
 from db.migrate import current_revisions, head_revisions
 from db.ops.metrics import WEB, check_access, exposition
 from db.session import get_engine
 
-blp = Blueprint("ops", __name__)
+blp = Blueprint("ops", __name__, description="Probes and Prometheus (no authentication; outside /api/v1)")
+
+_PROBE_BODY = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
+_READINESS_BODY = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "not_ready"]},
+        "checks": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "`ok`, or why not: `unreachable: <error>`, `behind: at [...]`",
+        },
+    },
+    "required": ["status", "checks"],
+}
+
+
+def _json(schema: dict, example: dict) -> dict:
+    return {"application/json": {"schema": schema, "example": example}}
 
 
 @blp.get("/healthz")
+@blp.doc(responses={"200": {"description": "alive", "content": _json(_PROBE_BODY, {"status": "ok"})}})
 def healthz():
-    """Liveness: the process answers. No dependencies, so a DB outage never restarts us."""
+    """Liveness: the process answers.
+
+    No dependencies, so a database outage never makes an orchestrator restart the web
+    tier. Point Kubernetes' `livenessProbe` (and load balancers' health checks) here."""
     return jsonify({"status": "ok"})
 
 
 @blp.get("/readyz")
+@blp.doc(
+    responses={
+        "200": {
+            "description": "ready",
+            "content": _json(
+                _READINESS_BODY,
+                {"status": "ready", "checks": {"postgres": "ok", "migrations": "ok", "redis": "ok"}},
+            ),
+        },
+        "503": {
+            "description": "not ready: take this instance out of rotation",
+            "content": _json(
+                _READINESS_BODY,
+                {
+                    "status": "not_ready",
+                    "checks": {"postgres": "ok", "migrations": "ok", "redis": "unreachable: ConnectionError"},
+                },
+            ),
+        },
+    }
+)
 def readyz():
-    """Readiness: PostgreSQL reachable with migrations at head, Redis reachable."""
+    """Readiness: PostgreSQL reachable with migrations at head, Redis reachable.
+
+    503 with the failing check named while any is not `ok`; `readinessProbe` and the
+    compose healthcheck use it, so traffic only reaches an instance that can serve it."""
     settings = current_app.config["LEDGERQ_SETTINGS"]
     checks: dict[str, str] = {}
     try:
@@ -41,9 +88,21 @@ def readyz():
 
 
 @blp.get("/metrics")
+@blp.doc(
+    responses={
+        "200": {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        "401": {"description": "LEDGERQ_METRICS_TOKEN is set and the bearer token is missing or wrong"},
+        "403": {"description": "the peer is not in LEDGERQ_METRICS_ALLOW"},
+    }
+)
 def metrics():
-    """Prometheus text of the web tier only (every gunicorn process, `process_*` of the
-    group, `ledgerq_build_info`), behind the optional token / allowlist."""
+    """Prometheus metrics of the web tier.
+
+    Every gunicorn process's counters, `process_*` of the group and `ledgerq_build_info`;
+    behind the optional bearer token and network allowlist (deployment/README.md)."""
     settings = current_app.config["LEDGERQ_SETTINGS"]
     # The direct peer, not a proxy's X-Forwarded-For: the allowlist names scrapers.
     peer = request.environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR", request.remote_addr)

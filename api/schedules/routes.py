@@ -66,14 +66,20 @@ class ScheduleById(MethodView):
     @blp.response(200, ScheduleSchema)
     @blp.documents_errors(404)
     def get(self, schedule_id):
-        """One schedule, with `next_run_at` (null unless active)."""
+        """One schedule (standing order), with `next_run_at`.
+
+        `next_run_at` is null unless the schedule is active. Visible to whoever created it or
+        owns its source account, and to finance/admin; 404 for anyone else."""
         return schedules.visible_schedule(get_session(), current_principal(), schedule_id)
 
     @blp.login_required()
     @blp.response(204)
     @blp.documents_errors(404)
     def delete(self, schedule_id):
-        """Stop the schedule for good (status `deleted`; its runs stay in the history)."""
+        """Delete a schedule: stop it for good.
+
+        Its status becomes `deleted` and no run is created any more; the runs already made stay
+        in the transaction history."""
         uow = get_uow()
         schedules.delete(uow.session, current_principal(), schedule_id)
         uow.commit()
@@ -85,7 +91,10 @@ class PauseSchedule(MethodView):
     @blp.response(200, ScheduleSchema)
     @blp.documents_errors(404, 409)
     def post(self, schedule_id):
-        """Stop creating runs until resumed (no-op when already paused; 409 when ended or deleted)."""
+        """Pause a schedule: stop creating runs until resumed.
+
+        A no-op when already paused; 409 when ended or deleted. Runs already created are not
+        affected."""
         uow = get_uow()
         schedule = schedules.pause(uow.session, current_principal(), schedule_id)
         uow.commit()
@@ -116,5 +125,8 @@ class ScheduleRuns(MethodView):
     @blp.response(200, TransactionPageSchema)
     @blp.documents_errors(404, 422)
     def get(self, args, schedule_id, page):
-        """The schedule's runs (ordinary transactions), newest first."""
+        """The schedule's runs, newest first.
+
+        Each run is an ordinary transaction with `schedule_id` and `scheduled_run_at`;
+        cursor-paginated."""
         return schedules.runs(get_session(), current_principal(), schedule_id, page)

@@ -67,7 +67,12 @@ class Transfer(MethodView):
     @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
     @blp.idempotent
     def post(self, data, idempotency_key):
-        """Move money between two accounts of one currency (from your own account)."""
+        """Move money between two accounts of one currency (from your own account).
+
+        Answers 202 with a durable `pending` transaction (or `scheduled` with a future
+        `scheduled_for`) and a `Location` to poll; a worker applies it atomically and it ends
+        `completed` or `failed` with a `failure_code`. Rules broken up front are a 4xx with a
+        stable `code`. Send an `Idempotency-Key` so a retry never moves money twice."""
         return _accept(_movement("transfer", data), idempotency_key)
 
 
@@ -79,7 +84,10 @@ class Credit(MethodView):
     @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
     @blp.idempotent
     def post(self, data, idempotency_key):
-        """Money in: from the currency's external account to `account_id` (finance/admin)."""
+        """Money in (finance/admin): from the currency's `external` account to `account_id`.
+
+        202 with a `pending` transaction and a `Location`, applied by a worker like a transfer.
+        Credits are not subject to the outgoing limits. Use an `Idempotency-Key`."""
         return _accept(_movement("credit", data), idempotency_key)
 
 
@@ -91,7 +99,11 @@ class Debit(MethodView):
     @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
     @blp.idempotent
     def post(self, data, idempotency_key):
-        """Money out: from `account_id` to the currency's external account (owner or finance)."""
+        """Money out (owner or finance/admin): from `account_id` to the currency's `external` account.
+
+        202 with a `pending` transaction and a `Location`; the worker fails it
+        `insufficient_funds` when the balance (plus overdraft) does not cover it. Outgoing
+        limits apply. Use an `Idempotency-Key`."""
         return _accept(_movement("debit", data), idempotency_key)
 
 
@@ -102,8 +114,13 @@ class History(MethodView):
     @blp.keyset_page(lambda tx: tx.seq)
     @blp.response(200, TransactionPageSchema)
     @blp.documents_errors(404, 422)
+    @blp.reads_from_replica()
     def get(self, args, page):
-        """Newest first. Customers see transactions touching their accounts."""
+        """Transaction history, newest first.
+
+        Customers see transactions touching their accounts; finance/admin see all. Filters:
+        `account_id`, `status`, `type`, `batch_id`, and `from`/`to` (inclusive, RFC 3339 with
+        offset). Cursor-paginated: follow `next_cursor` until null."""
         return transaction_views.history(
             get_session(),
             current_principal(),
@@ -131,10 +148,11 @@ class TransactionById(MethodView):
         },
     )
     def get(self, args, transaction_id):
-        """The transaction; `?wait=N` (0-30 s) returns as soon as the status is final
-        (woken by the commit that finalised it, within milliseconds). A waiting poll holds
-        no server thread and no database connection; a user may have at most
-        `LEDGERQ_LONG_POLLS_PER_USER` (default 10) waiting at once, above that 429."""
+        """One transaction; `?wait=N` (0-30 s) long-polls until the status is final.
+
+        Parties to the transaction (and finance/admin) see it; anyone else gets 404. With
+        `wait`, the answer comes as soon as the worker decides (`completed`, `failed`, ...) or
+        after N seconds with the status as it is: poll this rather than looping tightly."""
         settings = current_app.config["LEDGERQ_SETTINGS"]
         session = get_session()
         principal = current_principal()

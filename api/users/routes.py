@@ -28,7 +28,10 @@ class Users(MethodView):
     @blp.response(200, UserPageSchema)
     @blp.documents_errors(422)
     def get(self, args, page):
-        """Every user (admin), optionally by `role` / `is_active`."""
+        """Every user (admin), optionally by `role` / `is_active`.
+
+        Cursor-paginated (`limit`, `cursor`; follow `next_cursor` until null). Deactivated
+        users are included unless `is_active=true` is given."""
         rows = users_repo.list_page(
             get_session(), role=args["role"], is_active=args["is_active"], after=page.after, limit=page.limit
         )
@@ -41,7 +44,10 @@ class UserById(MethodView):
     @blp.response(200, UserSchema)
     @blp.documents_errors(404)
     def get(self, user_id):
-        """One user: admins see anyone, others only themselves (404 otherwise)."""
+        """One user: admins see anyone, others only themselves.
+
+        Another user's id is 404 for a non-admin, exactly like an id that does not exist, so
+        user ids cannot be enumerated."""
         return users_service.visible_user(get_session(), current_principal(), user_id)
 
     @blp.login_required()
@@ -67,7 +73,11 @@ class UserById(MethodView):
     @blp.response(204)
     @blp.documents_errors(404, 409)
     def delete(self, user_id):
-        """Deactivate (never delete: the ledger references users). Their tokens stop working."""
+        """Deactivate a user (admin).
+
+        Never deleted: the ledger and the audit log reference users. Every access and refresh
+        token of the user stops working at once; their accounts and history stay. 409 for
+        yourself: ask another admin."""
         uow = get_uow()
         users_service.deactivate(uow.session, current_principal(), user_id)
         uow.commit()

@@ -104,6 +104,10 @@ class Settings(BaseSettings):
 
     # --- infrastructure ------------------------------------------------------------
     database_url: str = Field("postgresql+psycopg://postgres@127.0.0.1:5432/test", alias="DATABASE_URL")
+    # Optional streaming replica for heavy reads that may lag by the replication delay
+    # (history, historical balances, ledger entries, audit log): the routes that say so
+    # with @blp.reads_from_replica. Everything else, auth included, reads the primary.
+    database_read_url: str | None = Field(None, alias="DATABASE_READ_URL")
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     # Prefix of every Redis key we own (Dramatiq queues, rate-limit counters), so that
     # several stacks or test runs can share one Redis without touching each other.
@@ -305,10 +309,10 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["console", "json", "auto"] = Field("auto", alias="LOG_FORMAT")
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_read_url")
     @classmethod
-    def _use_psycopg3(cls, value: str) -> str:
-        return psycopg_url(value)
+    def _use_psycopg3(cls, value: str | None) -> str | None:
+        return psycopg_url(value) if value else None
 
     @model_validator(mode="after")
     def _secret_strong(self) -> Settings:

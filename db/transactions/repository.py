@@ -138,7 +138,7 @@ def claim_stale_pending(
             select(Transaction.id)
             .where(Transaction.status == "pending", idle_for > literal(stale_after_s) + retry_wait)
             # Batch lines are applied by their chunk (in file order, all-or-nothing when
-            # atomic); workers.batches.sweep_stalled re-sends a lost chunk instead.
+            # atomic); workers.batches.sweep_stalled_batches re-sends a lost chunk instead.
             .where(Transaction.batch_id.is_(None))
             .order_by(Transaction.updated_at)
             .limit(limit)

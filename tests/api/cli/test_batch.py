@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import sys
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
 from api.cli import main
+from api.cli.batch import Spinner
 from tests.fixtures.batches import csv_bytes
 from tests.fixtures.ledger import balance
 
@@ -70,3 +74,41 @@ def test_without_credentials_it_says_how_to_give_them(api_url, tmp_path):
     result = CliRunner().invoke(main, ["batch", "submit", str(path), "--api-url", api_url])
     assert result.exit_code == 2
     assert "LEDGERQ_TOKEN" in result.output
+
+
+def test_submit_prints_the_first_rejected_and_failed_lines(api_url, make, worker, tmp_path):
+    finance, alice = make.user("finance"), make.user()
+    a, b = make.account(alice, balance="5.00"), make.account(make.user())
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(
+        csv_bytes(f"{a},{b},1.00,USD,ok", f"{a},{b},1.001,USD,bad-amount", f"{a},{b},900.00,USD,too-much")
+    )
+    login = ["--api-url", api_url, "--username", finance.username, "--password", finance.password]
+    result = CliRunner().invoke(main, ["batch", "submit", str(path), *login])
+    assert result.exit_code == 2, result.output
+    assert "rejected lines (first 1 of 1):" in result.output
+    assert "line 3: invalid_amount:" in result.output
+    assert "failed lines (first 1 of 1):" in result.output
+    assert "line 4: insufficient_funds:" in result.output
+    assert "ledgerq batch results" in result.output
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_spinner_spins_on_a_terminal_and_prints_one_line_otherwise(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with Spinner("validating", interval=0.01):
+        time.sleep(0.2)
+    frames = terminal.getvalue()
+    assert frames.count("validating (") >= 3 and {"|", "/", "-"} <= set(frames)
+    assert frames.endswith("\r\033[K")
+
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    with Spinner("validating", interval=0.01):
+        time.sleep(0.05)
+    assert log.getvalue() == "validating...\n"
