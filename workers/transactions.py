@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from db.audit import repository as audit
 from db.core.logs import get_logger
+from db.events import outbox
 from db.ledger.posting import apply_transaction as post_to_ledger
 from db.models import Transaction
 from db.schedules.service import record_run_outcome
@@ -89,5 +90,6 @@ def record_dead_letter(kwargs: dict, reason: str) -> None:
                 entity_id=tx_id,
                 data={"reason": reason[:500]},
             )
+            outbox.record(uow.session, outbox.transactions_by_id(uow.session, [tx_id]))
     if changed:
         DEAD_LETTERED.inc()

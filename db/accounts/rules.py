@@ -21,6 +21,7 @@ from db.core.config import Settings
 from db.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from db.core.money import AmountError, format_minor, parse_amount
 from db.core.principal import Principal
+from db.events import outbox
 from db.ledger import limits as limits_rules
 from db.models import Account, Balance
 
@@ -31,6 +32,8 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "close": (("active", "frozen"), "closed"),
 }
 AUDIT_ACTIONS = {"freeze": "account.frozen", "unfreeze": "account.unfrozen", "close": "account.closed"}
+# The event each change announces (`account.<name>`, db/events/outbox.py).
+EVENT_NAMES = {"freeze": "frozen", "unfreeze": "unfrozen", "close": "closed"}
 LIMIT_FIELDS = (*limits_rules.LIMIT_NAMES, "overdraft_limit")
 
 
@@ -81,7 +84,7 @@ def change_status(
         actor_id=principal.id,
         data={"from": old_status, "to": new_status, "reason": reason},
     )
-    session.flush()
+    outbox.record(session, [outbox.account_event(session, account, EVENT_NAMES[action])])
     return account
 
 

@@ -34,6 +34,7 @@ from db.batches import repository as batches_repo
 from db.batches import states
 from db.core.config import get_settings
 from db.core.logs import get_logger
+from db.events import outbox
 from db.ledger import limits as limits_rules
 from db.ledger.posting import LedgerCorrupted, decide
 from db.models import Batch
@@ -175,6 +176,7 @@ def _write(
     if changed != len(decisions):
         # Every row was locked and pending a moment ago; anything else is a bug.
         raise LedgerCorrupted(f"{len(decisions) - changed} locked batch transaction(s) changed status")
+    outbox.record(session, outbox.transactions_by_id(session, [d[0] for d in decisions]))
 
 
 def _apply_atomic(session: Session, batch: Batch) -> ChunkOutcome:
@@ -238,6 +240,7 @@ def _fail_atomic(
     code = failing[1] if failing else "line_not_pending"
     if failing:
         lines_repo.write_decisions(session, [(failing[0], "failed", code, reason)])
+        outbox.record(session, outbox.transactions_by_id(session, [failing[0]]))
     message = f"line {line_no}: {code}: {reason}; nothing in the atomic batch moved money"
     cancelled = lines_repo.mark_unfinished(
         session,

@@ -25,6 +25,7 @@ from db.audit import repository as audit
 from db.core.config import get_settings
 from db.core.logs import get_logger
 from db.core.money import format_minor
+from db.events import outbox
 from db.ledger import limits as limits_rules
 from db.models import Account, Balance, LedgerEntry, Transaction
 from db.transactions import repository as transactions_repo
@@ -145,5 +146,6 @@ def apply_transaction(session: Session, transaction_id: uuid.UUID) -> Outcome:
         data={"failure_code": decision.failure_code} if decision.failure_code else {},
         request_id=tx.request_id,
     )
+    outbox.record(session, outbox.transaction_events(session, [tx]))
     session.flush()
     return Outcome(tx.id, decision.status, decision.failure_code, tx.schedule_id)

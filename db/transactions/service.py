@@ -31,6 +31,7 @@ from db.core.errors import (
 )
 from db.core.money import AmountError, format_minor, parse_amount
 from db.core.principal import Principal
+from db.events import outbox
 from db.ledger import limits as limits_rules
 from db.models import Account, Transaction
 from db.transactions import repository as transactions_repo
@@ -135,6 +136,7 @@ def submit(
     session.flush()
     tx = transactions_repo.get(session, new_id)
     assert tx is not None
+    outbox.record(session, outbox.transaction_events(session, [tx], created=True))
     return Submitted(tx, replayed=False)
 
 
@@ -306,7 +308,7 @@ def cancel(
         data={"previous_status": previous},
         request_id=request_id,
     )
-    session.flush()
+    outbox.record(session, outbox.transaction_events(session, [locked]))
     return locked
 
 
@@ -421,6 +423,7 @@ def reverse(
     session.flush()
     tx = transactions_repo.get(session, new_id)
     assert tx is not None
+    outbox.record(session, outbox.transaction_events(session, [tx], created=True))
     return Submitted(tx, replayed=False)
 
 
