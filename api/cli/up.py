@@ -152,6 +152,9 @@ def up(state_dir: Path) -> None:
             except Exception as exc:  # noqa: BLE001
                 log.warning("up.stop_failed", error=str(exc))
 
+    # A development stack: webhooks may reach receivers on this machine or the LAN
+    # (plain http, private addresses); the SSRF guard stays on everywhere else.
+    os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_HOSTS", "true")
     try:
         if not os.environ.get("DATABASE_URL"):
             postgres = EmbeddedPostgres(state_dir / "postgres")
