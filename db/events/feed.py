@@ -3,15 +3,20 @@
 Sequence numbers are taken at INSERT and transactions commit in any order: the
 transaction holding seq 10 may commit after the one holding 11, so "after seq 11" would
 lose 10. Instead each event carries its writer's transaction id (`xid`, xid8, set by the
-database), the feed orders by (xid, seq), and it shows only events whose xid is below
-the oldest transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`): every
-transaction below that horizon has committed or rolled back, and any event written
-later belongs to a transaction at or above it, hence after every cursor handed out so
-far. A cursor is the (xid, seq) of the last event returned.
+database), the feed orders by (xid, seq), and it shows only events below the *horizon*:
+the oldest transaction that was still running when the statement's snapshot was taken
+(`pg_snapshot_xip`), or the snapshot's `xmax` when none was. Every transaction below the
+horizon has committed or rolled back, and any event written later belongs to a
+transaction at or above it, hence after every cursor handed out so far. A cursor is the
+(xid, seq) of the last event returned.
 
-The price: an event appears only once every transaction older than its own has ended,
-so one long-running transaction (anywhere on the server) delays the feed; it never
-reorders it. deployment/EVENTS.md says how to watch for that.
+Transaction ids are server-wide, but only this database's transactions can write its
+events: a running transaction that `pg_stat_activity` shows connected to another database
+does not hold the horizon back (one that cannot be attributed, say because it just
+ended, still does: that only delays an event by one poll, it never skips one). The price:
+an event appears once every older transaction *of this database* has ended, so one
+long-running write transaction delays the feed; it never reorders it.
+deployment/EVENTS.md says how to watch for that.
 """
 
 from __future__ import annotations
@@ -27,6 +32,19 @@ from sqlalchemy.orm import Session
 
 from db.core.errors import ValidationFailed
 from db.core.principal import Principal
+
+# The horizon as one scalar subquery over the statement's snapshot (see the docstring).
+HORIZON = """(
+    SELECT coalesce(min(x.xid), pg_snapshot_xmax(pg_current_snapshot()))
+    FROM pg_snapshot_xip(pg_current_snapshot()) AS x(xid)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM pg_stat_activity a
+        WHERE a.backend_xid IS NOT NULL
+          AND a.datid IS NOT NULL
+          AND a.datid <> (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+          AND a.backend_xid::text = ((x.xid::text::numeric % 4294967296)::bigint)::text
+    )
+)"""
 
 _CURSOR = re.compile(r"^(\d{1,20})-(\d{1,19})$")
 START = "0-0"
@@ -66,7 +84,7 @@ def read(
     xid, seq = parse_cursor(after)
     filters = [
         "(e.xid, e.seq) > (CAST(:xid AS text)::xid8, :seq)",
-        "e.xid < pg_snapshot_xmin(pg_current_snapshot())",
+        f"e.xid < {HORIZON}",
     ]
     params: dict[str, Any] = {"xid": str(xid), "seq": seq, "limit": limit}
     if event_type:

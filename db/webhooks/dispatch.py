@@ -24,6 +24,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from db.core.config import Settings
+from db.events.feed import HORIZON
 from db.models import WebhookDelivery, WebhookSubscription
 from db.webhooks import breaker
 
@@ -37,7 +38,7 @@ _FAN_OUT = text(
     WITH batch AS (
         SELECT e.id, e.type, e.account_ids, e.created_at, e.xid, e.seq FROM events e
         WHERE (e.xid, e.seq) > (SELECT c.xid, c.seq FROM webhook_fanout_cursor c WHERE c.id = 1)
-          AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+          AND e.xid < {horizon}
         ORDER BY e.xid, e.seq LIMIT :limit
     ), created AS (
         INSERT INTO webhook_deliveries (id, subscription_id, event_id, event_type)
@@ -58,7 +59,7 @@ _FAN_OUT = text(
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM batch) AS events, (SELECT count(*) FROM created) AS deliveries
-    """
+    """.format(horizon=HORIZON)
 )
 
 
