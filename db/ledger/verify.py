@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.core.money import format_minor
+from db.events.verify import check_final_transactions_announced
 
 # Invariant 6 is about liveness: a pending row idle this long means nothing is applying it.
 STUCK_PENDING_AFTER = "1 hour"
@@ -134,6 +135,7 @@ CHECKS = (
     check_no_overdrawn_accounts,
     check_append_only_triggers,
     check_nothing_stuck,
+    check_final_transactions_announced,
 )
 
 

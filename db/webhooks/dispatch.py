@@ -34,11 +34,11 @@ LEASE_MARGIN_S = 20  # beyond the attempt's timeout, before a lost attempt is re
 # written, its owner is active, and the owner may see the event: finance and admin
 # everything, a customer the events of accounts they own.
 _FAN_OUT = text(
-    """
+    f"""
     WITH batch AS (
         SELECT e.id, e.type, e.account_ids, e.created_at, e.xid, e.seq FROM events e
         WHERE (e.xid, e.seq) > (SELECT c.xid, c.seq FROM webhook_fanout_cursor c WHERE c.id = 1)
-          AND e.xid < {horizon}
+          AND e.xid < {HORIZON}
         ORDER BY e.xid, e.seq LIMIT :limit
     ), created AS (
         INSERT INTO webhook_deliveries (id, subscription_id, event_id, event_type)
@@ -59,7 +59,7 @@ _FAN_OUT = text(
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM batch) AS events, (SELECT count(*) FROM created) AS deliveries
-    """.format(horizon=HORIZON)
+    """
 )
 
 
