@@ -66,4 +66,23 @@ account completed, while holding its row lock: concurrent requests cannot jointl
 `POST /accounts/{id}/freeze|unfreeze|close` (finance/admin, optional `{"reason"}`, audited).
 `overdraft_limit` (default 0) lets a balance go down to its negative; the system `external`
 accounts are unlimited. `available_balance` = balance minus pending outgoing amounts.
+
+## Events and webhooks
+
+Every state change worth telling (a transaction created, completed, failed, cancelled,
+dead-lettered or reversed; a batch finished; an account frozen, unfrozen or closed) writes
+an event `{id, type, created_at, data}` **in the same database transaction** as the
+change; `data` is the resource as GET renders it then. `GET /events?after=` lists them in
+a stable order that never skips, also while many transactions commit concurrently:
+`next_cursor` is always set, so polling with the last one sees every event exactly once.
+Customers see their own accounts' events; finance and admin all. Kept at least 30 days.
+
+`POST /webhooks` subscribes a URL (https, public addresses only) and returns its signing
+`secret` once. Deliveries are `POST url` with the event and `Ledgerq-Signature:
+t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` (verify with
+`ledgerq.webhooks.verify_signature`); a 2xx within 10 s is delivered, anything else is
+retried with exponential backoff and jitter (first retry within a minute) for at least
+24 h, then `failed` (listed, retryable). At least once, in no guaranteed order:
+deduplicate by event id. A failing endpoint is paused by a circuit breaker and probed;
+it never delays other endpoints.
 """
