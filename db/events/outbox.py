@@ -74,7 +74,8 @@ def transaction_events(
 
     txs = list(txs)
     session.flush()
-    reversed_by = transactions_repo.reversed_by(session, [tx.id for tx in txs])
+    # A transaction just recorded cannot have been reversed yet: no query for it.
+    reversed_by = {} if created else transactions_repo.reversed_by(session, [tx.id for tx in txs])
     events = []
     originals = []
     for tx in txs:
