@@ -75,11 +75,13 @@ def register_blueprints(app: Flask) -> None:
     from api.balances.routes import blp as balances
     from api.batches.routes import blp as batches
     from api.dead_letters.routes import blp as dead_letters
+    from api.events.routes import blp as events
     from api.ops.routes import blp as ops
     from api.queues.routes import blp as queues
     from api.schedules.routes import blp as schedules
     from api.transactions.routes import blp as transactions
     from api.users.routes import blp as users
+    from api.webhooks.routes import blp as webhooks
 
     api = app.extensions["ledgerq_api"]
     for blueprint in (
@@ -90,6 +92,8 @@ def register_blueprints(app: Flask) -> None:
         balances,
         batches,
         schedules,
+        events,
+        webhooks,
         dead_letters,
         queues,
         audit_logs,

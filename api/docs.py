@@ -87,4 +87,23 @@ user (a service user for an integration) budgets of its own:
 (woken by the commit, typically within milliseconds) or after N seconds with the current
 state. A user may have at most 10 such waits open at once (`LEDGERQ_LONG_POLLS_PER_USER`);
 above that, 429 `rate_limited`.
+
+## Events and webhooks
+
+Every state change worth telling (a transaction created, completed, failed, cancelled,
+dead-lettered or reversed; a batch finished; an account frozen, unfrozen or closed) writes
+an event `{id, type, created_at, data}` **in the same database transaction** as the
+change; `data` is the resource as GET renders it then. `GET /events?after=` lists them in
+a stable order that never skips, also while many transactions commit concurrently:
+`next_cursor` is always set, so polling with the last one sees every event exactly once.
+Customers see their own accounts' events; finance and admin all. Kept at least 30 days.
+
+`POST /webhooks` subscribes a URL (https, public addresses only) and returns its signing
+`secret` once. Deliveries are `POST url` with the event and `Ledgerq-Signature:
+t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` (verify with
+`ledgerq.webhooks.verify_signature`); a 2xx within 10 s is delivered, anything else is
+retried with exponential backoff and jitter (first retry within a minute) for at least
+24 h, then `failed` (listed, retryable). At least once, in no guaranteed order:
+deduplicate by event id. A failing endpoint is paused by a circuit breaker and probed;
+it never delays other endpoints.
 """

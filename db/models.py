@@ -23,14 +23,17 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -486,3 +489,130 @@ class BatchRejectedLine(Base):
     code: Mapped[str] = mapped_column(String(32), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+EVENT_TYPES = (
+    "transaction.created",
+    "transaction.completed",
+    "transaction.failed",
+    "transaction.cancelled",
+    "transaction.dead_lettered",
+    "transaction.reversed",
+    "batch.completed",
+    "batch.completed_with_errors",
+    "batch.failed",
+    "batch.cancelled",
+    "account.frozen",
+    "account.unfrozen",
+    "account.closed",
+)
+WEBHOOK_DELIVERY_STATUSES = ("pending", "delivering", "delivered", "failed")
+CIRCUIT_STATES = ("closed", "open", "half_open")
+
+
+class XID8(UserDefinedType):
+    """PostgreSQL's 64-bit transaction id (`pg_current_xact_id()`); read as text."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+ischema_names["xid8"] = XID8  # so reflection (alembic check) knows the type
+
+
+class Event(Base):
+    """The transactional outbox: one row per state change worth telling, written in the
+    transaction that makes the change (db/events/outbox.py). `xid` is the writer's
+    transaction id, set by the database; the feed's SQL orders by (xid, seq)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_xid_seq", "xid", "seq"),
+        Index("ix_events_account_ids", "account_ids", postgresql_using="gin"),
+        Index("ix_events_created_at", "created_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    xid: Mapped[str] = mapped_column(XID8, nullable=False, server_default=text("pg_current_xact_id()"))
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, unique=True)
+    type: Mapped[str] = mapped_column(String(64), nullable=False)
+    account_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(UUID(as_uuid=True)), nullable=False, server_default=text("'{}'")
+    )
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class WebhookSubscription(Base):
+    __tablename__ = "webhook_subscriptions"
+    __table_args__ = (CheckConstraint(_in("circuit_state", CIRCUIT_STATES), name="circuit_state_valid"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(String(64)), nullable=False)
+    description: Mapped[str] = mapped_column(String(255), nullable=False, server_default="")
+    # Fernet token of the signing secret (db/webhooks/secrets.py): shown once, never stored plain.
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    circuit_state: Mapped[str] = mapped_column(String(16), nullable=False, server_default="closed")
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    circuit_opened_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    circuit_retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: attempts, the last answer, and when to try next."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", WEBHOOK_DELIVERY_STATUSES), name="status_valid"),
+        UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_subscription_id"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "subscription_id",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_subscription_created", "subscription_id", "created_at"),
+        Index("ix_webhook_deliveries_event_id", "event_id"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    subscription_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), nullable=False
+    )
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Retries stop `webhook_retry_window_s` after this (reset by a manual retry).
+    window_started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class WebhookFanoutCursor(Base):
+    """Where the fan-out stands in the event feed (one row, db/webhooks/dispatch.py)."""
+
+    __tablename__ = "webhook_fanout_cursor"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    xid: Mapped[str] = mapped_column(XID8, nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -63,7 +63,19 @@ def build_scheduler(
         metrics.refresh_queue_gauges, "interval", seconds=settings.scheduler_queue_gauges_s, id="queue_gauges"
     )
     _add_batch_jobs(scheduler, settings)
+    _add_event_jobs(scheduler, settings)
     return scheduler
+
+
+def _add_event_jobs(scheduler: BaseScheduler, settings: Settings) -> None:
+    from workers.webhooks import dispatch_tick, prune_events
+
+    scheduler.add_job(
+        _send, "interval", args=[dispatch_tick], seconds=settings.scheduler_tick_s, id="webhooks_dispatch"
+    )
+    scheduler.add_job(
+        _send, "interval", args=[prune_events], seconds=settings.event_prune_interval_s, id="events_prune"
+    )
 
 
 def _add_batch_jobs(scheduler: BaseScheduler, settings: Settings) -> None:

@@ -28,6 +28,16 @@ os.environ.update(
         "LEDGERQ_RATE_LIMIT_AUTH_FAILURES_PER_ACCOUNT": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_MONEY_PER_USER": "100000 per minute",
         "LEDGERQ_RATE_LIMIT_ACCOUNT_PER_USER": "100000 per minute",
+        # Webhook receivers in tests listen on 127.0.0.1 over plain http; retries and the
+        # circuit breaker act in fractions of a second (tests/api/webhooks/).
+        "WEBHOOK_ALLOW_PRIVATE_HOSTS": "true",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
+        "WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+        "WEBHOOK_RETRY_MAX_DELAY_SECONDS": "1",
+        "WEBHOOK_MAX_IN_FLIGHT": "2",
+        "WEBHOOK_BREAKER_THRESHOLD": "3",
+        "WEBHOOK_BREAKER_COOLDOWN_SECONDS": "1",
+        "WEBHOOK_BREAKER_MAX_COOLDOWN_SECONDS": "2",
     }
 )
 

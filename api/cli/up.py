@@ -161,6 +161,9 @@ def up(state_dir: Path) -> None:
     os.environ.setdefault("LEDGERQ_ENV", "development")
     if not os.environ.get("JWT_SECRET") and not os.environ.get("JWT_SECRET_FILE"):
         os.environ["JWT_SECRET"] = development_secret(state_dir / "jwt-secret")
+    # A development stack: webhooks may reach receivers on this machine or the LAN
+    # (plain http, private addresses); the SSRF guard stays on everywhere else.
+    os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_HOSTS", "true")
     try:
         if not os.environ.get("DATABASE_URL"):
             postgres = EmbeddedPostgres(state_dir / "postgres")

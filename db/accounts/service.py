@@ -25,6 +25,7 @@ from db.core.currencies import is_known_currency
 from db.core.errors import Conflict, Forbidden, NotFound, RuleViolation, ValidationFailed
 from db.core.money import AmountError, format_minor, parse_amount, to_minor
 from db.core.principal import Principal
+from db.events import outbox
 from db.ledger import limits as limits_rules
 from db.models import Account, Balance
 from db.pagination import KeysetPage
@@ -149,6 +150,10 @@ def _locked(session: Session, principal: Principal, account_id: uuid.UUID) -> tu
     return row
 
 
+# The event each change announces (`account.<name>`, db/events/outbox.py).
+EVENT_NAMES = {"freeze": "frozen", "unfreeze": "unfrozen", "close": "closed"}
+
+
 def change_status(
     session: Session, principal: Principal, account_id: uuid.UUID, action: str, reason: str | None
 ) -> Account:
@@ -180,7 +185,7 @@ def change_status(
         actor_id=principal.id,
         data={"from": old_status, "to": new_status, "reason": reason},
     )
-    session.flush()
+    outbox.record(session, [outbox.account_event(session, account, EVENT_NAMES[action])])
     return account
 
 

@@ -22,6 +22,7 @@ from db.batches.format import FileRejected, Record, csv_records
 from db.batches.validation import Accepted, LineValidator
 from db.core.config import Settings
 from db.core.logs import get_logger
+from db.events import outbox
 from db.models import Batch
 
 log = get_logger(__name__)
@@ -88,6 +89,7 @@ def ingest(session: Session, batch: Batch, records: Iterable[Record], settings: 
                 rejected_rows.append((batch.id, result.line, result.code, result.reason, result.raw))
                 rejected += 1
         lines_repo.copy_transactions(session, tx_rows)
+        outbox.record(session, outbox.transactions_by_id(session, [row[0] for row in tx_rows], created=True))
         lines_repo.copy_rejected(session, rejected_rows)
 
     # A cancel may have arrived while the lines were validated: look under the lock.

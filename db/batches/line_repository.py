@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
+from db.events import outbox
 from db.ledger.repository import copy_rows as _copy
 from db.models import Account, BatchRejectedLine, Transaction
 
@@ -80,9 +81,17 @@ def mark_unfinished(
     )
     if from_line:
         query = query.where(Transaction.batch_line >= from_line)
-    return changed(
-        session.execute(query.values(status=status, failure_message=message[:2000], updated_at=func.now()))
+    ids = (
+        session.execute(
+            query.values(status=status, failure_message=message[:2000], updated_at=func.now()).returning(
+                Transaction.id
+            )
+        )
+        .scalars()
+        .all()
     )
+    outbox.record(session, outbox.transactions_by_id(session, list(ids)))
+    return len(ids)
 
 
 def release_scheduled(session: Session, batch_id: uuid.UUID) -> int:

@@ -30,6 +30,7 @@ from db.batches import line_repository as lines_repo
 from db.batches import repository as batches_repo
 from db.batches import states
 from db.core.logs import get_logger
+from db.events import outbox
 from db.ledger import repository as ledger_repo
 from db.ledger.posting import engine
 from db.models import Batch
@@ -154,6 +155,7 @@ def _fail_atomic(
     code = failing[1] if failing else "line_not_pending"
     if failing:
         ledger_repo.write_decisions(session, [(failing[0], "failed", code, reason)])
+        outbox.record(session, outbox.transactions_by_id(session, [failing[0]]))
     message = f"line {line_no}: {code}: {reason}; nothing in the atomic batch moved money"
     cancelled = lines_repo.mark_unfinished(
         session,

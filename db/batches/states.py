@@ -17,9 +17,10 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import func
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from db.batches import repository as batches_repo
+from db.events import outbox
 from db.models import Batch
 
 INITIAL = "received"
@@ -59,6 +60,9 @@ def _move(
         batch.failure_code = code
         batch.failure_message = message
         batch.completed_at = func.now()
+        session = object_session(batch)
+        if session is not None:  # always, for a loaded batch; the event needs the session
+            outbox.record(session, [outbox.batch_event(session, batch)])
 
 
 def start_validating(session: Session, batch_id: uuid.UUID) -> bool:

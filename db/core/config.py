@@ -305,6 +305,32 @@ class Settings(BaseSettings):
     # A file modified less than this long ago may still be being written: wait.
     batch_inbox_settle_s: float = Field(2.0, alias="LEDGERQ_BATCH_INBOX_SETTLE_SECONDS")
 
+    # --- events and webhooks (deployment/EVENTS.md) ------------------------------------
+    # The contract keeps events at least 30 days; the prune tick deletes older ones.
+    event_retention_days: int = Field(30, ge=30, alias="LEDGERQ_EVENT_RETENTION_DAYS")
+    event_prune_interval_s: int = Field(3600, alias="LEDGERQ_EVENT_PRUNE_INTERVAL_SECONDS")
+    # Development and tests only: allow plain http and private/loopback webhook hosts.
+    webhook_allow_private_hosts: bool = Field(False, alias="WEBHOOK_ALLOW_PRIVATE_HOSTS")
+    # Key that encrypts webhook signing secrets at rest; derived from JWT_SECRET when unset.
+    webhook_secret_key: str | None = Field(None, alias="WEBHOOK_SECRET_KEY")
+    # A 2xx answer within this many seconds is a delivery (the contract says 10).
+    webhook_timeout_s: float = Field(10.0, gt=0, le=10, alias="WEBHOOK_TIMEOUT_SECONDS")
+    # Backoff after the n-th failed attempt: base * 2^(n-1), capped, times a jitter in
+    # [0.5, 1]; the first retry comes within `base` seconds (contract: within a minute).
+    webhook_retry_base_s: float = Field(20.0, gt=0, le=60, alias="WEBHOOK_RETRY_BASE_SECONDS")
+    webhook_retry_max_delay_s: float = Field(3600.0, gt=0, alias="WEBHOOK_RETRY_MAX_DELAY_SECONDS")
+    # Retried for this long after the first attempt was due, then `failed` (contract: >= 24 h).
+    webhook_retry_window_s: float = Field(25 * 3600.0, gt=0, alias="WEBHOOK_RETRY_WINDOW_SECONDS")
+    # Deliveries in flight per endpoint: a slow endpoint holds at most this many workers.
+    webhook_max_in_flight: int = Field(4, ge=1, alias="WEBHOOK_MAX_IN_FLIGHT")
+    # Consecutive failures that open an endpoint's circuit; the first pause, doubled on
+    # every failed probe up to the maximum.
+    webhook_breaker_threshold: int = Field(5, ge=1, alias="WEBHOOK_BREAKER_THRESHOLD")
+    webhook_breaker_cooldown_s: float = Field(30.0, gt=0, alias="WEBHOOK_BREAKER_COOLDOWN_SECONDS")
+    webhook_breaker_max_cooldown_s: float = Field(600.0, gt=0, alias="WEBHOOK_BREAKER_MAX_COOLDOWN_SECONDS")
+    # Events fanned out to subscriptions per dispatch tick.
+    webhook_dispatch_batch: int = Field(1000, ge=1, alias="WEBHOOK_DISPATCH_BATCH")
+
     # --- logging -------------------------------------------------------------------
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["console", "json", "auto"] = Field("auto", alias="LOG_FORMAT")

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.core.money import format_minor
+from db.events.verify import check_final_transactions_announced
 
 # Invariant 6 is about liveness: a row pending this long since it became due (created,
 # or released at its scheduled_for) means nothing is applying it. Not `updated_at`: the
@@ -191,6 +192,7 @@ CHECKS = (
     check_no_overdrawn_accounts,
     check_append_only_triggers,
     check_nothing_stuck,
+    check_final_transactions_announced,
 )
 
 

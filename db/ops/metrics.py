@@ -56,6 +56,12 @@ FAMILIES: dict[str, frozenset[str]] = {
             "ledgerq_batch_lines_applied",
             "ledgerq_batch_chunk_seconds",
             "ledgerq_batches_resent",
+            "ledgerq_webhook_deliveries",
+            "ledgerq_webhook_attempt_seconds",
+            "ledgerq_webhook_oldest_undelivered_seconds",
+            "ledgerq_webhook_circuits",
+            "ledgerq_webhook_circuits_opened",
+            "ledgerq_events_pruned",
             _ENQUEUE,
         }
     ),

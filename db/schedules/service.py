@@ -32,6 +32,7 @@ from db.core.config import Settings, get_settings
 from db.core.errors import Conflict, NotFound, ValidationFailed
 from db.core.logs import get_logger
 from db.core.principal import Principal
+from db.events import outbox
 from db.models import Schedule
 from db.pagination import KeysetPage
 from db.schedules import repository as schedules_repo
@@ -315,6 +316,7 @@ def run_due(session: Session, *, now: datetime, settings: Settings, limit: int) 
         else:
             schedule.next_run_at = plan.next_run_at
     session.flush()
+    outbox.record(session, outbox.transactions_by_id(session, created, created=True))
     return created
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from db.audit import repository as audit
 from db.core.errors import Conflict, NotFound
 from db.core.principal import Principal
+from db.events import outbox
 from db.models import Transaction
 from db.transactions import repository as transactions_repo
 
@@ -26,6 +27,7 @@ def record(session: Session, transaction_id: uuid.UUID, reason: str) -> bool:
             entity_id=transaction_id,
             data={"reason": reason[:500]},
         )
+        outbox.record(session, outbox.transactions_by_id(session, [transaction_id]))
     return changed
 
 

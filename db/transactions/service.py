@@ -31,6 +31,7 @@ from db.core.errors import (
 )
 from db.core.money import AmountError, format_minor, parse_amount
 from db.core.principal import Principal
+from db.events import outbox
 from db.idempotency import Submitted
 from db.ledger import limits as limits_rules
 from db.models import Account, Transaction
@@ -138,6 +139,7 @@ def submit(
         request_id=request_id,
     )
     session.flush()
+    outbox.record(session, outbox.transaction_events(session, [tx], created=True))
     return idempotency.created(tx)
 
 
@@ -305,7 +307,7 @@ def cancel(
         data={"previous_status": previous},
         request_id=request_id,
     )
-    session.flush()
+    outbox.record(session, outbox.transaction_events(session, [locked]))
     return locked
 
 
@@ -418,6 +420,7 @@ def reverse(
         request_id=request_id,
     )
     session.flush()
+    outbox.record(session, outbox.transaction_events(session, [tx], created=True))
     return idempotency.created(tx)
 
 

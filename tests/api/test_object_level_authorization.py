@@ -27,11 +27,20 @@ class Party:
     account_id: uuid.UUID
     transaction_id: uuid.UUID
     schedule_id: uuid.UUID
+    webhook_id: uuid.UUID
+    delivery_id: uuid.UUID
 
     @property
     def secrets(self) -> set[str]:
         """Ids that must never show up in another customer's responses."""
-        return {str(self.account_id), str(self.transaction_id), str(self.user.id), str(self.schedule_id)}
+        return {
+            str(self.account_id),
+            str(self.transaction_id),
+            str(self.user.id),
+            str(self.schedule_id),
+            str(self.webhook_id),
+            str(self.delivery_id),
+        }
 
 
 # How to name a party's object for each id parameter an endpoint may take.
@@ -41,6 +50,8 @@ ID_BUILDERS: dict[str, Callable[[Party], object]] = {
     "user_id": lambda party: party.user.id,
     "owner_id": lambda party: party.user.id,
     "schedule_id": lambda party: party.schedule_id,
+    "webhook_id": lambda party: party.webhook_id,
+    "delivery_id": lambda party: party.delivery_id,
     # Admin-only: customers are refused (403) whatever the id, so any value will do.
     "message_id": lambda party: uuid.uuid4(),
     # Batches are finance/admin only: a customer is refused (403) whatever the id.
@@ -57,9 +68,21 @@ _PATH_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 def _party(make) -> Party:
     from db.core.config import get_settings
+    from db.models import WebhookDelivery
     from db.schedules.service import StandingOrder, create
+    from db.webhooks import dispatch
+    from db.webhooks import service as webhooks
 
     user = make.user()
+    with unit_of_work() as uow:  # subscribed first, so the funding below is delivered to it
+        hook = webhooks.create(
+            uow.session,
+            user.principal,
+            url="http://127.0.0.1:9/hook",
+            events=["*"],
+            description=None,
+            settings=get_settings(),
+        ).subscription
     account_id = make.account(user, balance="50.00")
     savings = make.account(user)
     with unit_of_work() as uow:
@@ -70,7 +93,13 @@ def _party(make) -> Party:
             from_account_id=account_id, to_account_id=savings, amount="1.00", currency="USD", cron="0 9 1 * *"
         )
         schedule = create(uow.session, user.principal, standing_order, settings=get_settings())
-    return Party(user, account_id, tx_id, schedule.id)
+    with unit_of_work() as uow:
+        dispatch.fan_out(uow.session, get_settings())
+    with unit_of_work() as uow:
+        delivery_id = uow.session.scalars(
+            select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == hook.id).limit(1)
+        ).one()
+    return Party(user, account_id, tx_id, schedule.id, hook.id, delivery_id)
 
 
 def _fill(rule: str, party: Party | None) -> str:

@@ -6,7 +6,8 @@
 --   3. write the transaction rows (already completed) in one INSERT,
 --   4. write both entries of every transfer, with balance_after from a running sum,
 --      in one INSERT,
---   5. move every balance by its summed delta in one UPDATE ... FROM.
+--   5. move every balance by its summed delta in one UPDATE ... FROM,
+--   6. write every transfer's `transaction.completed` event (the outbox) in one INSERT.
 -- Run: pgbench -n -f setbased.sql -D payers=20 -D payees=5000 -D size=100 -c 4 ...
 -- (bench_payers, bench_payees and bench_meta are made by api/cli/bench/baseline.py).
 BEGIN;
@@ -46,4 +47,12 @@ FROM (SELECT account, sum(delta) AS delta
             SELECT to_id AS account, amount AS delta FROM stage) AS legs
       GROUP BY account) AS d
 WHERE b.account_id = d.account;
+INSERT INTO events (id, type, account_ids, data)
+SELECT gen_random_uuid(), 'transaction.completed', ARRAY[t.from_account_id, t.to_account_id],
+       jsonb_build_object('id', t.id, 'type', t.type, 'status', t.status,
+                          'from_account_id', t.from_account_id, 'to_account_id', t.to_account_id,
+                          'amount_minor', t.amount_minor, 'currency', t.currency,
+                          'created_at', t.created_at, 'updated_at', t.updated_at, 'completed_at', t.completed_at)
+FROM stage AS s JOIN transactions AS t ON t.id = s.id
+ORDER BY s.ord;
 COMMIT;

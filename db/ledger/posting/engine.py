@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.core.config import get_settings
+from db.events import outbox
 from db.ledger import limits as limits_rules
 from db.ledger import repository as ledger_repo
 from db.ledger.posting.rules import Decision, decide
@@ -127,6 +128,9 @@ def _side_writes(session: Session, decided: list[Decided], *, audit_each: bool) 
     """What every flush writes beside the money, in the same transaction: the one place
     for per-flush side writes (audit rows today; event-outbox rows, hash-chain links,
     hold releases belong here too, built from the same decided items)."""
+    # The outbox: each decided transaction's event, rendered as the API shows it now
+    # (db/events/outbox.py), in the transaction that decides it.
+    outbox.record(session, outbox.transactions_by_id(session, [d.item.id for d in decided]))
     if audit_each:
         ledger_repo.insert_audit_rows(
             session,

@@ -1,0 +1,135 @@
+"""The transactional outbox: the one writer of `events`.
+
+`record` inserts events in the caller's session, so they commit or roll back with the
+change they describe: no event for a rolled-back change, none missing for a committed
+one. Every caller goes through `record` (one INSERT for many events), so a bulk posting
+flush adds its events with one call.
+
+Callers:
+- db/ledger/posting.py `apply_transaction` (completed/failed, reversal completions),
+- db/batches/posting.py (lines decided in bulk) and db/batches/states.py (a batch's end),
+- db/transactions/service.py (created, cancelled), db/schedules/service.py (a standing
+  order's run created), workers/transactions.py (dead-lettered),
+- db/accounts/rules.py (frozen, unfrozen, closed).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from db.events import render
+from db.models import EVENT_TYPES, Account, Batch, Event, Transaction
+
+# Transaction statuses that are announced as `transaction.<status>`.
+TRANSACTION_STATUS_EVENTS = frozenset({"completed", "failed", "cancelled", "dead_lettered"})
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    data: dict[str, Any]
+    # Whose events these are: customers see (and receive) events of their own accounts.
+    account_ids: tuple[uuid.UUID, ...] = field(default_factory=tuple)
+
+
+def record(session: Session, events: Sequence[NewEvent]) -> None:
+    """Append `events` in the caller's transaction (one INSERT, whatever their number)."""
+    if not events:
+        return
+    for event in events:
+        if event.type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event.type!r}")
+    session.execute(
+        insert(Event),
+        [
+            {
+                "id": uuid.uuid4(),
+                "type": event.type,
+                "data": event.data,
+                "account_ids": [a for a in event.account_ids if a is not None],
+            }
+            for event in events
+        ],
+    )
+
+
+def _accounts_of(tx: Transaction) -> tuple[uuid.UUID, ...]:
+    return tuple(a for a in (tx.from_account_id, tx.to_account_id) if a is not None)
+
+
+def transaction_events(
+    session: Session, txs: Iterable[Transaction], *, created: bool = False
+) -> list[NewEvent]:
+    """The events of transactions whose status was just set (flushes first, so the data
+    carries the row as stored): `transaction.<status>` for a final status, or
+    `transaction.created` with `created=True`; a completed reversal also announces
+    `transaction.reversed` with the original as it now renders (showing `reversed_by`)."""
+    from db.transactions import repository as transactions_repo
+
+    txs = list(txs)
+    session.flush()
+    # A transaction just recorded cannot have been reversed yet: no query for it.
+    reversed_by = {} if created else transactions_repo.reversed_by(session, [tx.id for tx in txs])
+    events = []
+    originals = []
+    for tx in txs:
+        if created:
+            kind = "created"
+        elif tx.status in TRANSACTION_STATUS_EVENTS:
+            kind = tx.status
+        else:
+            continue
+        events.append(
+            NewEvent(f"transaction.{kind}", render.transaction(tx, reversed_by.get(tx.id)), _accounts_of(tx))
+        )
+        if not created and tx.type == "reversal" and tx.status == "completed" and tx.reverses:
+            originals.append(tx.reverses)
+    if originals:
+        events += _reversed(session, originals)
+    return events
+
+
+def _reversed(session: Session, original_ids: list[uuid.UUID]) -> list[NewEvent]:
+    from db.transactions import repository as transactions_repo
+
+    reversed_by = transactions_repo.reversed_by(session, original_ids)
+    events = []
+    for original_id in original_ids:
+        original = transactions_repo.get(session, original_id)
+        if original is not None:
+            data = render.transaction(original, reversed_by.get(original_id))
+            events.append(NewEvent("transaction.reversed", data, _accounts_of(original)))
+    return events
+
+
+def transactions_by_id(
+    session: Session, ids: Sequence[uuid.UUID], *, created: bool = False
+) -> list[NewEvent]:
+    """`transaction_events` for rows changed by bulk SQL (batch lines): loaded fresh."""
+    from sqlalchemy import select
+
+    if not ids:
+        return []
+    txs = session.scalars(
+        select(Transaction).where(Transaction.id.in_(ids)).execution_options(populate_existing=True)
+    ).all()
+    return transaction_events(session, txs, created=created)
+
+
+def account_event(session: Session, account: Account, status: str) -> NewEvent:
+    session.flush()
+    session.refresh(account)
+    return NewEvent(f"account.{status}", render.account(session, account), (account.id,))
+
+
+def batch_event(session: Session, batch: Batch) -> NewEvent:
+    """`batch.<final status>`; finance's business, so no customer sees it."""
+    session.flush()
+    session.refresh(batch)
+    return NewEvent(f"batch.{batch.status}", render.batch(batch))

@@ -1,0 +1,1 @@
+"""Client-side helpers for ledgerq users (standard library only)."""
