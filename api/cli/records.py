@@ -117,10 +117,10 @@ def transactions() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the API's JSON (an array)")
 def list_transactions(account, status, type_, batch, limit, as_json) -> None:
     """List transactions, newest first."""
-    from api.transactions.routes import with_reversed_by
     from api.transactions.schemas import TransactionSchema
     from db.session import unit_of_work
     from db.transactions import repository
+    from db.transactions import views as transaction_views
 
     with unit_of_work() as uow:
         rows = repository.history(
@@ -135,7 +135,7 @@ def list_transactions(account, status, type_, batch, limit, as_json) -> None:
             before_seq=None,
             limit=limit,
         )[:limit]
-        found = TransactionSchema(many=True).dump(with_reversed_by(uow.session, rows))
+        found = TransactionSchema(many=True).dump(transaction_views.views(uow.session, rows))
     _print_rows(found, as_json, "transaction(s), newest first", _transaction_line)
 
 
@@ -154,18 +154,18 @@ def show_transaction(transaction_id: uuid.UUID, as_json: bool) -> None:
     """One transaction with its status, failure and ledger entries."""
     from sqlalchemy import select
 
-    from api.transactions.routes import with_reversed_by
     from api.transactions.schemas import TransactionSchema
     from db.core.money import format_minor
     from db.models import LedgerEntry
     from db.session import unit_of_work
     from db.transactions import repository
+    from db.transactions import views as transaction_views
 
     with unit_of_work() as uow:
         tx = repository.get(uow.session, transaction_id)
         if tx is None:
             raise click.ClickException(f"no transaction {transaction_id}")
-        found = TransactionSchema().dump(with_reversed_by(uow.session, [tx])[0])
+        found = TransactionSchema().dump(transaction_views.view(uow.session, tx))
         entries = [
             {
                 "account_id": str(e.account_id),

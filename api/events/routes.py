@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session
-from api.extensions.paging import capped_limit
 from db.events import feed
 from db.models import EVENT_TYPES
 
@@ -60,7 +60,7 @@ class Events(MethodView):
             get_session(),
             current_principal(),
             after=args["after"],
-            limit=capped_limit(args["limit"]),
+            limit=min(args["limit"], current_app.config["LEDGERQ_SETTINGS"].page_size_max),
             event_type=args["type"],
         )
         return {"items": result.items, "next_cursor": result.next_cursor}

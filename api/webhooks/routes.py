@@ -12,7 +12,6 @@ from flask.views import MethodView
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
-from api.extensions.paging import capped_limit
 from api.extensions.schemas import PageArgsSchema
 from api.webhooks.schemas import (
     DeliveryArgsSchema,
@@ -23,7 +22,6 @@ from api.webhooks.schemas import (
     WebhookPageSchema,
     WebhookSchema,
 )
-from db.pagination import decode_cursor, page
 from db.webhooks import service as webhooks
 
 blp = Blueprint("webhooks", __name__, url_prefix="/webhooks", description="Webhooks (signed event delivery)")
@@ -65,16 +63,13 @@ class Webhooks(MethodView):
 
     @blp.login_required()
     @blp.arguments(PageArgsSchema, location="query")
+    @blp.keyset_page(lambda sub: sub.id, cursor=uuid.UUID)
     @blp.response(200, WebhookPageSchema)
     @blp.documents_errors(422)
-    def get(self, args):
+    def get(self, args, page):
         """Subscriptions: your own (finance/admin: all)."""
-        limit = capped_limit(args["limit"])
-        rows = webhooks.list_visible(
-            get_session(), current_principal(), after=decode_cursor(args["cursor"], uuid.UUID), limit=limit
-        )
-        rows, next_cursor = page(rows, limit, lambda sub: sub.id)
-        return {"items": rows, "next_cursor": next_cursor}
+        rows = webhooks.list_visible(get_session(), current_principal(), after=page.after, limit=page.limit)
+        return page.of(rows)
 
 
 @blp.route("/<uuid:webhook_id>")
@@ -100,22 +95,17 @@ class WebhookById(MethodView):
 class Deliveries(MethodView):
     @blp.login_required()
     @blp.arguments(DeliveryArgsSchema, location="query")
+    @blp.keyset_page(lambda d: f"{d.created_at.isoformat()}|{d.id}", cursor=_delivery_position)
     @blp.response(200, DeliveryPageSchema)
     @blp.documents_errors(404, 422)
-    def get(self, args, webhook_id):
+    def get(self, args, webhook_id, page):
         """The subscription's deliveries, newest first: attempts, last status code, latency."""
         session = get_session()
         sub = webhooks.get_visible(session, current_principal(), webhook_id)
-        limit = capped_limit(args["limit"])
         rows = webhooks.deliveries(
-            session,
-            sub.id,
-            status=args["status"],
-            before=decode_cursor(args["cursor"], _delivery_position),
-            limit=limit,
+            session, sub.id, status=args["status"], before=page.after, limit=page.limit
         )
-        rows, next_cursor = page(rows, limit, lambda d: f"{d.created_at.isoformat()}|{d.id}")
-        return {"items": rows, "next_cursor": next_cursor}
+        return page.of(rows)
 
 
 @blp.route("/<uuid:webhook_id>/deliveries/<uuid:delivery_id>/retry")
