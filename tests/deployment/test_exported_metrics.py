@@ -150,8 +150,10 @@ def _traffic(http: Http, make, ports, receiver: Receiver) -> None:
     def delivered() -> bool:  # every completed transfer's event, one after a retry
         page = http.get(f"/api/v1/webhooks/{hook['id']}/deliveries?limit=200", alice.headers)[1]
         items = page["items"]
-        return bool(items) and all(d["status"] == "delivered" for d in items) and any(
-            d["attempts"] >= 2 for d in items
+        return (
+            bool(items)
+            and all(d["status"] == "delivered" for d in items)
+            and any(d["attempts"] >= 2 for d in items)
         )
 
     wait_for("the webhook deliveries, one of them retried", delivered, 60)
