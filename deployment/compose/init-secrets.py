@@ -40,7 +40,13 @@ def generate(directory: Path) -> list[str]:
     # Read by redis-server as a config file, so the password is not on its command line.
     put("redis.conf", f"requirepass {redis_password}")
     put("grafana_admin_password", secrets.token_urlsafe(16))
+    put("replication_password", secrets.token_urlsafe(24))  # postgres-replica's streaming role
     put("database_url", f"postgresql://ledgerq:{quote(db_password, safe='')}@db:5432/ledgerq")
+    # The replica is a copy of the primary, roles included: the same user and password.
+    put(
+        "database_read_url",
+        f"postgresql://ledgerq:{quote(db_password, safe='')}@postgres-replica:5432/ledgerq",
+    )
     put("redis_url", f"redis://:{quote(redis_password, safe='')}@redis:6379/0")
     return created
 

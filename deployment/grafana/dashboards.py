@@ -31,6 +31,9 @@ WORKER_STATUS_COMPLETED = _sel(WORKER, 'status="completed"')
 WORKER_STATUS_FAILED = _sel(WORKER, 'status="failed"')
 SCHEDULER_KIND_SCHEDULED_TRANSFER = _sel(SCHEDULER, 'kind="scheduled_transfer"')
 SCHEDULER_KIND_STANDING_ORDER = _sel(SCHEDULER, 'kind="standing_order"')
+WORKER_OUTCOME_DELIVERED = _sel(WORKER, 'outcome="delivered"')
+WORKER_OUTCOME_FAILED = _sel(WORKER, 'outcome="failed"')
+WORKER_CIRCUIT_OPEN = _sel(WORKER, 'state="open"')
 
 
 class Board:
@@ -371,7 +374,57 @@ def business() -> Board:
     return board
 
 
-BOARDS = (api, workers, business)
+def webhooks() -> Board:
+    # The gauges are set by whichever worker runs a `webhooks.dispatch` tick (the pool
+    # consuming the `webhooks` queue); `max()` reads that one over every worker group.
+    board = Board(
+        "ledgerq-webhooks",
+        "ledgerq / Webhooks",
+        "Webhook delivery: attempts by outcome, attempt latency, the oldest undelivered event, circuits.",
+    )
+    deliveries = "ledgerq_webhook_deliveries_total"
+    oldest = f"max(ledgerq_webhook_oldest_undelivered_seconds{WORKER})"
+    board.row("Delivery")
+    board.stat(
+        "Oldest undelivered event",
+        oldest,
+        "s",
+        description="Age of the oldest event with a delivery still pending or in flight (0: none).",
+    )
+    board.stat("Delivered / s", f"sum(rate({deliveries}{WORKER_OUTCOME_DELIVERED}[{RATE}]))", "reqps")
+    board.stat(
+        "Failed deliveries (24 h)",
+        f"sum(increase({deliveries}{WORKER_OUTCOME_FAILED}[24h]))",
+        description="Deliveries that used up their retry window; `ledgerq webhooks retry` sends them again.",
+    )
+    board.stat("Open circuits", f"max(ledgerq_webhook_circuits{WORKER_CIRCUIT_OPEN})")
+    board.graph(
+        "Attempts / s by outcome",
+        [(f"sum by (outcome) (rate({deliveries}{WORKER}[{RATE}]))", "{{outcome}}")],
+        "reqps",
+        description="delivered: 2xx; retrying: failed, tried again with backoff; failed: retry window used up.",
+    )
+    board.graph("Oldest undelivered event's age", [(oldest, "oldest (s)")], "s")
+    board.row("Endpoints")
+    board.graph("Attempt latency", quantiles("ledgerq_webhook_attempt_seconds", WORKER), "s", width=8)
+    board.graph(
+        "Endpoints by circuit state",
+        [(f"max by (state) (ledgerq_webhook_circuits{WORKER})", "{{state}}")],
+        width=8,
+        description="open: nothing is sent for a cooldown; half_open: one probe decides.",
+    )
+    board.graph(
+        "Circuits opened and events pruned / h",
+        [
+            (f"sum(increase(ledgerq_webhook_circuits_opened_total{WORKER}[1h]))", "circuits opened"),
+            (f"sum(increase(ledgerq_events_pruned_total{WORKER}[1h]))", "events pruned"),
+        ],
+        width=8,
+    )
+    return board
+
+
+BOARDS = (api, workers, business, webhooks)
 
 
 def render() -> dict[str, str]:

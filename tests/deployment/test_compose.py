@@ -98,7 +98,7 @@ def test_secrets_are_generated_and_read_from_files():
     assert "GF_SECURITY_ADMIN_PASSWORD__FILE" in services["grafana"]["environment"]
 
 
-def _init_secrets():
+def load_init_secrets():
     spec = importlib.util.spec_from_file_location("init_secrets", DEPLOYMENT / "compose" / "init-secrets.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -108,7 +108,7 @@ def _init_secrets():
 def test_generated_secrets_fit_together_and_are_kept_across_restarts(tmp_path, monkeypatch):
     from db.core.config import Settings
 
-    init = _init_secrets()
+    init = load_init_secrets()
     created = init.generate(tmp_path)
     assert set(created) == {
         "jwt_secret",
@@ -116,7 +116,9 @@ def test_generated_secrets_fit_together_and_are_kept_across_restarts(tmp_path, m
         "redis_password",
         "redis.conf",
         "grafana_admin_password",
+        "replication_password",
         "database_url",
+        "database_read_url",
         "redis_url",
     }
     before = {path.name: path.read_text() for path in tmp_path.iterdir()}
@@ -127,6 +129,9 @@ def test_generated_secrets_fit_together_and_are_kept_across_restarts(tmp_path, m
     database, redis = urlsplit(read("database_url")), urlsplit(read("redis_url"))
     assert unquote(database.password) == read("postgres_password")
     assert (database.hostname, database.port, database.path) == ("db", 5432, "/ledgerq")
+    replica = urlsplit(read("database_read_url"))  # a copy of the primary: same role
+    assert (replica.hostname, replica.port, replica.path) == ("postgres-replica", 5432, "/ledgerq")
+    assert (replica.username, replica.password) == (database.username, database.password)
     assert unquote(redis.password) == read("redis_password") and redis.hostname == "redis"
     assert read("redis.conf") == f"requirepass {read('redis_password')}"
 
@@ -139,6 +144,34 @@ def test_generated_secrets_fit_together_and_are_kept_across_restarts(tmp_path, m
     settings = Settings()
     assert settings.jwt_secret == read("jwt_secret") and len(settings.jwt_secret) >= 48
     assert settings.redis_url == read("redis_url")
+
+
+def test_a_streaming_replica_built_by_pg_basebackup_serves_webs_reads():
+    services = _services()
+    primary, replica = services["db"], services["postgres-replica"]
+    assert replica["image"] == primary["image"]  # pg_basebackup needs the same major version
+    init = "./compose/postgres-primary-init.sh:/docker-entrypoint-initdb.d/10-ledgerq-replication.sh:ro"
+    assert init in primary["volumes"]
+    script = (DEPLOYMENT / "compose" / "postgres-replica.sh").read_text()
+    assert "pg_basebackup" in script and "--write-recovery-conf" in script and "--wal-method=stream" in script
+    assert "--slot=ledgerq_replica" in script
+    assert (
+        "pg_create_physical_replication_slot('ledgerq_replica')"
+        in (DEPLOYMENT / "compose" / "postgres-primary-init.sh").read_text()
+    )
+    mount = next(v for v in replica["volumes"] if v.startswith("./compose/postgres-replica.sh:"))
+    assert replica["entrypoint"] == ["sh", mount.split(":")[1]]
+    assert replica["environment"]["PRIMARY_HOST"] == "db" and replica["user"] == "postgres"
+    assert replica["depends_on"]["db"] == {"condition": "service_healthy"}
+    assert "pg_is_in_recovery()" in replica["healthcheck"]["test"][1]
+    assert (
+        any(v.startswith("pgreplica:") for v in replica["volumes"]) and "pgreplica" in _compose()["volumes"]
+    )
+    web = services["web"]
+    assert web["environment"]["DATABASE_READ_URL_FILE"] == "/run/ledgerq-secrets/database_read_url"
+    assert web["depends_on"]["postgres-replica"] == {"condition": "service_healthy"}
+    for name in ("worker", "scheduler", "migrate"):  # writers and fresh reads: the primary only
+        assert "DATABASE_READ_URL_FILE" not in services[name]["environment"], name
 
 
 def test_redis_keeps_an_append_only_file_behind_a_password():

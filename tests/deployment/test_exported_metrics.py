@@ -3,7 +3,8 @@
 A real web tier (gunicorn, two processes), a real worker group and a real scheduler run
 against this run's PostgreSQL and Redis. A little traffic goes through them: a transfer
 that completes, one the worker fails, one that is retried (a row lock held here makes
-its first attempt time out), a batch. Then each process's /metrics is scraped and every
+its first attempt time out), a batch, and webhook deliveries to a receiver here that
+answers the first one 500 (retried, then delivered). Then each process's /metrics is scraped and every
 name the dashboards and alerts use is looked up in the scrape of the job it names.
 """
 
@@ -24,6 +25,7 @@ from tests.fixtures.broker import resend
 from tests.fixtures.builders import pending_transfer
 from tests.fixtures.ledger import wait_final
 from tests.fixtures.processes import LEDGERQ, Http, Processes, wait_for
+from tests.fixtures.webhooks import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +89,7 @@ def stack(tmp_path):
         processes.kill_all()
 
 
-def _traffic(http: Http, make, ports) -> None:
+def _traffic(http: Http, make, ports, receiver: Receiver) -> None:
     alice, finance = make.user(), make.user("finance")
     source, target, other = (
         make.account(alice, balance="100.00"),
@@ -95,6 +97,14 @@ def _traffic(http: Http, make, ports) -> None:
         make.account(make.user()),
     )
     transfer = {"from_account_id": str(source), "amount": "1.00", "currency": "USD"}
+
+    # Webhooks: the scheduler's dispatch tick and the worker deliver alice's events to
+    # the receiver while the rest goes on; the first attempt is answered 500.
+    receiver.statuses = [500]
+    status, hook = http.post(
+        "/api/v1/webhooks", {"url": receiver.url, "events": ["transaction.completed"]}, alice.headers
+    )
+    assert status == 201, hook
 
     status, body = http.post(
         "/api/v1/transactions/transfer", {**transfer, "to_account_id": str(target)}, alice.headers
@@ -137,10 +147,25 @@ def _traffic(http: Http, make, ports) -> None:
     )
     assert http.get("/api/v1/no-such-route")[0] == 404
 
+    def delivered() -> bool:  # every completed transfer's event, one after a retry
+        page = http.get(f"/api/v1/webhooks/{hook['id']}/deliveries?limit=200", alice.headers)[1]
+        items = page["items"]
+        return (
+            bool(items)
+            and all(d["status"] == "delivered" for d in items)
+            and any(d["attempts"] >= 2 for d in items)
+        )
+
+    wait_for("the webhook deliveries, one of them retried", delivered, 60)
+
 
 def test_dashboards_and_alerts_query_only_metrics_the_processes_export(stack, make):
     http, ports, _ = stack
-    _traffic(http, make, ports)
+    receiver = Receiver()
+    try:
+        _traffic(http, make, ports, receiver)
+    finally:
+        receiver.stop()
 
     def everything_scraped():
         exported = {job: _sample_names(_scrape(ports[job.removeprefix("ledgerq-")])) for job in JOBS}

@@ -31,7 +31,7 @@ def test_dashboard_files_are_what_dashboards_py_generates():
 
 def test_the_issue_asks_for_these_dashboards():
     titles = {json.loads(path.read_text())["uid"] for path in dashboard_files()}
-    assert titles == {"ledgerq-api", "ledgerq-workers", "ledgerq-business"}
+    assert titles == {"ledgerq-api", "ledgerq-workers", "ledgerq-business", "ledgerq-webhooks"}
     panels = " | ".join(dashboard_queries())
     for wanted in (
         "by route",
@@ -45,6 +45,10 @@ def test_the_issue_asks_for_these_dashboards():
         "batches",
         "Leader",
         "Lag",
+        "Attempts / s by outcome",
+        "Attempt latency",
+        "Oldest undelivered",
+        "circuit state",
     ):
         assert wanted.lower() in panels.lower(), wanted
 

@@ -49,6 +49,7 @@ def test_the_issue_asks_for_these_alerts():
         "LedgerqTwoSchedulerLeaders",
         "LedgerqSchedulerLagging",
         "LedgerqBatchStalled",
+        "LedgerqWebhookDeliveriesFailing",
     } <= names
 
 
