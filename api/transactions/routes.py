@@ -144,7 +144,8 @@ class CancelTransaction(MethodView):
         Decided under the transaction's row lock, the same lock the worker takes to apply
         it: a cancelled transaction never moves money, whatever the timing. Anything else
         (completed, failed, already cancelled, being applied) is 409 `conflict`. Customers
-        cancel only transactions they sent."""
+        cancel only transactions they created; a batch line is 409 for everyone (cancel
+        the batch)."""
         uow = get_uow()
         tx = cancel(uow.session, current_principal(), transaction_id, request_id=g.request_id)
         uow.commit()

@@ -173,8 +173,8 @@ def runs(session: Session, principal: Principal, schedule_id: uuid.UUID, page: K
 
 
 def visible_schedule(session: Session, principal: Principal, schedule_id: uuid.UUID) -> Schedule:
-    """The schedule if the principal may see (and manage) it, else 404: finance/admin see
-    all; customers the ones they created or that draw on their accounts."""
+    """The schedule if the principal may see it, else 404: finance/admin see all;
+    customers the ones they created or that draw on their accounts."""
     schedule = schedules_repo.get(session, schedule_id)
     if schedule is None or not _may_see(session, principal, schedule):
         raise NotFound("schedule not found")
@@ -189,7 +189,12 @@ def _may_see(session: Session, principal: Principal, schedule: Schedule) -> bool
 
 
 def _locked(session: Session, principal: Principal, schedule_id: uuid.UUID) -> Schedule:
-    visible_schedule(session, principal, schedule_id)
+    """The schedule locked for a change by someone who may manage it: finance and admin,
+    or the customer who created it. A customer sees the standing orders finance set up on
+    their account but cannot pause, resume or delete them (404, like a stranger)."""
+    schedule = visible_schedule(session, principal, schedule_id)
+    if not (principal.sees_everything or schedule.created_by == principal.id):
+        raise NotFound("schedule not found")
     schedule = schedules_repo.get_for_update(session, schedule_id)
     assert schedule is not None  # schedules are never deleted, only marked
     return schedule

@@ -264,12 +264,19 @@ def cancel(
     later sees `cancelled` and moves no money. A lock we cannot get within the lock
     timeout is reported as 409 too: the transaction is being processed.
 
-    Customers cancel only what they sent (their source account, or created by them);
-    anything else is 404, like a transaction that does not exist.
+    Customers cancel only what they created; anything else is 404, like a transaction that
+    does not exist. A batch line is 409 for everyone: cancel the batch.
     """
     tx = transactions_repo.get(session, transaction_id)
-    if tx is None or not _may_cancel(session, principal, tx):
+    if tx is None or not _may_cancel(principal, tx):
         raise NotFound("transaction not found")
+    if tx.batch_id is not None:
+        # One line out of an atomic batch fails the whole batch, and the other recipients
+        # go unpaid: a batch is cancelled as a whole or not at all.
+        raise Conflict(
+            "A line of a batch cannot be cancelled on its own; cancel the batch.",
+            {"transaction_id": str(tx.id), "batch_id": str(tx.batch_id)},
+        )
     try:
         locked = transactions_repo.get_for_update(session, transaction_id)
     except OperationalError as exc:
@@ -455,15 +462,11 @@ def _check_funds(session: Session, source: Account, amount_minor: int) -> None:
         )
 
 
-def _may_cancel(session: Session, principal: Principal, tx: Transaction) -> bool:
-    if principal.sees_everything or tx.created_by == principal.id:
-        return True
-    if tx.type in ("reversal", "credit"):
-        # Finance's decisions: the customer whose account they take money from (a
-        # reversal's source is the original recipient) must not be able to cancel them.
-        return False
-    source = accounts_repo.get(session, tx.from_account_id)
-    return source is not None and source.owner_id == principal.id
+def _may_cancel(principal: Principal, tx: Transaction) -> bool:
+    """Finance and admin cancel anything; a customer only what they created (their own
+    transfers and debits, their schedules' runs), never what finance set up on their
+    account (a fee, a reversal, a batch line)."""
+    return principal.sees_everything or tx.created_by == principal.id
 
 
 def release_due(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
