@@ -49,7 +49,7 @@ def _enqueue_and_commit(result: Submitted[Transaction]):
     tx = result.record
     if not result.replayed and tx.status == "pending":
         uow.enqueue(apply_transaction, transaction_id=str(tx.id))
-    body = transaction_views.view(uow.session, tx)  # a replayed original may have been reversed since
+    body = transaction_views.view(uow.session, current_principal(), tx)  # a replayed original may have been reversed since
     uow.commit()
     return body, result, f"/api/v1/transactions/{tx.id}"
 
@@ -123,7 +123,11 @@ class TransactionById(MethodView):
     @blp.response(200, TransactionSchema)
     @blp.documents_errors(404, 422)
     def get(self, args, transaction_id):
-        """The transaction; `?wait=N` (0-30 s) returns as soon as the status is final."""
+        """The transaction; `?wait=N` (0-30 s) returns as soon as the status is final.
+
+        A counterparty (a customer who neither created it nor owns its source account)
+        gets a reduced view: `reference`, `metadata`, `idempotency_key`, `failure_code`
+        and `failure_message` are null, here and in the history."""
         settings = current_app.config["LEDGERQ_SETTINGS"]
         return transaction_views.wait_final(
             get_session(),

@@ -169,7 +169,7 @@ def runs(session: Session, principal: Principal, schedule_id: uuid.UUID, page: K
     """A page of the runs (ordinary transactions, as views) of a visible schedule."""
     schedule = visible_schedule(session, principal, schedule_id)
     rows = schedules_repo.runs_of(session, schedule.id, before_seq=page.after, limit=page.limit)
-    return page.of(rows, lambda txs: transaction_views.views(session, txs))
+    return page.of(rows, lambda txs: transaction_views.views(session, principal, txs))
 
 
 def visible_schedule(session: Session, principal: Principal, schedule_id: uuid.UUID) -> Schedule:
