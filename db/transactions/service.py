@@ -201,14 +201,29 @@ def check_limits(
         raise RuleViolation(breach.message, breach.details, code="limit_exceeded")
 
 
-def check_request_time_rules(request: MoneyMovement, source: Account, target: Account) -> None:
+def check_request_time_rules(
+    request: MoneyMovement, source: Account, target: Account, caller: Principal | None
+) -> None:
+    """Both accounts active and in the request's currency. The answer names the status
+    and currency only of accounts the caller may read (`caller` None: a staff-only path,
+    such as batch validation): a customer learns that a stranger's account cannot take
+    the transfer, never what state or currency it is in."""
+
+    def readable(account: Account) -> bool:
+        return caller is None or caller.sees_everything or account.owner_id == caller.id
+
     for account in (source, target):
         if account.status != "active":
-            raise RuleViolation(f"account {account.id} is {account.status}", code="account_inactive")
+            message = (
+                f"account {account.id} is {account.status}"
+                if readable(account)
+                else "the target account cannot receive transfers"
+            )
+            raise RuleViolation(message, code="account_inactive")
     if source.currency != request.currency or target.currency != request.currency:
         raise RuleViolation(
             f"transaction currency {request.currency} does not match the accounts' currency",
-            {"accounts": {str(source.id): source.currency, str(target.id): target.currency}},
+            {"accounts": {str(a.id): a.currency for a in (source, target) if readable(a)}},
             code="currency_mismatch",
         )
 
@@ -234,7 +249,7 @@ def _validated(
     except AmountError as exc:
         raise ValidationFailed.field("amount", str(exc)) from None
     source, target = _resolve_accounts(session, principal, request)
-    check_request_time_rules(request, source, target)
+    check_request_time_rules(request, source, target, principal)
     return amount_minor, source, target
 
 
@@ -370,7 +385,7 @@ def reverse(
     target = accounts_repo.get(session, original.from_account_id)
     if source is None or target is None:
         raise NotFound("account not found")  # rows are never deleted; defensive
-    check_request_time_rules(request, source, target)
+    check_request_time_rules(request, source, target, principal)
     _check_funds(session, source, original.amount_minor)
 
     values = {
