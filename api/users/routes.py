@@ -64,7 +64,9 @@ class UserById(MethodView):
     @blp.response(204)
     @blp.documents_errors(404, 409)
     def delete(self, user_id):
-        """Deactivate (never delete: the ledger references users). Their tokens stop working."""
+        """Deactivate (never delete: the ledger references users). Their tokens stop working,
+        their scheduled and pending transfers are cancelled and their standing orders
+        paused, each audited with `reason: user_deactivated`."""
         uow = get_uow()
         users_service.deactivate(uow.session, current_principal(), user_id)
         uow.commit()

@@ -213,6 +213,20 @@ def pause(session: Session, principal: Principal, schedule_id: uuid.UUID) -> Sch
     return schedule
 
 
+def pause_all_created_by(
+    session: Session, principal: Principal, user_id: uuid.UUID, *, reason: str
+) -> list[uuid.UUID]:
+    """Pause the user's active standing orders (a deactivated user's), each audited with
+    `reason`; resuming them is an explicit decision for finance or admin."""
+    paused = []
+    for schedule in schedules_repo.active_created_by(session, user_id):
+        _set_paused(schedule, reason)
+        _audit(session, schedule, "schedule.paused", principal, {"reason": reason})
+        paused.append(schedule.id)
+    session.flush()
+    return paused
+
+
 def resume(
     session: Session, principal: Principal, schedule_id: uuid.UUID, *, now: datetime | None = None
 ) -> Schedule:

@@ -322,6 +322,27 @@ def cancel(
     return locked
 
 
+def cancel_all_created_by(
+    session: Session, principal: Principal, user_id: uuid.UUID, *, reason: str
+) -> list[uuid.UUID]:
+    """Cancel what the user created and is still waiting (a deactivated user's scheduled
+    and pending transfers), each audited with `reason`; returns their ids."""
+    cancelled = []
+    for tx in transactions_repo.open_created_by(session, user_id, CANCELLABLE):
+        previous, tx.status = tx.status, "cancelled"
+        audit.record(
+            session,
+            action="transaction.cancelled",
+            entity_type="transaction",
+            entity_id=tx.id,
+            actor_id=principal.id,
+            data={"previous_status": previous, "reason": reason},
+        )
+        cancelled.append(tx.id)
+    session.flush()
+    return cancelled
+
+
 def reverse(
     session: Session,
     principal: Principal,
