@@ -307,19 +307,25 @@ def cancel(
             f"A {locked.status} transaction cannot be cancelled.",
             {"transaction_id": str(locked.id), "status": locked.status},
         )
-    previous = locked.status
-    locked.status = "cancelled"
+    _mark_cancelled(session, principal, locked, {}, request_id)
+    session.flush()
+    return locked
+
+
+def _mark_cancelled(
+    session: Session, principal: Principal, tx: Transaction, data: dict[str, Any], request_id: str | None
+) -> None:
+    """Cancel a locked, cancellable transaction and audit it."""
+    previous, tx.status = tx.status, "cancelled"
     audit.record(
         session,
         action="transaction.cancelled",
         entity_type="transaction",
-        entity_id=locked.id,
+        entity_id=tx.id,
         actor_id=principal.id,
-        data={"previous_status": previous},
+        data={"previous_status": previous, **data},
         request_id=request_id,
     )
-    session.flush()
-    return locked
 
 
 def cancel_all_created_by(
@@ -329,15 +335,7 @@ def cancel_all_created_by(
     and pending transfers), each audited with `reason`; returns their ids."""
     cancelled = []
     for tx in transactions_repo.open_created_by(session, user_id, CANCELLABLE):
-        previous, tx.status = tx.status, "cancelled"
-        audit.record(
-            session,
-            action="transaction.cancelled",
-            entity_type="transaction",
-            entity_id=tx.id,
-            actor_id=principal.id,
-            data={"previous_status": previous, "reason": reason},
-        )
+        _mark_cancelled(session, principal, tx, {"reason": reason}, None)
         cancelled.append(tx.id)
     session.flush()
     return cancelled
