@@ -192,12 +192,12 @@ def _locked(session: Session, principal: Principal, schedule_id: uuid.UUID) -> S
     """The schedule locked for a change by someone who may manage it: finance and admin,
     or the customer who created it. A customer sees the standing orders finance set up on
     their account but cannot pause, resume or delete them (404, like a stranger)."""
-    schedule = visible_schedule(session, principal, schedule_id)
-    if not (principal.sees_everything or schedule.created_by == principal.id):
+    seen = visible_schedule(session, principal, schedule_id)
+    if not (principal.sees_everything or seen.created_by == principal.id):
         raise NotFound("schedule not found")
-    schedule = schedules_repo.get_for_update(session, schedule_id)
-    assert schedule is not None  # schedules are never deleted, only marked
-    return schedule
+    locked = schedules_repo.get_for_update(session, schedule_id)
+    assert locked is not None  # schedules are never deleted, only marked
+    return locked
 
 
 def pause(session: Session, principal: Principal, schedule_id: uuid.UUID) -> Schedule:
