@@ -481,16 +481,15 @@ def _no_reversal_yet(session: Session, transaction_id: uuid.UUID) -> None:
 def _check_funds(session: Session, source: Account, amount_minor: int) -> None:
     """The worker's funds rule, as a request-time hint: current balance minus what is
     already pending out of the account must cover the amount (down to the overdraft)."""
-    balance = accounts_repo.balance_of(session, source.id)
-    if balance is None or balance.allow_negative:
+    figures = accounts_repo.figures(session, [source.id]).get(source.id)
+    if figures is None or figures.allow_negative:
         return
-    pending = accounts_repo.pending_outgoing(session, [source.id]).get(source.id, 0)
-    if balance.balance_minor - pending - amount_minor < -balance.overdraft_limit_minor:
+    if figures.available_minor - amount_minor < -figures.overdraft_limit_minor:
         raise RuleViolation(
             f"account {source.id} no longer holds the {format_minor(amount_minor, source.currency)} to move back",
             {
                 "account_id": str(source.id),
-                "available": format_minor(balance.balance_minor - pending, source.currency),
+                "available": format_minor(figures.available_minor, source.currency),
             },
             code="insufficient_funds",
         )
