@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     # aggregates every worker process). `ledgerq worker` turns it on; 0 disables.
     worker_metrics_port: int = Field(9191, alias="WORKER_METRICS_PORT")
     worker_metrics_enabled: bool = Field(False, alias="LEDGERQ_WORKER_METRICS")
-    apply_time_limit_ms: int = Field(20_000, alias="WORKER_APPLY_TIME_LIMIT_MS")
+    apply_time_limit_ms: int = Field(40_000, alias="WORKER_APPLY_TIME_LIMIT_MS")
 
     # --- scheduler -----------------------------------------------------------------
     # A `pending` row untouched for this long is re-enqueued (Redis lost it, or was
@@ -266,6 +266,17 @@ class Settings(BaseSettings):
                 "JWT_SECRET must be set to a random value of at least 32 bytes when "
                 f"LEDGERQ_ENV={self.env} (generate one: python -c "
                 "'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _time_limit_above_the_database_timeouts(self) -> Settings:
+        # A transfer waiting on a lock must hear the database's lock or statement timeout
+        # (transient, retried) before the worker's time limit interrupts it mid-query.
+        if self.apply_time_limit_ms <= max(self.db_lock_timeout_ms, self.db_statement_timeout_ms):
+            raise ValueError(
+                "WORKER_APPLY_TIME_LIMIT_MS must be above LEDGERQ_DB_LOCK_TIMEOUT_MS and "
+                "LEDGERQ_DB_STATEMENT_TIMEOUT_MS"
             )
         return self
 
