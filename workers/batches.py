@@ -60,15 +60,14 @@ def record_chunk_dead_letter(kwargs: dict, reason: str) -> None:
     message), and the batch ends with what was applied before."""
     batch_id = uuid.UUID(kwargs["batch_id"])
     with unit_of_work() as uow:
-        batch = batches_repo.get(uow.session, batch_id)
+        # The batch row first, then its lines: the lock order of every writer.
+        batch = batches_repo.get_for_update(uow.session, batch_id)
         if batch is None or batch.status != "processing":
             return
         from_line = 0 if batch.mode == "atomic" else int(kwargs.get("start_line", 0))
         count = lines_repo.mark_unfinished(
             uow.session, batch_id, status="dead_lettered", message=reason, from_line=from_line
         )
-        batch = batches_repo.get_for_update(uow.session, batch_id)
-        assert batch is not None
         states.dead_lettered(batch, count, reason)
         audit.record(
             uow.session,
