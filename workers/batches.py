@@ -130,7 +130,7 @@ def apply_chunk(batch_id: str, start_line: int) -> None:
     LEDGERQ_BATCH_MESSAGE_BUDGET_SECONDS; then send a message for the rest."""
     settings = get_settings()
     deadline = time.monotonic() + settings.batch_message_budget_s
-    line: int | None = start_line
+    line: int | None = _resume_line(uuid.UUID(batch_id), start_line)
     while line is not None:
         started = time.perf_counter()
         with unit_of_work() as uow:
@@ -142,6 +142,19 @@ def apply_chunk(batch_id: str, start_line: int) -> None:
                 uow.enqueue(apply_chunk, batch_id=batch_id, start_line=outcome.next_line)
         _observe(batch_id, line, outcome, time.perf_counter() - started)
         line = None if handed_over else outcome.next_line
+
+
+def _resume_line(batch_id: uuid.UUID, start_line: int) -> int:
+    """Where this message's work starts: the batch's cursor when it has moved past
+    `start_line`. A retry re-sends the message's original arguments, yet the chunks this
+    message applied before failing are committed; starting at the old line would no-op
+    and leave the batch to the stalled-batch sweeper. (Never backwards: the cursor only
+    grows, and each chunk is applied under the batch's advisory lock.)"""
+    with unit_of_work() as uow:
+        batch = batches_repo.get(uow.session, batch_id)
+        if batch is not None and batch.status == "processing" and batch.next_line > start_line:
+            return batch.next_line
+    return start_line
 
 
 def _observe(batch_id: str, line: int, outcome: batch_posting.ChunkOutcome, elapsed: float) -> None:
