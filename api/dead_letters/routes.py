@@ -32,7 +32,11 @@ class RetryResultSchema(Schema):
     message_id = fields.String(allow_none=True)
     transaction_id = fields.String(allow_none=True)
     actor = fields.String()
-    requeued = fields.Boolean()
+    batch_id = fields.String(allow_none=True)
+    reopened_lines = fields.Integer(
+        metadata={"description": "a batch's dead-lettered lines put back to pending by this retry"}
+    )
+    requeued = fields.Boolean(metadata={"description": "true only when a message was actually sent"})
 
 
 @blp.route("")
@@ -54,7 +58,9 @@ class RetryDeadLetter(MethodView):
     @blp.documents_errors(404, 409)
     def post(self, message_id):
         """Send it again (a dead-lettered transaction goes back to `pending`). Also accepts a
-        transaction id whose message Redis no longer has."""
+        transaction id whose message Redis no longer has. A batch chunk's letter (or a batch
+        id) reopens the batch: its dead-lettered lines go back to `pending` and it resumes
+        at its cursor; `requeued` is false when there was nothing to retry."""
         from workers import broker
         from workers.dead_letters import retry
 

@@ -229,6 +229,35 @@ def cancel(session: Session, principal: Principal, batch_id: uuid.UUID) -> Batch
     return batches_repo.get(session, batch.id) or batch
 
 
+def reopen_dead_lettered(session: Session, batch_id: uuid.UUID, actor: Principal | None) -> tuple[Batch, int]:
+    """An operator's retry of a batch a dead-lettered chunk ended: under the batch row's
+    lock (then its lines, the lock order of every writer), its dead-lettered lines are
+    `pending` again and the batch `processing`, resuming at its cursor (or at the first
+    reopened line, if that is earlier). Returns the batch and how many lines reopened:
+    0 means there was nothing to retry, and the batch is unchanged."""
+    batch = batches_repo.get_for_update(session, batch_id)
+    if batch is None:
+        raise NotFound("batch not found")
+    if batch.status != "processing" and batch.failure_code != "dead_lettered":
+        return batch, 0
+    lines = lines_repo.reopen_dead_lettered(session, batch.id)
+    if not lines:
+        return batch, 0
+    if batch.status != "processing":
+        states.reopen(batch)
+    batch.next_line = min(batch.next_line, min(lines))
+    audit.record(
+        session,
+        action="batch.reopened",
+        entity_type="batch",
+        entity_id=batch.id,
+        actor_id=actor.id if actor else None,
+        data={"lines": len(lines)},
+    )
+    session.flush()
+    return batch, len(lines)
+
+
 def release_due(session: Session, *, now: datetime, limit: int) -> list[Batch]:
     """Scheduled batches whose time has come become `processing` (SKIP LOCKED claim)."""
     released = []
