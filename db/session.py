@@ -11,11 +11,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Protocol
 
 from prometheus_client import Counter
 from psycopg import pq
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -135,6 +136,12 @@ class UnitOfWork:
     def close(self) -> None:
         self._after_commit.clear()
         self.session.close()
+
+
+def database_now(session: Session) -> datetime:
+    """The database's clock: what every row's `created_at` and `scheduled_for` are
+    compared with. A worker host's clock may be off; deciding "due" by it releases early."""
+    return session.execute(select(func.now())).scalar_one()
 
 
 @contextmanager

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 
 import dramatiq
 from prometheus_client import Counter, Histogram
@@ -28,7 +27,7 @@ from db.batches import states
 from db.core.config import get_settings
 from db.core.logs import get_logger
 from db.models import Batch
-from db.session import UnitOfWork, unit_of_work
+from db.session import UnitOfWork, database_now, unit_of_work
 from workers.middleware import never_retry
 
 log = get_logger(__name__)
@@ -190,7 +189,7 @@ def release_due_batches() -> int:
     settings = get_settings()
     with unit_of_work() as uow:
         released = batches_service.release_due(
-            uow.session, now=datetime.now(UTC), limit=settings.sweeper_batch_size
+            uow.session, now=database_now(uow.session), limit=settings.sweeper_batch_size
         )
         for batch in released:
             send_next_step(uow, batch)

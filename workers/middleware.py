@@ -31,7 +31,11 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    if isinstance(exc, sa_exc.StatementError) and exc.orig is not None and _from_a_broken_connection(exc.orig):
+    if (
+        isinstance(exc, sa_exc.StatementError)
+        and exc.orig is not None
+        and _from_a_broken_connection(exc.orig)
+    ):
         return True
     return _from_a_broken_connection(exc) or isinstance(
         exc,

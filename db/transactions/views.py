@@ -22,7 +22,6 @@ from db.models import FINAL_STATUSES, Account, Transaction
 from db.pagination import KeysetPage
 from db.transactions import repository as transactions_repo
 
-
 # What only the sender's side reads: the counterparty (a customer who neither created the
 # transaction nor owns its source account) sees that money came, or did not, and no more.
 PRIVATE_TO_THE_SENDER = frozenset(
@@ -64,7 +63,11 @@ def _sender_side(session: Session, principal: Principal, txs: list[Transaction])
         return {tx.id for tx in txs}
     sources = {tx.from_account_id for tx in txs if tx.created_by != principal.id}
     owned = (
-        set(session.scalars(select(Account.id).where(Account.id.in_(sources), Account.owner_id == principal.id)))
+        set(
+            session.scalars(
+                select(Account.id).where(Account.id.in_(sources), Account.owner_id == principal.id)
+            )
+        )
         if sources
         else set()
     )

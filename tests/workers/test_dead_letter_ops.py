@@ -114,7 +114,9 @@ def test_a_dead_lettered_batch_is_reopened_and_resumes_at_its_cursor(client, mak
     batch = upload(client, finance, csv_bytes(*[f"{a},{b},1.00,USD,d-{n}" for n in range(4)])).json
     with uow_() as uow:  # the first two lines are applied, then the chunk dead-letters
         batch_posting.apply_chunk(uow.session, uuid.UUID(batch["id"]), 0, chunk_size=4)
-    batch_actors.record_chunk_dead_letter({"batch_id": batch["id"], "start_line": 4}, "OperationalError: down")
+    batch_actors.record_chunk_dead_letter(
+        {"batch_id": batch["id"], "start_line": 4}, "OperationalError: down"
+    )
     assert batch_row(batch["id"]).status == "completed_with_errors"
     assert line_statuses(batch["id"]) == ["completed", "completed", "dead_lettered", "dead_lettered"]
 

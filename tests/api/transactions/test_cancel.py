@@ -187,8 +187,11 @@ def test_nobody_cancels_a_single_line_of_a_batch(client, make):
     finance, alice, bob = make.user("finance"), make.user(), make.user()
     a, b = make.account(alice, balance="50.00"), make.account(bob)
     batch = upload(
-        client, finance, csv_bytes(f"{a},{b},1.00,USD,l1", f"{a},{b},2.00,USD,l2"),
-        mode="atomic", scheduled_for=iso(later(days=1)),
+        client,
+        finance,
+        csv_bytes(f"{a},{b},1.00,USD,l1", f"{a},{b},2.00,USD,l2"),
+        mode="atomic",
+        scheduled_for=iso(later(days=1)),
     ).json
     line = client.get(
         "/api/v1/transactions/history", query_string={"batch_id": batch["id"]}, headers=finance.headers

@@ -203,8 +203,14 @@ def test_a_counterparty_gets_a_reduced_view_and_no_failure_names_a_balance(clien
     alice, bob = make.user(), make.user()
     a, b = make.account(alice, balance="986.00"), make.account(bob)
     tx = transfer(
-        client, alice, a, b, amount="999999.00", reference="rent flat 3",
-        metadata={"note": "private"}, headers={"Idempotency-Key": "alice-key-1"},
+        client,
+        alice,
+        a,
+        b,
+        amount="999999.00",
+        reference="rent flat 3",
+        metadata={"note": "private"},
+        headers={"Idempotency-Key": "alice-key-1"},
     ).json
     wait_final([tx["id"]])
 

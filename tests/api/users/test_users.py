@@ -223,8 +223,13 @@ def test_deactivating_a_user_stops_their_transfers_and_standing_orders_audited(c
     pending = transfer(client, alice, a, b).json  # its message still waiting in Redis
     order = client.post(
         "/api/v1/schedules",
-        json={"from_account_id": str(a), "to_account_id": str(b), "amount": "1.00", "currency": "USD",
-              "interval_seconds": 60},
+        json={
+            "from_account_id": str(a),
+            "to_account_id": str(b),
+            "amount": "1.00",
+            "currency": "USD",
+            "interval_seconds": 60,
+        },
         headers=alice.headers,
     ).json
 

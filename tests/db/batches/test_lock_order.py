@@ -49,7 +49,10 @@ def test_cancel_racing_the_scheduled_release_never_deadlocks(client, make):
         release = threading.Thread(
             name="release",
             target=run,
-            args=("release", lambda s: batches_service.release_due(s, now=due + timedelta(seconds=1), limit=10)),
+            args=(
+                "release",
+                lambda s: batches_service.release_due(s, now=due + timedelta(seconds=1), limit=10),
+            ),
         )
         release.start()
         threading.Event().wait(0.3)  # the release has claimed the batch row
