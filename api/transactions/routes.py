@@ -49,7 +49,9 @@ def _enqueue_and_commit(result: Submitted[Transaction]):
     tx = result.record
     if not result.replayed and tx.status == "pending":
         uow.enqueue(apply_transaction, transaction_id=str(tx.id))
-    body = transaction_views.view(uow.session, current_principal(), tx)  # a replayed original may have been reversed since
+    body = transaction_views.view(
+        uow.session, current_principal(), tx
+    )  # a replayed original may have been reversed since
     uow.commit()
     return body, result, f"/api/v1/transactions/{tx.id}"
 

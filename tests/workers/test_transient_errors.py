@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 from psycopg import pq
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from db.core.config import Settings
@@ -23,11 +22,10 @@ def test_a_time_limit_is_transient():
 def test_an_interrupted_attempt_leaves_no_half_used_connection_in_the_pool():
     engine = get_engine()
     engine.dispose()
-    with pytest.raises(TimeLimitExceeded):
-        with unit_of_work() as uow:
-            raw = uow.session.connection().connection.dbapi_connection
-            raw.pgconn.send_query(b"SELECT pg_sleep(0.2)")  # a query in flight...
-            raise TimeLimitExceeded()  # ...when the time limit interrupts the thread
+    with pytest.raises(TimeLimitExceeded), unit_of_work() as uow:
+        raw = uow.session.connection().connection.dbapi_connection
+        raw.pgconn.send_query(b"SELECT pg_sleep(0.2)")  # a query in flight...
+        raise TimeLimitExceeded()  # ...when the time limit interrupts the thread
     assert raw.closed or raw.info.transaction_status == pq.TransactionStatus.IDLE
     for _ in range(engine.pool.size() + 1):  # whichever connection comes next works
         with unit_of_work() as uow:

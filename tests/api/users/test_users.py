@@ -211,11 +211,10 @@ def test_only_admins_delete_users(client, make):
 
 
 def test_deactivating_a_user_stops_their_transfers_and_standing_orders_audited(client, make):
-    from workers.transactions import apply_transaction as apply_actor
-
     from tests.fixtures.http import transfer
     from tests.fixtures.ledger import audit_actions, balance, transaction
     from tests.fixtures.scheduling import iso, later
+    from workers.transactions import apply_transaction as apply_actor
 
     admin, alice, bob = make.user("admin"), make.user(), make.user()
     a, b = make.account(alice, balance="10.00"), make.account(bob)
