@@ -145,7 +145,9 @@ class CancelTransaction(MethodView):
     @blp.response(200, TransactionSchema)
     @blp.documents_errors(404, 409, 503)
     def post(self, transaction_id):
-        """Cancel a `scheduled` or `pending` transaction that is not being applied yet.
+        """Cancel a `scheduled`, `pending` or `dead_lettered` transaction that is not being
+        applied yet (a cancelled dead letter can no longer be retried, so a client that
+        re-sent the transfer is never paid twice).
 
         Decided under the transaction's row lock, the same lock the worker takes to apply
         it: a cancelled transaction never moves money, whatever the timing. Anything else

@@ -264,7 +264,9 @@ def check_request(
     return amount_minor, source, target
 
 
-CANCELLABLE = ("scheduled", "pending")
+# A dead-lettered transfer moved no money; its client may cancel it (and re-send), so a
+# later `dlq retry` can never pay it a second time.
+CANCELLABLE = ("scheduled", "pending", "dead_lettered")
 _LOCK_NOT_AVAILABLE = "55P03"
 
 

@@ -203,3 +203,26 @@ def test_nobody_cancels_a_single_line_of_a_batch(client, make):
         assert response.status_code == 409, response.json
         assert response.json["error"]["details"]["batch_id"] == batch["id"]
     assert line_statuses(batch["id"]) == ["scheduled", "scheduled"]
+
+
+def test_a_dead_lettered_transfer_can_be_cancelled_so_no_later_retry_pays_it(client, make):
+    from db.core.errors import Conflict
+    from db.transactions import repository as transactions_repo
+    from db.transactions.dead_letters import reopen
+
+    alice = make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(make.user())
+    tx = transfer(client, alice, a, b).json
+    with unit_of_work() as uow:
+        assert transactions_repo.mark_dead_lettered(uow.session, uuid.UUID(tx["id"]), "OperationalError")
+
+    response = _cancel(client, alice, tx["id"])  # the client re-sends it under a new key instead
+    assert response.status_code == 200, response.json
+    assert transaction(tx["id"]).status == "cancelled"
+    with unit_of_work() as uow:  # a later `dlq retry --all` cannot pay it too
+        try:
+            reopen(uow.session, uuid.UUID(tx["id"]), None)
+            raise AssertionError("a cancelled transfer was reopened")
+        except Conflict:
+            pass
+    assert entry_count(tx["id"]) == 0 and balance(a) == "10.00"
