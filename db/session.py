@@ -11,10 +11,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Protocol
 
 from prometheus_client import Counter
-from sqlalchemy import Engine, create_engine
+from psycopg import pq
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.core.config import Settings, get_settings
@@ -63,8 +66,17 @@ def _engine(url: str, settings: Settings) -> Engine:
                 },
             )
             tracing.instrument_engine(engine)  # a span per statement, when tracing is on
+            event.listen(engine, "checkout", _refuse_a_busy_connection)
             _engines[url] = engine
         return engine
+
+
+def _refuse_a_busy_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection must come back idle. One still running (or in) a transaction
+    was abandoned mid-query by an interrupted attempt: the pool throws it away and hands
+    out a fresh one (DisconnectionError on checkout means exactly that)."""
+    if dbapi_connection.info.transaction_status != pq.TransactionStatus.IDLE:
+        raise sa_exc.DisconnectionError("connection was left busy by an interrupted attempt")
 
 
 def dispose_engines() -> None:
@@ -124,9 +136,29 @@ class UnitOfWork:
         self._after_commit.clear()
         self.session.rollback()
 
+    def abandon(self, exc: BaseException) -> None:
+        """End the unit after `exc`. An interruption (a time limit, a shutdown: not an
+        `Exception`) can strike mid-query, so its connection is invalidated, never rolled
+        back and reused; so is one whose rollback fails (it is broken). The caller
+        re-raises `exc` itself, never the rollback's error."""
+        self._after_commit.clear()
+        if isinstance(exc, Exception):
+            try:
+                self.session.rollback()
+                return
+            except Exception as rollback_error:  # noqa: BLE001 - the original error is what matters
+                log.warning("rollback.failed", error_type=type(rollback_error).__name__)
+        self.session.invalidate()
+
     def close(self) -> None:
         self._after_commit.clear()
         self.session.close()
+
+
+def database_now(session: Session) -> datetime:
+    """The database's clock: what every row's `created_at` and `scheduled_for` are
+    compared with. A worker host's clock may be off; deciding "due" by it releases early."""
+    return session.execute(select(func.now())).scalar_one()
 
 
 @contextmanager
@@ -136,8 +168,8 @@ def unit_of_work(settings: Settings | None = None) -> Iterator[UnitOfWork]:
     try:
         yield uow
         uow.commit()
-    except BaseException:
-        uow.rollback()
+    except BaseException as exc:
+        uow.abandon(exc)
         raise
     finally:
         uow.close()

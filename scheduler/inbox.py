@@ -90,6 +90,7 @@ def scan_inbox(settings: Settings) -> int:
                 claimed = inbox / "processing" / path.name
                 try:
                     os.rename(path, claimed)  # atomic on one filesystem: the claim
+                    os.utime(claimed)  # its mtime is now the claim's time (see _handle)
                 except FileNotFoundError:
                     continue
                 _handle(claimed, inbox, principal, settings, recovered=False)
@@ -155,8 +156,18 @@ def _handle(path: Path, inbox: Path, principal: Principal, settings: Settings, *
     try:
         with unit_of_work(settings) as uow:
             if recovered:
-                earlier = batches_repo.latest_by_content(uow.session, upload.sha256)
-                if earlier is not None and earlier.source == "inbox" and earlier.filename == name:
+                # A crash between recording the batch and moving the file: this file's
+                # batch is live, from the inbox, of this name, and created after the
+                # claim. Anything older (a failed or cancelled batch of the same content,
+                # or a live one from before the claim) is not this file's.
+                claimed_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                earlier = batches_repo.live_by_content(uow.session, upload.sha256)
+                if (
+                    earlier is not None
+                    and earlier.source == "inbox"
+                    and earlier.filename == name
+                    and earlier.created_at >= claimed_at
+                ):
                     _move(path, inbox / "processed", name, note=f"batch {earlier.id}\n")
                     return
             submitted = batches_service.submit(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 
 import dramatiq
 from prometheus_client import Counter, Histogram
@@ -28,7 +27,7 @@ from db.batches import states
 from db.core.config import get_settings
 from db.core.logs import get_logger
 from db.models import Batch
-from db.session import UnitOfWork, unit_of_work
+from db.session import UnitOfWork, database_now, unit_of_work
 from workers.middleware import never_retry
 
 log = get_logger(__name__)
@@ -60,15 +59,14 @@ def record_chunk_dead_letter(kwargs: dict, reason: str) -> None:
     message), and the batch ends with what was applied before."""
     batch_id = uuid.UUID(kwargs["batch_id"])
     with unit_of_work() as uow:
-        batch = batches_repo.get(uow.session, batch_id)
+        # The batch row first, then its lines: the lock order of every writer.
+        batch = batches_repo.get_for_update(uow.session, batch_id)
         if batch is None or batch.status != "processing":
             return
         from_line = 0 if batch.mode == "atomic" else int(kwargs.get("start_line", 0))
         count = lines_repo.mark_unfinished(
             uow.session, batch_id, status="dead_lettered", message=reason, from_line=from_line
         )
-        batch = batches_repo.get_for_update(uow.session, batch_id)
-        assert batch is not None
         states.dead_lettered(batch, count, reason)
         audit.record(
             uow.session,
@@ -131,7 +129,7 @@ def apply_chunk(batch_id: str, start_line: int) -> None:
     LEDGERQ_BATCH_MESSAGE_BUDGET_SECONDS; then send a message for the rest."""
     settings = get_settings()
     deadline = time.monotonic() + settings.batch_message_budget_s
-    line: int | None = start_line
+    line: int | None = _resume_line(uuid.UUID(batch_id), start_line)
     while line is not None:
         started = time.perf_counter()
         with unit_of_work() as uow:
@@ -143,6 +141,19 @@ def apply_chunk(batch_id: str, start_line: int) -> None:
                 uow.enqueue(apply_chunk, batch_id=batch_id, start_line=outcome.next_line)
         _observe(batch_id, line, outcome, time.perf_counter() - started)
         line = None if handed_over else outcome.next_line
+
+
+def _resume_line(batch_id: uuid.UUID, start_line: int) -> int:
+    """Where this message's work starts: the batch's cursor when it has moved past
+    `start_line`. A retry re-sends the message's original arguments, yet the chunks this
+    message applied before failing are committed; starting at the old line would no-op
+    and leave the batch to the stalled-batch sweeper. (Never backwards: the cursor only
+    grows, and each chunk is applied under the batch's advisory lock.)"""
+    with unit_of_work() as uow:
+        batch = batches_repo.get(uow.session, batch_id)
+        if batch is not None and batch.status == "processing" and batch.next_line > start_line:
+            return batch.next_line
+    return start_line
 
 
 def _observe(batch_id: str, line: int, outcome: batch_posting.ChunkOutcome, elapsed: float) -> None:
@@ -178,7 +189,7 @@ def release_due_batches() -> int:
     settings = get_settings()
     with unit_of_work() as uow:
         released = batches_service.release_due(
-            uow.session, now=datetime.now(UTC), limit=settings.sweeper_batch_size
+            uow.session, now=database_now(uow.session), limit=settings.sweeper_batch_size
         )
         for batch in released:
             send_next_step(uow, batch)

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 
+from db.batches import repository as batches_repo
+from db.batches import service as batches_service
 from db.core.errors import NotFound
 from db.session import unit_of_work
 from db.transactions import repository as transactions_repo
@@ -115,9 +117,12 @@ def requeue(broker: RedisBroker, letter: DeadLetter) -> None:
 def retry(broker: RedisBroker, identifier: str, actor=None) -> dict:
     """Retry by Dramatiq message id, or by transaction id when Redis no longer has the
     message (expired or lost): the `dead_lettered` row is enough."""
+    from workers.batches import apply_chunk
     from workers.transactions import apply_transaction
 
     letter = find(broker, identifier)
+    if letter is not None and letter.actor_name == apply_chunk.actor_name:
+        return retry_batch(broker, uuid.UUID(letter.kwargs["batch_id"]), actor, letter)
     if letter is not None and letter.actor_name != apply_transaction.actor_name:
         requeue(broker, letter)
         return {"message_id": letter.message_id, "actor": letter.actor_name, "requeued": True}
@@ -127,6 +132,8 @@ def retry(broker: RedisBroker, identifier: str, actor=None) -> dict:
         tx_uuid = uuid.UUID(str(tx_id))
     except ValueError:
         raise NotFound("no dead letter or transaction with that id") from None
+    if letter is None and _is_batch(tx_uuid):
+        return retry_batch(broker, tx_uuid, actor, None)
     with unit_of_work() as uow:
         tx = reopen(uow.session, tx_uuid, actor)
         uow.enqueue(apply_transaction, transaction_id=str(tx.id))
@@ -136,4 +143,32 @@ def retry(broker: RedisBroker, identifier: str, actor=None) -> dict:
         "message_id": letter.message_id if letter else None,
         "transaction_id": str(tx_uuid),
         "requeued": True,
+    }
+
+
+def _is_batch(identifier: uuid.UUID) -> bool:
+    with unit_of_work() as uow:
+        return batches_repo.get(uow.session, identifier) is not None
+
+
+def retry_batch(broker: RedisBroker, batch_id: uuid.UUID, actor, letter: DeadLetter | None) -> dict:
+    """Retry a batch whose chunk was dead-lettered (by the message's id, or the batch's
+    when Redis no longer has it): its dead-lettered lines go back to `pending` and the
+    batch resumes at its cursor. Re-sending the old message alone would no-op, the
+    batch being over. `requeued` is true only when a chunk message was actually sent."""
+    from workers.batches import apply_chunk
+
+    with unit_of_work() as uow:
+        batch, reopened = batches_service.reopen_dead_lettered(uow.session, batch_id, actor)
+        requeued = batch.status == "processing"
+        if requeued:
+            uow.enqueue(apply_chunk, batch_id=str(batch.id), start_line=batch.next_line)
+    if letter is not None and requeued:
+        remove(broker, letter)
+    return {
+        "message_id": letter.message_id if letter else None,
+        "actor": apply_chunk.actor_name,
+        "batch_id": str(batch_id),
+        "reopened_lines": reopened,
+        "requeued": requeued,
     }

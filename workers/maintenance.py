@@ -12,7 +12,7 @@ would dead-letter them.)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import dramatiq
 from dramatiq.common import current_millis
@@ -21,7 +21,7 @@ from prometheus_client import Counter
 
 from db.core.config import get_settings
 from db.core.logs import get_logger
-from db.session import unit_of_work
+from db.session import database_now, unit_of_work
 from db.transactions import repository as transactions_repo
 from db.transactions.service import release_due
 from workers.middleware import never_retry
@@ -85,7 +85,9 @@ def release_due_scheduled(now: datetime | None = None) -> int:
     """Move `scheduled` transactions due by `now` to `pending` and enqueue them; how many.
     `now` defaults to the clock; tests pass their own."""
     with unit_of_work() as uow:
-        ids = release_due(uow.session, now=now or datetime.now(UTC), limit=get_settings().sweeper_batch_size)
+        ids = release_due(
+            uow.session, now=now or database_now(uow.session), limit=get_settings().sweeper_batch_size
+        )
         for tx_id in ids:
             uow.enqueue(apply_transaction, transaction_id=str(tx_id))
     if ids:

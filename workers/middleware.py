@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import structlog
 from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import Middleware
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 from sqlalchemy import exc as sa_exc
 
 from db.core.logs import get_logger
@@ -24,13 +26,39 @@ DeadLetterHook = Callable[[dict, str], None]
 
 def is_transient(exc: BaseException) -> bool:
     """Errors worth retrying: the database was unreachable, a lock or statement timed
-    out, a serialization failure or deadlock. Everything else is a bug or bad data and
-    will fail the same way again."""
+    out, a serialization failure or deadlock, the attempt ran past its time limit (it
+    committed nothing, and the row lock makes the retry safe), or anything a broken
+    connection raised. Everything else is a bug or bad data and will fail the same way
+    again."""
+    if isinstance(exc, TimeLimitExceeded):
+        return True
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(
-        exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError)
+    if (
+        isinstance(exc, sa_exc.StatementError)
+        and exc.orig is not None
+        and _from_a_broken_connection(exc.orig)
+    ):
+        return True
+    return _from_a_broken_connection(exc) or isinstance(
+        exc,
+        (
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            sa_exc.TimeoutError,
+            sa_exc.DisconnectionError,
+            ConnectionError,
+        ),
     )
+
+
+def _from_a_broken_connection(exc: BaseException) -> bool:
+    """psycopg's own errors for a connection that is gone or still busy with the query an
+    interrupted attempt left in flight ("can't change 'autocommit' now: connection in
+    transaction status ACTIVE"): the connection, not the message, is at fault."""
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True
+    return isinstance(exc, psycopg.ProgrammingError) and "transaction status ACTIVE" in str(exc)
 
 
 def should_retry(retries_so_far: int, exc: BaseException, *, max_retries: int) -> bool:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 import dramatiq
 from prometheus_client import Counter
@@ -12,7 +12,7 @@ from prometheus_client import Counter
 from db.core.config import get_settings
 from db.core.logs import get_logger
 from db.schedules import service as schedules
-from db.session import unit_of_work
+from db.session import database_now, unit_of_work
 from workers.maintenance import stale_tick
 from workers.middleware import never_retry
 from workers.transactions import apply_transaction
@@ -35,7 +35,10 @@ def create_due_runs(now: datetime | None = None) -> list[uuid.UUID]:
     settings = get_settings()
     with unit_of_work() as uow:
         ids = schedules.run_due(
-            uow.session, now=now or datetime.now(UTC), settings=settings, limit=settings.sweeper_batch_size
+            uow.session,
+            now=now or database_now(uow.session),
+            settings=settings,
+            limit=settings.sweeper_batch_size,
         )
         for tx_id in ids:
             uow.enqueue(apply_transaction, transaction_id=str(tx_id))

@@ -14,6 +14,13 @@ from api.cli import main
 _UUID = click.UUID
 
 
+def _operator():
+    """Who the CLI reads as: an operator with the database's keys sees everything."""
+    from db.core.principal import Principal
+
+    return Principal(id=uuid.UUID(int=0), role="admin", username="ledgerq-cli")
+
+
 def _print_json(value) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
@@ -135,7 +142,7 @@ def list_transactions(account, status, type_, batch, limit, as_json) -> None:
             before_seq=None,
             limit=limit,
         )[:limit]
-        found = TransactionSchema(many=True).dump(transaction_views.views(uow.session, rows))
+        found = TransactionSchema(many=True).dump(transaction_views.views(uow.session, _operator(), rows))
     _print_rows(found, as_json, "transaction(s), newest first", _transaction_line)
 
 
@@ -165,7 +172,7 @@ def show_transaction(transaction_id: uuid.UUID, as_json: bool) -> None:
         tx = repository.get(uow.session, transaction_id)
         if tx is None:
             raise click.ClickException(f"no transaction {transaction_id}")
-        found = TransactionSchema().dump(transaction_views.view(uow.session, tx))
+        found = TransactionSchema().dump(transaction_views.view(uow.session, _operator(), tx))
         entries = [
             {
                 "account_id": str(e.account_id),

@@ -32,7 +32,11 @@ class RetryResultSchema(Schema):
     message_id = fields.String(allow_none=True)
     transaction_id = fields.String(allow_none=True)
     actor = fields.String()
-    requeued = fields.Boolean()
+    batch_id = fields.String(allow_none=True)
+    reopened_lines = fields.Integer(
+        metadata={"description": "a batch's dead-lettered lines put back to pending by this retry"}
+    )
+    requeued = fields.Boolean(metadata={"description": "true only when a message was actually sent"})
 
 
 @blp.route("")
@@ -59,8 +63,10 @@ class RetryDeadLetter(MethodView):
         """Retry a dead letter (admin): send the message again.
 
         A dead-lettered transaction goes back to `pending` and is applied like a new one. Also
-        accepts a transaction id whose message Redis no longer has. 409 when the transaction is
-        no longer `dead_lettered`, or is a batch line (retried with its batch)."""
+        accepts a transaction id whose message Redis no longer has. A batch chunk's letter (or
+        a batch id) reopens the batch: its dead-lettered lines go back to `pending` and it
+        resumes at its cursor; `requeued` is false when there was nothing to retry. 409 when
+        the transaction is no longer `dead_lettered`."""
         from workers import broker
         from workers.dead_letters import retry
 

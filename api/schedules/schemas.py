@@ -19,7 +19,8 @@ class ScheduleCreateSchema(Schema):
         validate=validate.Length(min=9, max=120),
         metadata={
             "description": "5-field crontab (minute hour day-of-month month day-of-week; 0 or 7 = Sunday), "
-            "evaluated in `timezone`. Give cron or interval_seconds.",
+            "evaluated in `timezone`; days 29-31 skip the months without them (no `L`). "
+            "Give cron or interval_seconds.",
             "example": "0 9 1 * *",
         },
     )

@@ -50,7 +50,9 @@ def _enqueue_and_commit(result: Submitted[Transaction]):
     tx = result.record
     if not result.replayed and tx.status == "pending":
         uow.enqueue(apply_transaction, transaction_id=str(tx.id))
-    body = transaction_views.view(uow.session, tx)  # a replayed original may have been reversed since
+    body = transaction_views.view(
+        uow.session, current_principal(), tx
+    )  # a replayed original may have been reversed since
     uow.commit()
     return body, result, f"/api/v1/transactions/{tx.id}"
 
@@ -152,14 +154,18 @@ class TransactionById(MethodView):
 
         Parties to the transaction (and finance/admin) see it; anyone else gets 404. With
         `wait`, the answer comes as soon as the worker decides (`completed`, `failed`, ...) or
-        after N seconds with the status as it is: poll this rather than looping tightly."""
+        after N seconds with the status as it is: poll this rather than looping tightly.
+
+        A counterparty (a customer who neither created it nor owns its source account)
+        gets a reduced view: `reference`, `metadata`, `idempotency_key`, `failure_code`
+        and `failure_message` are null, here and in the history."""
         settings = current_app.config["LEDGERQ_SETTINGS"]
         session = get_session()
         principal = current_principal()
         tx = transaction_views.visible(session, principal, transaction_id)
         seconds = min(args["wait"], settings.long_poll_max_s)
         wait_final(session, tx, user_id=principal.id, seconds=seconds, settings=settings)
-        return transaction_views.view(session, tx)
+        return transaction_views.view(session, principal, tx)
 
 
 @blp.route("/<uuid:transaction_id>/cancel")
@@ -168,12 +174,15 @@ class CancelTransaction(MethodView):
     @blp.response(200, TransactionSchema)
     @blp.documents_errors(404, 409, 503)
     def post(self, transaction_id):
-        """Cancel a `scheduled` or `pending` transaction that is not being applied yet.
+        """Cancel a `scheduled`, `pending` or `dead_lettered` transaction that is not being
+        applied yet (a cancelled dead letter can no longer be retried, so a client that
+        re-sent the transfer is never paid twice).
 
         Decided under the transaction's row lock, the same lock the worker takes to apply
         it: a cancelled transaction never moves money, whatever the timing. Anything else
         (completed, failed, already cancelled, being applied) is 409 `conflict`. Customers
-        cancel only transactions they sent."""
+        cancel only transactions they created; a batch line is 409 for everyone (cancel
+        the batch)."""
         uow = get_uow()
         tx = cancel(uow.session, current_principal(), transaction_id, request_id=g.request_id)
         uow.commit()

@@ -76,8 +76,9 @@ class UserById(MethodView):
         """Deactivate a user (admin).
 
         Never deleted: the ledger and the audit log reference users. Every access and refresh
-        token of the user stops working at once; their accounts and history stay. 409 for
-        yourself: ask another admin."""
+        token of the user stops working at once; their accounts and history stay. Their
+        scheduled and pending transfers are cancelled and their standing orders paused, each
+        audited with `reason: user_deactivated`. 409 for yourself: ask another admin."""
         uow = get_uow()
         users_service.deactivate(uow.session, current_principal(), user_id)
         uow.commit()

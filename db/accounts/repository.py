@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -78,16 +79,42 @@ def balance_of(session: Session, account_id: uuid.UUID) -> Balance | None:
     return session.get(Balance, account_id)
 
 
-def pending_outgoing(session: Session, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Sum of `pending` amounts leaving each account (for `available_balance`)."""
+@dataclass(frozen=True)
+class Figures:
+    """An account's balance, overdraft and pending outgoing sum, from one snapshot."""
+
+    balance_minor: int
+    overdraft_limit_minor: int
+    allow_negative: bool
+    pending_minor: int
+
+    @property
+    def available_minor(self) -> int:
+        return self.balance_minor - self.pending_minor
+
+
+def figures(session: Session, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, Figures]:
+    """Each account's `Figures` in one statement. Under READ COMMITTED every statement
+    has its own snapshot: reading the balance and the pending sum separately lets a
+    transfer completing in between count twice (in the balance and still as pending)."""
     if not account_ids:
         return {}
+    pending = (
+        select(func.coalesce(func.sum(Transaction.amount_minor), 0))
+        .where(Transaction.status == "pending", Transaction.from_account_id == Balance.account_id)
+        .correlate(Balance)
+        .scalar_subquery()
+    )
     rows = session.execute(
-        select(Transaction.from_account_id, func.sum(Transaction.amount_minor))
-        .where(Transaction.status == "pending", Transaction.from_account_id.in_(account_ids))
-        .group_by(Transaction.from_account_id)
+        select(
+            Balance.account_id,
+            Balance.balance_minor,
+            Balance.overdraft_limit_minor,
+            Balance.allow_negative,
+            pending,
+        ).where(Balance.account_id.in_(account_ids))
     ).all()
-    return {account_id: int(total) for account_id, total in rows}
+    return {row[0]: Figures(int(row[1]), int(row[2]), bool(row[3]), int(row[4])) for row in rows}
 
 
 def list_visible(

@@ -105,15 +105,17 @@ def list_visible(
 
 
 def views(session: Session, pairs: list[tuple[Account, Balance]]) -> list[AccountView]:
-    pending = accounts_repo.pending_outgoing(session, [account.id for account, _ in pairs])
+    """The accounts' views; every figure of one account from one snapshot (the balances
+    in `pairs` may be older than this statement and are not used)."""
+    found = accounts_repo.figures(session, [account.id for account, _ in pairs])
     return [
         AccountView(
             account=account,
-            balance_minor=balance.balance_minor,
-            available_minor=balance.balance_minor - pending.get(account.id, 0),
-            overdraft_limit_minor=balance.overdraft_limit_minor,
+            balance_minor=found[account.id].balance_minor,
+            available_minor=found[account.id].available_minor,
+            overdraft_limit_minor=found[account.id].overdraft_limit_minor,
         )
-        for account, balance in pairs
+        for account, _ in pairs
     ]
 
 

@@ -8,7 +8,9 @@ Policy (documented in deployment/AUTH.md and the OpenAPI spec):
   read-only for everybody) gets 403 — mass assignment is refused loudly, not ignored;
 - changing your own password needs `current_password`; a password change or a
   deactivation revokes every token of that user at once;
-- an admin cannot demote or deactivate themselves (nobody could undo a lock-out).
+- an admin cannot demote or deactivate themselves (nobody could undo a lock-out);
+- deactivation cancels the user's scheduled and pending transfers and pauses their
+  standing orders, audited (one being applied at that moment completes).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from db.auth.passwords import password_problem
 from db.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from db.core.principal import Principal
 from db.models import ROLES, User
+from db.schedules.service import pause_all_created_by
+from db.transactions.service import cancel_all_created_by
 
 UNAVAILABLE = "This username or email is not available; choose another or log in."
 # A real hash to compare against when the user does not exist, so that a wrong username
@@ -200,7 +204,16 @@ def _set_active(session: Session, principal: Principal, user: User, active: bool
     user.is_active = active
     if not active:
         tokens.revoke_all(session, user, "deactivated")
+        _stop_standing_instructions(session, principal, user)
     _audit(session, principal, user, "user.activated" if active else "user.deactivated")
+
+
+def _stop_standing_instructions(session: Session, principal: Principal, user: User) -> None:
+    """A deactivated user's money stops moving: their scheduled and pending transfers are
+    cancelled and their standing orders paused, each audited. Reactivating does not
+    undo it (nothing surprising starts again); the user re-sends, finance resumes."""
+    cancel_all_created_by(session, principal, user.id, reason="user_deactivated")
+    pause_all_created_by(session, principal, user.id, reason="user_deactivated")
 
 
 def _audit(session: Session, principal: Principal, user: User, action: str, **data: Any) -> None:

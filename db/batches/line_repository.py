@@ -94,6 +94,18 @@ def mark_unfinished(
     return len(ids)
 
 
+def reopen_dead_lettered(session: Session, batch_id: uuid.UUID) -> list[int]:
+    """The batch's dead-lettered lines back to `pending`; their line numbers."""
+    return list(
+        session.scalars(
+            update(Transaction)
+            .where(Transaction.batch_id == batch_id, Transaction.status == "dead_lettered")
+            .values(status="pending", failure_message=None, updated_at=func.now())
+            .returning(Transaction.batch_line)
+        )
+    )
+
+
 def release_scheduled(session: Session, batch_id: uuid.UUID) -> int:
     return changed(
         session.execute(

@@ -71,12 +71,6 @@ def live_by_content(session: Session, sha256: str) -> Batch | None:
     ).first()
 
 
-def latest_by_content(session: Session, sha256: str) -> Batch | None:
-    return session.scalars(
-        select(Batch).where(Batch.content_sha256 == sha256).order_by(Batch.seq.desc()).limit(1)
-    ).first()
-
-
 def list_batches(
     session: Session, *, status: str | None, created_by: uuid.UUID | None, before_seq: int | None, limit: int
 ) -> list[Batch]:

@@ -206,7 +206,10 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
 def cancel(session: Session, principal: Principal, batch_id: uuid.UUID) -> Batch:
     """Cancel a batch before processing starts: every line that has not moved money
     becomes `cancelled`. 409 once processing has begun (or it is over)."""
-    batch = batches_repo.get(session, batch_id)
+    # The batch row first, then its lines: the lock order of every writer (the scheduled
+    # release claims the row, then releases the lines). Waiting here for a release in
+    # progress ends in 409 below, never in a deadlock.
+    batch = batches_repo.get_for_update(session, batch_id)
     if batch is None:
         raise NotFound("batch not found")
     if batch.status not in states.CANCELLABLE:
@@ -214,25 +217,47 @@ def cancel(session: Session, principal: Principal, batch_id: uuid.UUID) -> Batch
             f"The batch is {batch.status}; only a received, validating or scheduled batch can be cancelled.",
             {"status": batch.status},
         )
-    # Transaction rows first, then the batch row: the lock order of every other writer.
     lines_repo.mark_unfinished(
         session,
         batch.id,
         status="cancelled",
         message=f"the batch was cancelled by {principal.username or principal.id}",
     )
-    batch = batches_repo.get_for_update(session, batch.id)
-    assert batch is not None
-    if batch.status not in states.CANCELLABLE:  # processing started meanwhile: the caller rolls back
-        raise Conflict(
-            f"The batch is {batch.status}; it can no longer be cancelled.", {"status": batch.status}
-        )
     states.cancel(batch)
     audit.record(
         session, action="batch.cancelled", entity_type="batch", entity_id=batch.id, actor_id=principal.id
     )
     session.flush()
     return batches_repo.get(session, batch.id) or batch
+
+
+def reopen_dead_lettered(session: Session, batch_id: uuid.UUID, actor: Principal | None) -> tuple[Batch, int]:
+    """An operator's retry of a batch a dead-lettered chunk ended: under the batch row's
+    lock (then its lines, the lock order of every writer), its dead-lettered lines are
+    `pending` again and the batch `processing`, resuming at its cursor (or at the first
+    reopened line, if that is earlier). Returns the batch and how many lines reopened:
+    0 means there was nothing to retry, and the batch is unchanged."""
+    batch = batches_repo.get_for_update(session, batch_id)
+    if batch is None:
+        raise NotFound("batch not found")
+    if batch.status != "processing" and batch.failure_code != "dead_lettered":
+        return batch, 0
+    lines = lines_repo.reopen_dead_lettered(session, batch.id)
+    if not lines:
+        return batch, 0
+    if batch.status != "processing":
+        states.reopen(batch)
+    batch.next_line = min(batch.next_line, min(lines))
+    audit.record(
+        session,
+        action="batch.reopened",
+        entity_type="batch",
+        entity_id=batch.id,
+        actor_id=actor.id if actor else None,
+        data={"lines": len(lines)},
+    )
+    session.flush()
+    return batch, len(lines)
 
 
 def release_due(session: Session, *, now: datetime, limit: int) -> list[Batch]:

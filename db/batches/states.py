@@ -3,6 +3,7 @@
 
     received -> validating -> scheduled? -> processing -> completed | completed_with_errors | failed
     received | validating | scheduled -> cancelled      received | validating -> failed
+    completed_with_errors | failed (dead_lettered) -> processing   (an operator's reopen)
 
 (shared/API.md's batch status list.) A small upload is validated inside the upload
 request, so `received` may skip `validating`. Ingest, cancel, release, the chunk posting
@@ -63,6 +64,16 @@ def _move(
         session = object_session(batch)
         if session is not None:  # always, for a loaded batch; the event needs the session
             outbox.record(session, [outbox.batch_event(session, batch)])
+
+
+def reopen(batch: Batch) -> None:
+    """An operator retries a batch that ended because a chunk was dead-lettered: it is
+    `processing` again, its failure cleared. Only a dead-lettered ending can be undone
+    (its remaining lines moved no money); any other final status is final."""
+    if batch.status not in ("completed_with_errors", "failed") or batch.failure_code != "dead_lettered":
+        raise IllegalTransition(f"batch {batch.id}: {batch.status} cannot be reopened")
+    batch.status = "processing"
+    batch.failure_code = batch.failure_message = batch.completed_at = None
 
 
 def start_validating(session: Session, batch_id: uuid.UUID) -> bool:

@@ -231,7 +231,7 @@ class Settings(BaseSettings):
     # aggregates every worker process). `ledgerq worker` turns it on; 0 disables.
     worker_metrics_port: int = Field(9191, alias="WORKER_METRICS_PORT")
     worker_metrics_enabled: bool = Field(False, alias="LEDGERQ_WORKER_METRICS")
-    apply_time_limit_ms: int = Field(20_000, alias="WORKER_APPLY_TIME_LIMIT_MS")
+    apply_time_limit_ms: int = Field(40_000, alias="WORKER_APPLY_TIME_LIMIT_MS")
 
     # --- scheduler -----------------------------------------------------------------
     # A `pending` row untouched for this long is re-enqueued (Redis lost it, or was
@@ -364,6 +364,17 @@ class Settings(BaseSettings):
                 f"below 10^{MAX_DIGITS} minor units; at most {Decimal(10) ** (MAX_DIGITS - places) - 1}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _time_limit_above_the_database_timeouts(self) -> Settings:
+        # A transfer waiting on a lock must hear the database's lock or statement timeout
+        # (transient, retried) before the worker's time limit interrupts it mid-query.
+        if self.apply_time_limit_ms <= max(self.db_lock_timeout_ms, self.db_statement_timeout_ms):
+            raise ValueError(
+                "WORKER_APPLY_TIME_LIMIT_MS must be above LEDGERQ_DB_LOCK_TIMEOUT_MS and "
+                "LEDGERQ_DB_STATEMENT_TIMEOUT_MS"
+            )
+        return self
 
     @field_validator("metrics_allow_csv")
     @classmethod

@@ -24,6 +24,17 @@ def get_for_update(session: Session, schedule_id: uuid.UUID) -> Schedule | None:
     ).one_or_none()
 
 
+def active_created_by(session: Session, user_id: uuid.UUID) -> list[Schedule]:
+    """The user's active schedules, locked (the scheduler claims them with SKIP LOCKED)."""
+    return list(
+        session.scalars(
+            select(Schedule)
+            .where(Schedule.created_by == user_id, Schedule.status == "active")
+            .with_for_update()
+        )
+    )
+
+
 def list_visible(
     session: Session,
     *,

@@ -170,12 +170,12 @@ def runs(session: Session, principal: Principal, schedule_id: uuid.UUID, page: K
     """A page of the runs (ordinary transactions, as views) of a visible schedule."""
     schedule = visible_schedule(session, principal, schedule_id)
     rows = schedules_repo.runs_of(session, schedule.id, before_seq=page.after, limit=page.limit)
-    return page.of(rows, lambda txs: transaction_views.views(session, txs))
+    return page.of(rows, lambda txs: transaction_views.views(session, principal, txs))
 
 
 def visible_schedule(session: Session, principal: Principal, schedule_id: uuid.UUID) -> Schedule:
-    """The schedule if the principal may see (and manage) it, else 404: finance/admin see
-    all; customers the ones they created or that draw on their accounts."""
+    """The schedule if the principal may see it, else 404: finance/admin see all;
+    customers the ones they created or that draw on their accounts."""
     schedule = schedules_repo.get(session, schedule_id)
     if schedule is None or not _may_see(session, principal, schedule):
         raise NotFound("schedule not found")
@@ -190,10 +190,15 @@ def _may_see(session: Session, principal: Principal, schedule: Schedule) -> bool
 
 
 def _locked(session: Session, principal: Principal, schedule_id: uuid.UUID) -> Schedule:
-    visible_schedule(session, principal, schedule_id)
-    schedule = schedules_repo.get_for_update(session, schedule_id)
-    assert schedule is not None  # schedules are never deleted, only marked
-    return schedule
+    """The schedule locked for a change by someone who may manage it: finance and admin,
+    or the customer who created it. A customer sees the standing orders finance set up on
+    their account but cannot pause, resume or delete them (404, like a stranger)."""
+    seen = visible_schedule(session, principal, schedule_id)
+    if not (principal.sees_everything or seen.created_by == principal.id):
+        raise NotFound("schedule not found")
+    locked = schedules_repo.get_for_update(session, schedule_id)
+    assert locked is not None  # schedules are never deleted, only marked
+    return locked
 
 
 def pause(session: Session, principal: Principal, schedule_id: uuid.UUID) -> Schedule:
@@ -207,6 +212,20 @@ def pause(session: Session, principal: Principal, schedule_id: uuid.UUID) -> Sch
     _audit(session, schedule, "schedule.paused", principal, {})
     session.flush()
     return schedule
+
+
+def pause_all_created_by(
+    session: Session, principal: Principal, user_id: uuid.UUID, *, reason: str
+) -> list[uuid.UUID]:
+    """Pause the user's active standing orders (a deactivated user's), each audited with
+    `reason`; resuming them is an explicit decision for finance or admin."""
+    paused = []
+    for schedule in schedules_repo.active_created_by(session, user_id):
+        _set_paused(schedule, reason)
+        _audit(session, schedule, "schedule.paused", principal, {"reason": reason})
+        paused.append(schedule.id)
+    session.flush()
+    return paused
 
 
 def resume(

@@ -29,6 +29,22 @@ def get_for_update(session: Session, transaction_id: uuid.UUID) -> Transaction |
 _INEFFECTIVE = ("failed", "cancelled")  # reversals that moved nothing and block nothing
 
 
+def open_created_by(session: Session, user_id: uuid.UUID, statuses: tuple[str, ...]) -> list[Transaction]:
+    """The user's own transactions (not batch lines) in `statuses`, locked; one the
+    worker is applying right now (row locked) is skipped: it was in flight already."""
+    return list(
+        session.scalars(
+            select(Transaction)
+            .where(
+                Transaction.created_by == user_id,
+                Transaction.status.in_(statuses),
+                Transaction.batch_id.is_(None),
+            )
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
 def reversal_of(session: Session, transaction_id: uuid.UUID) -> Transaction | None:
     """The effective reversal of `transaction_id` (any status but failed/cancelled)."""
     return session.scalars(

@@ -212,14 +212,29 @@ def check_limits(
         raise RuleViolation(breach.message, breach.details, code="limit_exceeded")
 
 
-def check_request_time_rules(request: MoneyMovement, source: Account, target: Account) -> None:
+def check_request_time_rules(
+    request: MoneyMovement, source: Account, target: Account, caller: Principal | None
+) -> None:
+    """Both accounts active and in the request's currency. The answer names the status
+    and currency only of accounts the caller may read (`caller` None: a staff-only path,
+    such as batch validation): a customer learns that a stranger's account cannot take
+    the transfer, never what state or currency it is in."""
+
+    def readable(account: Account) -> bool:
+        return caller is None or caller.sees_everything or account.owner_id == caller.id
+
     for account in (source, target):
         if account.status != "active":
-            raise RuleViolation(f"account {account.id} is {account.status}", code="account_inactive")
+            message = (
+                f"account {account.id} is {account.status}"
+                if readable(account)
+                else "the target account cannot receive transfers"
+            )
+            raise RuleViolation(message, code="account_inactive")
     if source.currency != request.currency or target.currency != request.currency:
         raise RuleViolation(
             f"transaction currency {request.currency} does not match the accounts' currency",
-            {"accounts": {str(source.id): source.currency, str(target.id): target.currency}},
+            {"accounts": {str(a.id): a.currency for a in (source, target) if readable(a)}},
             code="currency_mismatch",
         )
 
@@ -245,7 +260,7 @@ def _validated(
     except AmountError as exc:
         raise ValidationFailed.field("amount", str(exc)) from None
     source, target = _resolve_accounts(session, principal, request)
-    check_request_time_rules(request, source, target)
+    check_request_time_rules(request, source, target, principal)
     return amount_minor, source, target
 
 
@@ -260,7 +275,9 @@ def check_request(
     return amount_minor, source, target
 
 
-CANCELLABLE = ("scheduled", "pending")
+# A dead-lettered transfer moved no money; its client may cancel it (and re-send), so a
+# later `dlq retry` can never pay it a second time.
+CANCELLABLE = ("scheduled", "pending", "dead_lettered")
 _LOCK_NOT_AVAILABLE = "55P03"
 
 
@@ -275,12 +292,19 @@ def cancel(
     later sees `cancelled` and moves no money. A lock we cannot get within the lock
     timeout is reported as 409 too: the transaction is being processed.
 
-    Customers cancel only what they sent (their source account, or created by them);
-    anything else is 404, like a transaction that does not exist.
+    Customers cancel only what they created; anything else is 404, like a transaction that
+    does not exist. A batch line is 409 for everyone: cancel the batch.
     """
     tx = transactions_repo.get(session, transaction_id)
-    if tx is None or not _may_cancel(session, principal, tx):
+    if tx is None or not _may_cancel(principal, tx):
         raise NotFound("transaction not found")
+    if tx.batch_id is not None:
+        # One line out of an atomic batch fails the whole batch, and the other recipients
+        # go unpaid: a batch is cancelled as a whole or not at all.
+        raise Conflict(
+            "A line of a batch cannot be cancelled on its own; cancel the batch.",
+            {"transaction_id": str(tx.id), "batch_id": str(tx.batch_id)},
+        )
     try:
         locked = transactions_repo.get_for_update(session, transaction_id)
     except OperationalError as exc:
@@ -296,19 +320,39 @@ def cancel(
             f"A {locked.status} transaction cannot be cancelled.",
             {"transaction_id": str(locked.id), "status": locked.status},
         )
-    previous = locked.status
-    locked.status = "cancelled"
+    _mark_cancelled(session, principal, locked, {}, request_id)
+    session.flush()
+    return locked
+
+
+def _mark_cancelled(
+    session: Session, principal: Principal, tx: Transaction, data: dict[str, Any], request_id: str | None
+) -> None:
+    """Cancel a locked, cancellable transaction and audit it."""
+    previous, tx.status = tx.status, "cancelled"
     audit.record(
         session,
         action="transaction.cancelled",
         entity_type="transaction",
-        entity_id=locked.id,
+        entity_id=tx.id,
         actor_id=principal.id,
-        data={"previous_status": previous},
+        data={"previous_status": previous, **data},
         request_id=request_id,
     )
-    outbox.record(session, outbox.transaction_events(session, [locked]))
-    return locked
+    outbox.record(session, outbox.transaction_events(session, [tx]))  # its event, with the change
+
+
+def cancel_all_created_by(
+    session: Session, principal: Principal, user_id: uuid.UUID, *, reason: str
+) -> list[uuid.UUID]:
+    """Cancel what the user created and is still waiting (a deactivated user's scheduled
+    and pending transfers), each audited with `reason`; returns their ids."""
+    cancelled = []
+    for tx in transactions_repo.open_created_by(session, user_id, CANCELLABLE):
+        _mark_cancelled(session, principal, tx, {"reason": reason}, None)
+        cancelled.append(tx.id)
+    session.flush()
+    return cancelled
 
 
 def reverse(
@@ -374,7 +418,7 @@ def reverse(
     target = accounts_repo.get(session, original.from_account_id)
     if source is None or target is None:
         raise NotFound("account not found")  # rows are never deleted; defensive
-    check_request_time_rules(request, source, target)
+    check_request_time_rules(request, source, target, principal)
     _check_funds(session, source, original.amount_minor)
 
     values = {
@@ -450,30 +494,25 @@ def _no_reversal_yet(session: Session, transaction_id: uuid.UUID) -> None:
 def _check_funds(session: Session, source: Account, amount_minor: int) -> None:
     """The worker's funds rule, as a request-time hint: current balance minus what is
     already pending out of the account must cover the amount (down to the overdraft)."""
-    balance = accounts_repo.balance_of(session, source.id)
-    if balance is None or balance.allow_negative:
+    figures = accounts_repo.figures(session, [source.id]).get(source.id)
+    if figures is None or figures.allow_negative:
         return
-    pending = accounts_repo.pending_outgoing(session, [source.id]).get(source.id, 0)
-    if balance.balance_minor - pending - amount_minor < -balance.overdraft_limit_minor:
+    if figures.available_minor - amount_minor < -figures.overdraft_limit_minor:
         raise RuleViolation(
             f"account {source.id} no longer holds the {format_minor(amount_minor, source.currency)} to move back",
             {
                 "account_id": str(source.id),
-                "available": format_minor(balance.balance_minor - pending, source.currency),
+                "available": format_minor(figures.available_minor, source.currency),
             },
             code="insufficient_funds",
         )
 
 
-def _may_cancel(session: Session, principal: Principal, tx: Transaction) -> bool:
-    if principal.sees_everything or tx.created_by == principal.id:
-        return True
-    if tx.type in ("reversal", "credit"):
-        # Finance's decisions: the customer whose account they take money from (a
-        # reversal's source is the original recipient) must not be able to cancel them.
-        return False
-    source = accounts_repo.get(session, tx.from_account_id)
-    return source is not None and source.owner_id == principal.id
+def _may_cancel(principal: Principal, tx: Transaction) -> bool:
+    """Finance and admin cancel anything; a customer only what they created (their own
+    transfers and debits, their schedules' runs), never what finance set up on their
+    account (a fee, a reversal, a batch line)."""
+    return principal.sees_everything or tx.created_by == principal.id
 
 
 def release_due(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:

@@ -1,7 +1,7 @@
 """What a principal may see of transactions, as `TransactionView`s: the one home of
 transaction visibility (customers see transactions touching their own accounts; staff
-see everything) and of `reversed_by`, which is not a column but the id of the effective
-reversal, read for a whole page in one query."""
+see everything), of the counterparty's reduced view, and of `reversed_by`, which is not
+a column but the id of the effective reversal, read for a whole page in one query."""
 
 from __future__ import annotations
 
@@ -10,36 +10,67 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.accounts import repository as accounts_repo
 from db.accounts.service import visible_account
 from db.core.errors import NotFound
 from db.core.principal import Principal
-from db.models import Transaction
+from db.models import Account, Transaction
 from db.pagination import KeysetPage
 from db.transactions import repository as transactions_repo
+
+# What only the sender's side reads: the counterparty (a customer who neither created the
+# transaction nor owns its source account) sees that money came, or did not, and no more.
+PRIVATE_TO_THE_SENDER = frozenset(
+    {"reference", "metadata_", "idempotency_key", "failure_code", "failure_message"}
+)
 
 
 @dataclass(frozen=True)
 class TransactionView:
-    """A transaction as its API schema shows it: every column, plus `reversed_by`."""
+    """A transaction as its API schema shows it: every column, plus `reversed_by`; for a
+    counterparty (`reduced`), the sender's private fields are None."""
 
     transaction: Transaction
     reversed_by: uuid.UUID | None
+    reduced: bool = False
 
     def __getattr__(self, name: str) -> Any:
+        if self.reduced and name in PRIVATE_TO_THE_SENDER:
+            return None
         return getattr(self.transaction, name)
 
 
-def views(session: Session, txs: list[Transaction]) -> list[TransactionView]:
-    """Views of `txs`, their `reversed_by` read in one query."""
+def views(session: Session, principal: Principal, txs: list[Transaction]) -> list[TransactionView]:
+    """The principal's views of `txs`, their `reversed_by` and source owners read in one
+    query each."""
     found = transactions_repo.reversed_by(session, [tx.id for tx in txs])
-    return [TransactionView(tx, found.get(tx.id)) for tx in txs]
+    sender_side = _sender_side(session, principal, txs)
+    return [TransactionView(tx, found.get(tx.id), reduced=tx.id not in sender_side) for tx in txs]
 
 
-def view(session: Session, tx: Transaction) -> TransactionView:
-    return views(session, [tx])[0]
+def view(session: Session, principal: Principal, tx: Transaction) -> TransactionView:
+    return views(session, principal, [tx])[0]
+
+
+def _sender_side(session: Session, principal: Principal, txs: list[Transaction]) -> set[uuid.UUID]:
+    """The ids of the transactions the principal sees in full: staff all of them,
+    customers what they created or what draws on an account they own."""
+    if principal.sees_everything:
+        return {tx.id for tx in txs}
+    sources = {tx.from_account_id for tx in txs if tx.created_by != principal.id}
+    owned = (
+        set(
+            session.scalars(
+                select(Account.id).where(Account.id.in_(sources), Account.owner_id == principal.id)
+            )
+        )
+        if sources
+        else set()
+    )
+    return {tx.id for tx in txs if tx.created_by == principal.id or tx.from_account_id in owned}
 
 
 def visible(session: Session, principal: Principal, transaction_id: uuid.UUID) -> Transaction:
@@ -89,4 +120,4 @@ def history(
         before_seq=page.after,
         limit=page.limit,
     )
-    return page.of(rows, lambda txs: views(session, txs))
+    return page.of(rows, lambda txs: views(session, principal, txs))

@@ -195,3 +195,31 @@ def test_a_file_with_nul_bytes_goes_to_rejected_not_stuck_in_processing(inbox, m
     text = (directory / "rejected" / "nul.csv.error.txt").read_text()
     assert "NUL" in text and "erence" not in text
     assert batches() == []
+
+
+def test_recovery_matches_only_a_live_batch_created_after_the_claim(inbox, make):
+    from tests.fixtures.ledger import sql
+
+    directory, settings, finance = inbox
+    a = make.account(make.user())
+    content = csv_bytes(f",{a},1.00,USD,again-1")
+    (directory / "pay.csv").write_bytes(content)
+    assert scan_inbox(settings) == 1
+    [first] = batches()
+    sql("UPDATE batches SET status = 'cancelled' WHERE id = :id", id=str(first.id))
+
+    # The same file dropped again, claimed, then the scheduler crashed before recording it.
+    time.sleep(0.05)
+    (directory / "processing" / "pay.csv").write_bytes(content)
+    assert scan_inbox(settings) == 1
+    assert len(batches()) == 2  # a new batch: the cancelled one moved no money
+    second = batches()[1]
+    assert str(second.id) in (directory / "processed" / "pay.csv.1.batch.txt").read_text()
+
+    # A live batch from before the claim is a duplicate, not "this file, already done".
+    time.sleep(0.05)
+    (directory / "processing" / "pay.csv").write_bytes(content)
+    assert scan_inbox(settings) == 1
+    assert len(batches()) == 2
+    reason = (directory / "rejected" / "pay.csv.error.txt").read_text()
+    assert "conflict" in reason and str(second.id) in reason

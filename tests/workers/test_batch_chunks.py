@@ -197,3 +197,32 @@ def test_a_cancelled_upload_whose_message_was_lost_still_gets_its_report(make):
     assert (row.status, row.total_items, row.cancelled_count) == ("cancelled", 2, 2)
     assert batch_actors.resend_stalled() == 0
     assert balance(a) == "0.00"
+
+
+def test_a_retry_after_partial_progress_continues_from_the_batchs_cursor(client, make, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from db.core.config import get_settings
+
+    finance, a, b, batch = submitted(client, make, lines=5)
+    settings = get_settings().model_copy(update={"batch_chunk_size": 4, "batch_message_budget_s": 60})
+    monkeypatch.setattr(batch_actors, "get_settings", lambda: settings)
+    real, calls = batch_posting.apply_chunk, []
+
+    def second_chunk_fails(session, batch_id, line, **kw):
+        calls.append(line)
+        if len(calls) == 2:
+            raise OperationalError("apply", {}, Exception("server closed the connection"))
+        return real(session, batch_id, line, **kw)
+
+    monkeypatch.setattr(batch_posting, "apply_chunk", second_chunk_fails)
+    try:
+        batch_actors.apply_chunk(batch["id"], 0)  # chunk 1 (lines 2-3) committed, chunk 2 fails
+    except OperationalError:
+        pass
+    assert batch_row(batch["id"]).next_line > 0 and balance(b) == "2.00"
+
+    batch_actors.apply_chunk(batch["id"], 0)  # Retries re-sends the same message
+    row = batch_row(batch["id"])
+    assert row.status == "completed" and row.completed_count == 5, (row.status, row.next_line)
+    assert balance(b) == "5.00"

@@ -100,8 +100,14 @@ def kill_worker_holding_messages(procs, client, make, *, prefetch: str, schedule
     target = make.account(bob)
 
     # This worker waits as long as it takes for the lock (the default 5 s lock timeout
-    # would turn a slow CI machine into retries and dead letters).
-    first = start_worker(procs, WORKER_PREFETCH=prefetch, LEDGERQ_DB_LOCK_TIMEOUT_MS="120000")
+    # would turn a slow CI machine into retries and dead letters); its time limit stays
+    # above the lock timeout, as the settings require.
+    first = start_worker(
+        procs,
+        WORKER_PREFETCH=prefetch,
+        LEDGERQ_DB_LOCK_TIMEOUT_MS="120000",
+        WORKER_APPLY_TIME_LIMIT_MS="180000",
+    )
     credit_probe(client, make, finance)
     dramatiq_parent, children = dramatiq_workers(psutil.Process(first.pid))
     assert dramatiq_parent is not None and len(children) == 1, procs.logs()

@@ -3,6 +3,8 @@ the fault is fixed an admin's retry completes it exactly once."""
 
 from __future__ import annotations
 
+import uuid
+
 import db.ledger.posting
 from tests.fixtures.http import accepted, transfer
 from tests.fixtures.ledger import balance, transaction, wait_final
@@ -96,3 +98,39 @@ def test_a_batch_line_cannot_be_retried_on_its_own(client, make):
     assert refused.status_code == 409 and refused.json["error"]["code"] == "conflict"
     assert transaction(line_id).status == "dead_lettered"
     assert balance(b) == "0.00"
+
+
+def test_a_dead_lettered_batch_is_reopened_and_resumes_at_its_cursor(client, make):
+    from db.batches import posting as batch_posting
+    from db.session import unit_of_work as uow_
+    from tests.fixtures.batches import batch_row, csv_bytes, line_statuses, upload
+    from tests.fixtures.ledger import audit_actions, balance
+    from workers import batches as batch_actors
+    from workers import broker
+    from workers.dead_letters import retry
+
+    finance, alice, bob = make.user("finance"), make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    batch = upload(client, finance, csv_bytes(*[f"{a},{b},1.00,USD,d-{n}" for n in range(4)])).json
+    with uow_() as uow:  # the first two lines are applied, then the chunk dead-letters
+        batch_posting.apply_chunk(uow.session, uuid.UUID(batch["id"]), 0, chunk_size=4)
+    batch_actors.record_chunk_dead_letter(
+        {"batch_id": batch["id"], "start_line": 4}, "OperationalError: down"
+    )
+    assert batch_row(batch["id"]).status == "completed_with_errors"
+    assert line_statuses(batch["id"]) == ["completed", "completed", "dead_lettered", "dead_lettered"]
+
+    outcome = retry(broker, batch["id"])  # Redis no longer has the message: the batch id is enough
+    assert outcome["requeued"] is True and outcome["reopened_lines"] == 2, outcome
+    row = batch_row(batch["id"])
+    assert row.status == "processing" and row.failure_code is None and row.next_line == 4
+    assert "batch.reopened" in audit_actions(batch["id"])
+
+    batch_actors.apply_chunk(batch["id"], row.next_line)  # the message the retry sent
+    row = batch_row(batch["id"])
+    assert row.status == "completed" and row.completed_count == 4 and row.dead_lettered_count == 0
+    assert balance(b) == "4.00"
+
+    again = retry(broker, batch["id"])  # nothing left to retry: said so
+    assert again["requeued"] is False and again["reopened_lines"] == 0
+    assert balance(b) == "4.00"

@@ -66,8 +66,8 @@ def decide(
         return Decision(
             "failed",
             "insufficient_funds",
-            f"balance {format_minor(src_balance.balance_minor, src.currency)} "
-            f"does not cover {format_minor(tx.amount_minor, tx.currency)}",
+            # Never the balance: the message is stored and shown, and a balance is private.
+            f"the source account cannot cover {format_minor(tx.amount_minor, tx.currency)}",
         )
     for account, after in ((src, after_source), (dst, after_target)):
         if not BIGINT_MIN <= after <= BIGINT_MAX:

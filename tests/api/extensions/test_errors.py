@@ -331,3 +331,25 @@ def test_amounts_are_rendered_with_the_currencys_decimals(client, make, alice):
     assert shown == {"USD": "100.00", "JPY": "500", "KWD": "1.250"}
     entries = client.get(f"/api/v1/accounts/{kwd}/entries", headers=alice.headers).json["items"]
     assert [(e["amount"], e["balance_after"]) for e in entries] == [("1.250", "1.250")]
+
+
+def test_request_time_errors_do_not_echo_what_the_caller_may_not_read(client, make, alice, accounts):
+    a, b = accounts
+    stranger = make.user()
+    euro = make.account(stranger, "EUR")
+    assert client.get(f"/api/v1/accounts/{euro}", headers=alice.headers).status_code == 404
+
+    mismatch = transfer(client, alice, a, euro, "1.00", "USD")
+    assert_error(mismatch, 422, "currency_mismatch")
+    assert "EUR" not in mismatch.get_data(as_text=True)
+    assert mismatch.json["error"]["details"] == {"accounts": {str(a): "USD"}}  # her own, only
+
+    sql("UPDATE accounts SET status = 'frozen' WHERE id = :id", id=str(b))
+    inactive = transfer(client, alice, a, b, "1.00")
+    assert_error(inactive, 422, "account_inactive")
+    assert "frozen" not in inactive.get_data(as_text=True) and str(b) not in inactive.json["error"]["message"]
+    assert _transactions_recorded() == 1
+
+    finance = make.user("finance")  # staff read every account: the full answer
+    staff = transfer(client, finance, a, euro, "1.00", "USD")
+    assert staff.json["error"]["details"]["accounts"][str(euro)] == "EUR"

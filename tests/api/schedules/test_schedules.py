@@ -156,6 +156,19 @@ def test_finance_can_set_up_a_schedule_the_account_owner_sees(client, make, part
     assert client.get(f"/api/v1/schedules/{created.json['id']}", headers=alice.headers).status_code == 200
 
 
+def test_a_customer_cannot_pause_resume_or_delete_what_finance_set_up(client, make, parties):
+    alice, _, a, b = parties
+    finance = make.user("finance")
+    url = f"/api/v1/schedules/{_create(client, finance, a, b, interval_seconds=3600, start_at=iso(START)).json['id']}"
+    assert client.post(f"{url}/pause", headers=alice.headers).status_code == 404
+    assert client.delete(url, headers=alice.headers).status_code == 404
+    assert client.get(url, headers=alice.headers).json["status"] == "active"
+    assert client.post(f"{url}/pause", headers=finance.headers).status_code == 200
+    assert client.post(f"{url}/resume", headers=alice.headers).status_code == 404
+    assert client.get(url, headers=alice.headers).json["status"] == "paused"
+    assert client.delete(url, headers=make.user("admin").headers).status_code == 204
+
+
 def test_runs_are_listed_as_ordinary_transactions(client, parties):
     from workers.schedules import create_due_runs
 

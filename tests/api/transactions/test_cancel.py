@@ -175,3 +175,60 @@ def test_many_cancels_racing_the_real_worker(app, make, monkeypatch):
     assert balance(a) == f"{1000 - completed}.00"
     with unit_of_work() as uow:
         assert verify_ledger(uow.session) == []
+
+
+def test_a_customer_cannot_cancel_what_finance_set_up_from_their_account(client, make):
+    alice, finance = make.user(), make.user("finance")
+    a, fees = make.account(alice, balance="10.00"), make.account(make.user())
+    fee = transfer(client, finance, a, fees, amount="2.00", scheduled_for=iso(later(days=1))).json
+
+    assert _cancel(client, alice, fee["id"]).status_code == 404  # she sees it, but it is finance's
+    assert transaction(fee["id"]).status == "scheduled"
+    assert _cancel(client, make.user("admin"), fee["id"]).status_code == 200
+
+
+def test_nobody_cancels_a_single_line_of_a_batch(client, make):
+    from tests.fixtures.batches import csv_bytes, line_statuses, upload
+
+    finance, alice, bob = make.user("finance"), make.user(), make.user()
+    a, b = make.account(alice, balance="50.00"), make.account(bob)
+    batch = upload(
+        client,
+        finance,
+        csv_bytes(f"{a},{b},1.00,USD,l1", f"{a},{b},2.00,USD,l2"),
+        mode="atomic",
+        scheduled_for=iso(later(days=1)),
+    ).json
+    line = client.get(
+        "/api/v1/transactions/history", query_string={"batch_id": batch["id"]}, headers=finance.headers
+    ).json["items"][0]
+
+    assert _cancel(client, alice, line["id"]).status_code == 404  # the source owner: not hers
+    for staff in (finance, make.user("admin")):
+        response = _cancel(client, staff, line["id"])
+        assert response.status_code == 409, response.json
+        assert response.json["error"]["details"]["batch_id"] == batch["id"]
+    assert line_statuses(batch["id"]) == ["scheduled", "scheduled"]
+
+
+def test_a_dead_lettered_transfer_can_be_cancelled_so_no_later_retry_pays_it(client, make):
+    from db.core.errors import Conflict
+    from db.transactions import repository as transactions_repo
+    from db.transactions.dead_letters import reopen
+
+    alice = make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(make.user())
+    tx = transfer(client, alice, a, b).json
+    with unit_of_work() as uow:
+        assert transactions_repo.mark_dead_lettered(uow.session, uuid.UUID(tx["id"]), "OperationalError")
+
+    response = _cancel(client, alice, tx["id"])  # the client re-sends it under a new key instead
+    assert response.status_code == 200, response.json
+    assert transaction(tx["id"]).status == "cancelled"
+    with unit_of_work() as uow:  # a later `dlq retry --all` cannot pay it too
+        try:
+            reopen(uow.session, uuid.UUID(tx["id"]), None)
+            raise AssertionError("a cancelled transfer was reopened")
+        except Conflict:
+            pass
+    assert entry_count(tx["id"]) == 0 and balance(a) == "10.00"

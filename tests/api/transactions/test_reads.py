@@ -195,3 +195,35 @@ def test_wait_gives_up_after_n_seconds_with_the_current_state(client, make):
     )
     unknown = client.get(f"/api/v1/transactions/{uuid.uuid4()}?wait=5", headers=alice.headers)
     assert_error(unknown, 404, "not_found")
+
+
+def test_a_counterparty_gets_a_reduced_view_and_no_failure_names_a_balance(client, make, worker):
+    from tests.fixtures.ledger import wait_final
+
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="986.00"), make.account(bob)
+    tx = transfer(
+        client,
+        alice,
+        a,
+        b,
+        amount="999999.00",
+        reference="rent flat 3",
+        metadata={"note": "private"},
+        headers={"Idempotency-Key": "alice-key-1"},
+    ).json
+    wait_final([tx["id"]])
+
+    mine = client.get(f"/api/v1/transactions/{tx['id']}", headers=alice.headers).json
+    assert mine["failure_code"] == "insufficient_funds"
+    assert "986" not in mine["failure_message"]  # no balance in a failure message, for anyone
+    assert mine["reference"] == "rent flat 3" and mine["idempotency_key"] == "alice-key-1"
+
+    theirs = client.get(f"/api/v1/transactions/{tx['id']}", headers=bob.headers).json
+    listed = client.get(HISTORY, query_string={"account_id": str(b)}, headers=bob.headers).json["items"]
+    for view in (theirs, listed[0]):
+        assert view["id"] == tx["id"] and view["status"] == "failed" and view["amount"] == "999999.00"
+        for private in ("failure_code", "failure_message", "reference", "metadata", "idempotency_key"):
+            assert view[private] is None, (private, view)
+    staff = client.get(f"/api/v1/transactions/{tx['id']}", headers=make.user("finance").headers).json
+    assert staff["reference"] == "rent flat 3" and staff["failure_code"] == "insufficient_funds"

@@ -208,3 +208,37 @@ def test_only_admins_delete_users(client, make):
     assert client.delete(f"/api/v1/users/{alice.id}", headers=alice.headers).status_code == 403
     admin = make.user("admin")
     assert client.delete(f"/api/v1/users/{uuid.uuid4()}", headers=admin.headers).status_code == 404
+
+
+def test_deactivating_a_user_stops_their_transfers_and_standing_orders_audited(client, make):
+    from tests.fixtures.http import transfer
+    from tests.fixtures.ledger import audit_actions, balance, transaction
+    from tests.fixtures.scheduling import iso, later
+    from workers.transactions import apply_transaction as apply_actor
+
+    admin, alice, bob = make.user("admin"), make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    scheduled = transfer(client, alice, a, b, scheduled_for=iso(later(seconds=30))).json
+    pending = transfer(client, alice, a, b).json  # its message still waiting in Redis
+    order = client.post(
+        "/api/v1/schedules",
+        json={
+            "from_account_id": str(a),
+            "to_account_id": str(b),
+            "amount": "1.00",
+            "currency": "USD",
+            "interval_seconds": 60,
+        },
+        headers=alice.headers,
+    ).json
+
+    assert client.delete(f"/api/v1/users/{alice.id}", headers=admin.headers).status_code == 204
+
+    apply_actor(pending["id"])  # delivered after all: moves nothing
+    for tx_id in (scheduled["id"], pending["id"]):
+        assert transaction(tx_id).status == "cancelled"
+        assert "transaction.cancelled" in audit_actions(tx_id)
+    assert balance(b) == "0.00"
+    shown = client.get(f"/api/v1/schedules/{order['id']}", headers=admin.headers).json
+    assert shown["status"] == "paused" and shown["next_run_at"] is None
+    assert "schedule.paused" in audit_actions(order["id"])

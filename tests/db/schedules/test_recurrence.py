@@ -125,3 +125,12 @@ def test_a_very_long_outage_is_still_one_run_and_fast():
     plan = plan_due_runs(monthly, monthly.first_at_or_after(T0), now, policy="run_once", grace=timedelta(0))
     assert plan.run_at == datetime(2036, 5, 1, 7, tzinfo=UTC)
     assert plan.next_run_at == datetime(2036, 6, 1, 7, tzinfo=UTC)
+
+
+def test_cron_on_day_31_skips_the_months_without_one_as_documented():
+    # deployment/SCHEDULER.md: like crontab, "0 9 31 * *" runs only in 31-day months;
+    # "the last day of the month" is not expressible (no `L`), use day 28 or two schedules.
+    monthly = Recurrence(start_at=datetime(2026, 1, 1, tzinfo=UTC), cron="0 9 31 * *")
+    jan = monthly.first_after(datetime(2026, 1, 1, tzinfo=UTC))
+    after_jan = monthly.first_after(jan)
+    assert (jan, after_jan) == (datetime(2026, 1, 31, 9, tzinfo=UTC), datetime(2026, 3, 31, 9, tzinfo=UTC))
