@@ -18,6 +18,16 @@ REQUEST_EXAMPLES: dict[str, dict[str, object]] = {
     "refreshTokens": {JSON: {"refresh_token": "eyJhbGciOiJIUzI1NiJ9.refresh-token-from-login.sig"}},
     "logout": {JSON: {"refresh_token": "eyJhbGciOiJIUzI1NiJ9.refresh-token-from-login.sig"}},
     "updateUser": {JSON: {"email": "alice@example.org"}},
+    "replaceUserRateLimits": {
+        JSON: {"requests": "6000 per minute", "money": "3000 per minute", "reason": "payroll integration"}
+    },
+    "createWebhook": {
+        JSON: {
+            "url": "https://hooks.example.com/ledgerq",
+            "events": ["transaction.completed", "transaction.failed"],
+            "description": "order service",
+        }
+    },
     "createAccount": {JSON: {"currency": "USD", "name": "main"}},
     "freezeAccount": {JSON: {"reason": "suspected card fraud, ticket 4711"}},
     "unfreezeAccount": {JSON: {"reason": "ticket 4711 resolved"}},

@@ -174,10 +174,10 @@ class CancelTransaction(MethodView):
     @blp.response(200, TransactionSchema)
     @blp.documents_errors(404, 409, 503)
     def post(self, transaction_id):
-        """Cancel a `scheduled`, `pending` or `dead_lettered` transaction that is not being
-        applied yet (a cancelled dead letter can no longer be retried, so a client that
-        re-sent the transfer is never paid twice).
+        """Cancel a transaction that is not being applied yet.
 
+        A `scheduled`, `pending` or `dead_lettered` one (a cancelled dead letter can no
+        longer be retried, so a client that re-sent the transfer is never paid twice).
         Decided under the transaction's row lock, the same lock the worker takes to apply
         it: a cancelled transaction never moves money, whatever the timing. Anything else
         (completed, failed, already cancelled, being applied) is 409 `conflict`. Customers
@@ -208,11 +208,11 @@ class ReverseTransaction(MethodView):
     )
     @blp.idempotent
     def post(self, transaction_id, idempotency_key):
-        """Move a `completed` transaction's money back (finance/admin): 202 with a new `pending`
-        `reversal` (from the original's `to_account_id` to its `from_account_id`, same amount,
-        `reverses` = the original's id), applied by the worker like any transaction.
+        """Reverse a completed transaction (finance/admin).
 
-        The original stays `completed` and shows `reversed_by`. A transaction is reversed at
+        202 with a new `pending` `reversal` (from the original's `to_account_id` to its
+        `from_account_id`, same amount, `reverses` = the original's id), applied by the
+        worker like any transaction. The original stays `completed` and shows `reversed_by`. A transaction is reversed at
         most once; a reversal cannot be reversed. The worker applies the transfer rules except
         the outgoing limits: the reversal fails `insufficient_funds` if the recipient no longer
         holds the money (checked at request time as well, 422) and `account_inactive` if an

@@ -95,7 +95,10 @@ class UserRateLimits(MethodView):
     @blp.response(200, RateLimitOverrideSchema)
     @blp.documents_errors(404)
     def get(self, user_id):
-        """The user's override (404 if the defaults apply)."""
+        """A user's rate-limit override (admin).
+
+        The budgets this user has instead of the defaults (`requests`, `money`), with the
+        reason and who set it; 404 while the configured defaults apply."""
         found = rate_limits.get(get_session(), user_id)
         if found is None:
             raise NotFound("no rate-limit override for this user")
@@ -106,8 +109,11 @@ class UserRateLimits(MethodView):
     @blp.response(200, RateLimitOverrideSchema)
     @blp.documents_errors(404, 422)
     def put(self, data, user_id):
-        """Set the user's `requests` and/or `money` budget (limit strings such as
-        `6000 per minute` or `100/second;5000/minute`); an unset one keeps the default."""
+        """Set a user's rate-limit override (admin).
+
+        The user's `requests` and/or `money` budget as limit strings such as
+        `6000 per minute` or `100/second;5000/minute`; an unset one keeps the default.
+        Audited (`user.rate_limit_overridden`); effective on the next request."""
         uow = get_uow()
         row = rate_limits.set_override(uow.session, actor_id=current_principal().id, user_id=user_id, **data)
         uow.commit()
@@ -118,7 +124,10 @@ class UserRateLimits(MethodView):
     @blp.response(204)
     @blp.documents_errors(404)
     def delete(self, user_id):
-        """Back to the defaults."""
+        """Clear a user's rate-limit override (admin).
+
+        The user is back on the configured defaults from the next request on. Audited
+        (`user.rate_limit_override_cleared`); 404 when there was no override."""
         uow = get_uow()
         rate_limits.clear_override(uow.session, actor_id=current_principal().id, user_id=user_id)
         uow.commit()

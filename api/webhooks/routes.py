@@ -67,7 +67,10 @@ class Webhooks(MethodView):
     @blp.response(200, WebhookPageSchema)
     @blp.documents_errors(422)
     def get(self, args, page):
-        """Subscriptions: your own (finance/admin: all)."""
+        """List webhook subscriptions.
+
+        Your own subscriptions (finance and admin: everyone's), with their event types,
+        circuit state and delivery counts; never a secret. Cursor-paginated."""
         rows = webhooks.list_visible(get_session(), current_principal(), after=page.after, limit=page.limit)
         return page.of(rows)
 
@@ -78,14 +81,20 @@ class WebhookById(MethodView):
     @blp.response(200, WebhookSchema)
     @blp.documents_errors(404)
     def get(self, webhook_id):
-        """One subscription (never its secret)."""
+        """One webhook subscription.
+
+        Its URL, event types, circuit state and delivery counts; never its secret (shown
+        once, at creation). Another customer's subscription is 404."""
         return webhooks.get_visible(get_session(), current_principal(), webhook_id)
 
     @blp.login_required()
     @blp.response(204)
     @blp.documents_errors(404)
     def delete(self, webhook_id):
-        """Unsubscribe: no further deliveries; pending ones end `failed`."""
+        """Unsubscribe a webhook.
+
+        No further deliveries are made to it; deliveries still pending end `failed`. The
+        events themselves stay in the feed (`GET /events`)."""
         uow = get_uow()
         webhooks.delete(uow.session, current_principal(), webhook_id)
         uow.commit()
@@ -99,7 +108,10 @@ class Deliveries(MethodView):
     @blp.response(200, DeliveryPageSchema)
     @blp.documents_errors(404, 422)
     def get(self, args, webhook_id, page):
-        """The subscription's deliveries, newest first: attempts, last status code, latency."""
+        """List a subscription's deliveries.
+
+        Newest first, optionally by `status`: each with its event, attempts, last status
+        code, latency and next attempt time. Cursor-paginated."""
         session = get_session()
         sub = webhooks.get_visible(session, current_principal(), webhook_id)
         rows = webhooks.deliveries(
@@ -114,7 +126,10 @@ class RetryDelivery(MethodView):
     @blp.response(200, DeliverySchema)
     @blp.documents_errors(404, 409)
     def post(self, webhook_id, delivery_id):
-        """Send this delivery again now, with a fresh retry window (409 while an attempt is in flight)."""
+        """Retry a webhook delivery.
+
+        Sends the delivery again now, with a fresh retry window (for a `failed` one, after
+        its endpoint is fixed). 409 while an attempt is in flight."""
         uow = get_uow()
         principal = current_principal()
         sub = webhooks.get_visible(uow.session, principal, webhook_id)

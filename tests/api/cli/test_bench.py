@@ -72,26 +72,33 @@ def test_setbased_script_posts_whole_transfers_and_keeps_the_ledger_sound(make):
     binary = find_pgbench()
     assert binary, "pgbench ships with the pgserver dependency; find_pgbench must find one"
     finance = make.user("finance")
-    payers = [make.account(finance, balance="1000000.00") for _ in range(3)]
+    # A pgbench transaction moves ~100 x 5,000.00 on average: funded for thousands of
+    # them, so a fast machine's second of pgbench never runs a payer dry (it did with
+    # 1,000,000.00 each: ck_balances_within_overdraft, and the test failed by speed).
+    payers = [make.account(finance, balance="900000000.00") for _ in range(3)]
     payees = [make.account(finance) for _ in range(40)]
     baselines = Baselines(Pgbench(binary), "unused", seconds=1, scale=1)
-    result = baselines.setbased(
-        get_settings().database_url, payers=payers, payees=payees, user_id=finance.id, clients=2, size=100
-    )
-    assert result["transactions"] > 0 and result["failed"] == 0
-    assert result["transfers_per_s"] == pytest.approx(result["tps"] * 100)
-    with get_engine().begin() as connection:
-        posted = connection.execute(
-            text("SELECT count(*) FROM transactions WHERE type = 'transfer' AND status = 'completed'")
-        ).scalar_one()
-        entries = connection.execute(
-            text(
-                "SELECT count(*) FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id "
-                "WHERE t.type = 'transfer'"
-            )
-        ).scalar_one()
-        for table in ("bench_payers", "bench_payees", "bench_meta"):
-            connection.execute(text(f"DROP TABLE {table}"))
+    try:
+        result = baselines.setbased(
+            get_settings().database_url, payers=payers, payees=payees, user_id=finance.id, clients=2, size=100
+        )
+        assert result["transactions"] > 0 and result["failed"] == 0
+        assert result["transfers_per_s"] == pytest.approx(result["tps"] * 100)
+        with get_engine().begin() as connection:
+            posted = connection.execute(
+                text("SELECT count(*) FROM transactions WHERE type = 'transfer' AND status = 'completed'")
+            ).scalar_one()
+            entries = connection.execute(
+                text(
+                    "SELECT count(*) FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id "
+                    "WHERE t.type = 'transfer'"
+                )
+            ).scalar_one()
+    finally:
+        # Also when it fails: left behind, they break the models-match-migrations checks.
+        with get_engine().begin() as connection:
+            for table in ("bench_payers", "bench_payees", "bench_meta"):
+                connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
     assert posted == 100 * result["transactions"]
     assert entries == 2 * posted
     with unit_of_work() as uow:

@@ -54,6 +54,9 @@ CORRUPTIONS = {
     # The review: TRUNCATE audit_logs, which row triggers never saw.
     "append_only_triggers/truncate": "DROP TRIGGER audit_logs_no_truncate ON audit_logs; TRUNCATE audit_logs",
     # The review: pending for 3 h while the sweeper keeps "touching" it.
+    # A decided transaction whose event the outbox lacks (issue 13: none may be missing).
+    "final_transactions_announced": "DELETE FROM events WHERE type = 'transaction.completed' "
+    "AND data->>'id' = '{tx}'",
     "nothing_stuck": "UPDATE transactions SET created_at = now() - interval '3 hours', updated_at = now() "
     "WHERE id = '{pending}'",
 }
