@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session
+from api.extensions.schemas import INT4_MAX
 from db.events import feed
 from db.models import EVENT_TYPES
 
@@ -25,7 +26,7 @@ class EventArgsSchema(Schema):
         },
     )
     type = fields.String(load_default=None, validate=validate.OneOf(EVENT_TYPES))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=INT4_MAX))
 
 
 class EventSchema(Schema):

@@ -300,9 +300,10 @@ class Limiter:
 
 class LoginFailures:
     """Failed logins per resolved account: per (account, client IP) and per account over
-    every address (fixed windows in Redis, one round trip each way). Checked before the
-    password, counted only when it was wrong. Redis unreachable: not enforced (rate
-    limiting never takes the API down), like the request budgets' Redis path."""
+    every address (fixed windows, one Redis round trip each way). Checked before the
+    password, counted only when it was wrong. While Redis is unreachable the counts live
+    in this process (as the request budgets' MemoryCounters do): the limit still holds
+    per process, and the API keeps serving."""
 
     def __init__(self, settings: Settings, limiter: Limiter) -> None:
         self.enabled = settings.rate_limit_enabled
@@ -315,6 +316,8 @@ class LoginFailures:
                 (_checked(settings, "rate_limit_auth_failures_per_account"), False),
             )
         ]
+        self._lock = threading.Lock()
+        self._memory: dict[str, tuple[float, int]] = {}  # key -> (window end, failures)
 
     def _keys(self, account: str) -> list[tuple[str, int, int]]:
         found = []
@@ -324,38 +327,57 @@ class LoginFailures:
                 found.append((f"{self.prefix}{account}:{address}:{window}", amount, window))
         return found
 
-    def refuse_if_exhausted(self, account: str) -> None:
-        if not self.enabled:
-            return
-        keys = self._keys(account)
+    def _counts(self, keys: list[tuple[str, int, int]]) -> list[tuple[int, float]]:
+        """(failures, seconds until the window ends) per key, from Redis or this process."""
         try:
             pipe = self.redis.pipeline(transaction=False)
             for key, _, _ in keys:
                 pipe.get(key)
                 pipe.pttl(key)
             replies = pipe.execute()
+            return [
+                (
+                    int(replies[2 * i] or 0),
+                    (replies[2 * i + 1] or 0) / 1000 if (replies[2 * i + 1] or 0) > 0 else window,
+                )
+                for i, (_, _, window) in enumerate(keys)
+            ]
         except redis.RedisError:
+            now = time.time()
+            with self._lock:
+                live = [self._memory.get(key, (0.0, 0)) for key, _, _ in keys]
+            return [
+                (count, ends - now) if ends > now else (0, window)
+                for (ends, count), (_, _, window) in zip(live, keys)
+            ]
+
+    def refuse_if_exhausted(self, account: str) -> None:
+        if not self.enabled:
             return
-        for index, (_, amount, window) in enumerate(keys):
-            count, ttl = replies[2 * index], replies[2 * index + 1]
-            if count is not None and int(count) >= amount:
-                retry_after = max(1, math.ceil((ttl if ttl and ttl > 0 else window * 1000) / 1000))
+        keys = self._keys(account)
+        for (count, remaining), (_, amount, _) in zip(self._counts(keys), keys, strict=True):
+            if count >= amount:
+                retry_after = max(1, math.ceil(remaining))
                 raise RateLimited(
-                    f"Too many failed logins; retry in {retry_after} s.",
-                    {"retry_after": retry_after},
+                    f"Too many failed logins; retry in {retry_after} s.", {"retry_after": retry_after}
                 )
 
     def record_failure(self, account: str) -> None:
         if not self.enabled:
             return
+        keys = self._keys(account)
         try:
             pipe = self.redis.pipeline(transaction=False)
-            for key, _, window in self._keys(account):
+            for key, _, window in keys:
                 pipe.incr(key)
                 pipe.expire(key, window, nx=True)
             pipe.execute()
         except redis.RedisError:
-            return
+            now = time.time()
+            with self._lock:
+                for key, _, window in keys:
+                    ends, count = self._memory.get(key, (0.0, 0))
+                    self._memory[key] = (ends, count + 1) if ends > now else (now + window, 1)
 
 
 def init_app(app: Flask, settings: Settings) -> None:
