@@ -348,7 +348,7 @@ class LoginFailures:
                 live = [self._memory.get(key, (0.0, 0)) for key, _, _ in keys]
             return [
                 (count, ends - now) if ends > now else (0, window)
-                for (ends, count), (_, _, window) in zip(live, keys)
+                for (ends, count), (_, _, window) in zip(live, keys, strict=True)
             ]
 
     def refuse_if_exhausted(self, account: str) -> None:
