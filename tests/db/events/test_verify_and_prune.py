@@ -17,7 +17,9 @@ def test_a_completed_transaction_without_its_event_is_reported(make):
 
     sql("DELETE FROM events WHERE type = 'transaction.completed' AND data->>'id' = :id", id=tx_id)
 
-    assert ledger_problems() == [f"transaction {tx_id} is completed but has no transaction.completed event"]
+    assert ledger_problems() == [
+        f"final_transactions_announced: transaction {tx_id} is completed but has no transaction.completed event"
+    ]
 
 
 def test_events_past_the_retention_period_are_pruned_with_their_deliveries(make):
