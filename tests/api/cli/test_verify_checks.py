@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from db.core.config import get_settings
 from db.ledger.verify import CHECKS
+from db.ops import notifications
 from db.session import get_engine
 from tests.fixtures.builders import pending_movement, pending_transfer
 from tests.fixtures.ledger import apply_now, sql
@@ -84,9 +86,24 @@ def database_copy():
     url = make_url(get_settings().database_url)
     copy = f"{url.database}_verify_{uuid.uuid4().hex[:8]}"
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    get_engine().dispose()  # CREATE DATABASE ... TEMPLATE needs the source idle
+    # CREATE DATABASE ... TEMPLATE needs the source idle: no pool, and no LISTEN
+    # connection (the app's notification listener, once an earlier test started it; it
+    # is started again on first use). Anything else still connected is ended.
+    get_engine().dispose()
+    notifications.stop_all()
     with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{url.database}"')
+        for attempt in range(20):
+            connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (url.database,),
+            )
+            try:
+                connection.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{url.database}"')
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == 19:
+                    raise
+                time.sleep(0.25)
     try:
         yield url.set(database=copy).render_as_string(hide_password=False)
     finally:
