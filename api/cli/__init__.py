@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from db.core.config import get_settings
+from db.core.config import ConfigurationError, get_settings
 from db.core.logs import configure_logging
 
 
@@ -15,7 +15,13 @@ from db.core.logs import configure_logging
 @click.version_option(package_name="ledgerq", prog_name="ledgerq", message="%(prog)s %(version)s")
 def main() -> None:
     """ledgerq: queue-centric money transfers on a double-entry ledger."""
-    configure_logging(get_settings())
+    try:
+        settings = get_settings()
+    except ConfigurationError:
+        # Not here: `-h`, `--version` and `up` (which sets up a development environment of
+        # its own) need no settings, and a command that does reports the same error itself.
+        return
+    configure_logging(settings)
 
 
 @main.command()

@@ -121,6 +121,7 @@ def supervisord_config(state_dir: Path, processes: dict[str, str], workdir: Path
 def up(state_dir: Path) -> None:
     """Run the whole stack here: API on 127.0.0.1:$PORT (8000), workers, scheduler."""
     from db.core.config import development_secret, get_settings
+    from db.core.logs import configure_logging
     from db.migrate import upgrade
     from db.ops.embedded import EmbeddedPostgres, EmbeddedRedis, die_with_parent
 
@@ -184,6 +185,7 @@ def up(state_dir: Path) -> None:
         )
         stoppers.insert(0, lambda: env_file.unlink(missing_ok=True))
         get_settings.cache_clear()
+        configure_logging(get_settings())  # the group could not, before this environment
         if sys.stdout.isatty() and "LOG_FORMAT" not in os.environ and not get_settings().is_production:
             # The programs write into supervisord's pipe, not a terminal, so on their own
             # they would choose JSON; the person at this terminal reads console lines.

@@ -191,8 +191,9 @@ def test_up_restarts_a_killed_worker_while_the_api_keeps_serving(procs, tmp_path
 
 
 def test_up_without_urls_runs_embedded_servers_that_keep_their_data(procs, tmp_path):
+    """A fresh machine: no URLs, no LEDGERQ_ENV (production by default), no JWT_SECRET."""
     state = tmp_path / "state"
-    remove = ("DATABASE_URL", "REDIS_URL")
+    remove = ("DATABASE_URL", "REDIS_URL", "LEDGERQ_ENV", "JWT_SECRET", "JWT_SECRET_FILE")
     up, http = start_up(procs, state, free_port(), remove=remove)
     status, ready = http.get("/readyz")
     assert ready["checks"] == {"postgres": "ok", "migrations": "ok", "redis": "ok"}
@@ -321,3 +322,23 @@ def test_up_killed_outright_takes_its_stack_with_it_and_the_next_run_recovers(pr
     up, http = start_up(procs, state, port, remove=remove)
     login(http, username)
     stop_up(procs, up)  # includes: nothing left, not even PostgreSQL
+
+
+def test_help_and_version_need_no_configuration():
+    """On a machine with nothing configured (production by default, no JWT_SECRET),
+    `-h` of every command and `--version` answer instead of refusing to start."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LEDGERQ_ENV", "JWT_SECRET", "JWT_SECRET_FILE")}
+    for args in (
+        ["-h"],
+        ["--version"],
+        ["up", "-h"],
+        ["bench", "-h"],
+        ["verify", "-h"],
+        ["users", "create", "-h"],
+    ):
+        run = subprocess.run([LEDGERQ, *args], env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, (args, run.stdout, run.stderr)
+        assert "refusing to start" not in run.stdout + run.stderr
