@@ -288,15 +288,20 @@ def lock_for_posting(session: Session, transaction_ids: list[uuid.UUID]) -> list
     return sorted(rows, key=lambda row: row.seq)
 
 
-_CLAIM = text(
-    """
+# A message's own row: its status, and the row itself locked if pending and nobody
+# holds it. The head of both statements below.
+_OWN_ROW = """
     WITH own_row AS (
         SELECT status FROM transactions WHERE id = :own
     ), own AS (
         SELECT id FROM transactions
         WHERE id = :own AND status = 'pending'
         FOR NO KEY UPDATE SKIP LOCKED
-    ), fresh AS (
+    ), """
+
+_CLAIM = text(
+    _OWN_ROW
+    + """fresh AS (
         SELECT id FROM transactions
         WHERE status = 'pending' AND attempts = 0 AND batch_id IS NULL AND id <> :own
           AND EXISTS (SELECT 1 FROM own_row WHERE status = 'pending')
@@ -345,14 +350,8 @@ def claim_for_apply(
 
 
 _BEGIN_ATTEMPT = text(
-    """
-    WITH own_row AS (
-        SELECT status FROM transactions WHERE id = :own
-    ), own AS (
-        SELECT id FROM transactions
-        WHERE id = :own AND status = 'pending'
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), counted AS (
+    _OWN_ROW
+    + """counted AS (
         UPDATE transactions AS t SET attempts = t.attempts + 1, updated_at = now()
         FROM own WHERE t.id = own.id AND t.status = 'pending'
         RETURNING t.id
