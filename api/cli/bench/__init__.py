@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -133,6 +134,10 @@ def bench(
 
     # SIGTERM unwinds like Ctrl-C, so every stack and database is cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # A development run with a stack of its own, like `ledgerq up`: this process and the
+    # stack share one random secret, never a published one, unless told otherwise.
+    os.environ.setdefault("LEDGERQ_ENV", "development")
+    os.environ.setdefault("JWT_SECRET", secrets.token_urlsafe(48))
     _quiet_logging()
     workdir = new_workdir()
     servers = find_servers(_server_of(server), redis, workdir)

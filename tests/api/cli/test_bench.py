@@ -123,7 +123,15 @@ def test_smallest_apply_run_writes_every_field_of_the_json(tmp_path):
             "--json",
             str(results),
         ],
-        env={**os.environ, "LOG_FORMAT": "json"},
+        # As on a fresh machine: no LEDGERQ_ENV (production by default), no JWT_SECRET.
+        env={
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if k not in ("LEDGERQ_ENV", "JWT_SECRET", "JWT_SECRET_FILE")
+            },
+            "LOG_FORMAT": "json",
+        },
         cwd=tmp_path,
         capture_output=True,
         text=True,
