@@ -46,9 +46,21 @@ NAMING_CONVENTION = {
 ROLES = ("customer", "finance", "admin")
 ACCOUNT_KINDS = ("user", "system")
 ACCOUNT_STATUSES = ("active", "frozen", "closed")
-TRANSACTION_TYPES = ("transfer", "credit", "debit", "reversal")
-TRANSACTION_STATUSES = ("scheduled", "pending", "completed", "failed", "cancelled", "dead_lettered")
-FINAL_STATUSES = ("completed", "failed", "cancelled", "dead_lettered")
+TRANSACTION_TYPES = ("transfer", "credit", "debit", "reversal", "hold", "capture")
+# A hold's own statuses (db/holds): `held` until captured, voided or expired.
+HOLD_STATUSES = ("held", "captured", "voided", "expired")
+TRANSACTION_STATUSES = (
+    "scheduled",
+    "pending",
+    "completed",
+    "failed",
+    "cancelled",
+    "dead_lettered",
+    *HOLD_STATUSES,
+)
+# What a long-poll waits for: the worker's decision. A hold's `held` is one (it can still
+# be captured, voided or expired, but the worker is done with it).
+FINAL_STATUSES = ("completed", "failed", "cancelled", "dead_lettered", *HOLD_STATUSES)
 FAILURE_CODES = (
     "insufficient_funds",
     "account_inactive",
@@ -206,6 +218,11 @@ class Balance(Base):
     __table_args__ = (
         CheckConstraint("overdraft_limit_minor >= 0", name="overdraft_non_negative"),
         CheckConstraint("allow_negative OR balance_minor >= -overdraft_limit_minor", name="within_overdraft"),
+        CheckConstraint("held_minor >= 0", name="held_non_negative"),
+        CheckConstraint(
+            "allow_negative OR balance_minor - held_minor >= -overdraft_limit_minor",
+            name="within_overdraft_when_held",
+        ),
     )
 
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
@@ -213,6 +230,9 @@ class Balance(Base):
     balance_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     overdraft_limit_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     allow_negative: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # What the account's `held` holds reserve (db/holds): spendable = balance - held,
+    # down to the floor; kept under this row's lock, so no check ever sums holds.
+    held_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     updated_at: Mapped[datetime] = _updated_at()
 
 
@@ -273,6 +293,26 @@ class Transaction(Base):
         Index(
             "ix_transactions_scheduled_due", "scheduled_for", postgresql_where=text("status = 'scheduled'")
         ),
+        # Holds (migration 0013): one effective capture per hold; the expiry tick's claim.
+        Index(
+            "uq_transactions_captures",
+            "captures",
+            unique=True,
+            postgresql_where=text("captures IS NOT NULL AND status NOT IN ('failed', 'cancelled')"),
+        ),
+        Index("ix_transactions_held_expires_at", "expires_at", postgresql_where=text("status = 'held'")),
+        CheckConstraint(
+            "(type = 'hold') = (held_amount_minor IS NOT NULL AND captured_amount_minor IS NOT NULL "
+            "AND expires_at IS NOT NULL)",
+            name="hold_columns",
+        ),
+        CheckConstraint(
+            "held_amount_minor IS NULL OR (held_amount_minor >= 0 AND captured_amount_minor >= 0 "
+            "AND held_amount_minor + captured_amount_minor <= amount_minor)",
+            name="hold_amounts",
+        ),
+        CheckConstraint("(type = 'capture') = (captures IS NOT NULL)", name="capture_names_hold"),
+        CheckConstraint(f"type = 'hold' OR NOT {_in('status', HOLD_STATUSES)}", name="hold_statuses"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -305,6 +345,12 @@ class Transaction(Base):
     reverses: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A hold (type `hold`): what it still reserves, what its capture moved, when it expires.
+    held_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    captured_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A capture (type `capture`): the hold it moves money for.
+    captures: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -498,6 +544,10 @@ EVENT_TYPES = (
     "transaction.cancelled",
     "transaction.dead_lettered",
     "transaction.reversed",
+    "transaction.held",
+    "transaction.captured",
+    "transaction.voided",
+    "transaction.expired",
     "batch.completed",
     "batch.completed_with_errors",
     "batch.failed",

@@ -48,6 +48,7 @@ def build_scheduler(
     settings: Settings, scheduler_cls: type[BaseScheduler] = BackgroundScheduler
 ) -> BaseScheduler:
     """The jobs: one tick per kind of due work, and the queue gauges."""
+    from workers.holds import expire_holds
     from workers.maintenance import release_scheduled, sweep_pending
     from workers.schedules import run_due
 
@@ -56,6 +57,7 @@ def build_scheduler(
         (release_scheduled, settings.scheduler_tick_s),  # due one-shot transfers, within ~1 tick
         (run_due, settings.scheduler_tick_s),  # standing orders
         (sweep_pending, settings.sweeper_interval_s),  # pending rows Redis lost
+        (expire_holds, settings.scheduler_tick_s),  # holds past expires_at, released within ~1 tick
     ]
     for actor, seconds in ticks:
         scheduler.add_job(_send, "interval", args=[actor], seconds=seconds, id=actor.actor_name)

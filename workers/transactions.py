@@ -58,8 +58,8 @@ def apply_transaction(transaction_id: str) -> None:
 
 
 class _RecentlyDecided:
-    """Ids whose `completed`/`failed` decision this process committed, the newest
-    `size` of them. Those statuses are final forever, so a message for one of these ids
+    """Ids whose `completed`/`held`/`failed` decision this process committed, the newest
+    `size` of them. None of them is ever `pending` again, so a message for one of these ids
     (the wake-ups of the rows a group took along) is a no-op without asking the
     database. A miss costs nothing but the one read it saves."""
 
@@ -115,7 +115,7 @@ def process(tx_id: uuid.UUID, *, claim_size: int) -> None:
         outcomes += _apply([tx_id])
 
     elapsed = time.perf_counter() - started
-    decided = [o for o in outcomes if o.status in ("completed", "failed")]
+    decided = [o for o in outcomes if o.status in ("completed", "held", "failed")]
     _decided_here.add([o.transaction_id for o in decided])
     for outcome in decided:
         APPLIED.labels(outcome.status, outcome.failure_code or "", outcome.type, outcome.currency).inc()

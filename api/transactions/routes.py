@@ -1,5 +1,6 @@
-"""POST /transactions/transfer|credit|debit -> 202 with a durable `pending` row; the
-worker decides. GET with ?wait=N long-polls until the status is final."""
+"""POST /transactions/transfer|credit|debit|hold -> 202 with a durable `pending` row; the
+worker decides. GET with ?wait=N long-polls until the status is final. A hold's capture
+(202) and void (200) are here too (db/holds)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
 from api.transactions.long_poll import wait_final
 from api.transactions.schemas import (
+    CaptureSchema,
     HistoryArgsSchema,
+    HoldSchema,
     SingleAccountSchema,
     TransactionPageSchema,
     TransactionSchema,
     TransferSchema,
     WaitArgsSchema,
 )
+from db.holds import service as holds_service
 from db.idempotency import Submitted
 from db.models import Transaction
 from db.transactions import views as transaction_views
@@ -226,3 +230,106 @@ class ReverseTransaction(MethodView):
             request_id=g.request_id,
         )
         return _enqueue_and_commit(result)
+
+
+HOLD_409 = (
+    "`conflict`: the hold is not `held` (pending, failed, captured, voided, expired), already "
+    "has a capture, has passed its `expires_at`, is not a hold, or is being processed right now"
+)
+
+
+@blp.route("/hold")
+class Hold(MethodView):
+    @blp.login_required()
+    @blp.arguments(HoldSchema)
+    @blp.response(202, TransactionSchema)
+    @blp.documents_errors(400, 404, 413, 422, 503, codes={422: TRANSACTION_422})
+    @blp.idempotent
+    def post(self, data, idempotency_key):
+        """Reserve money now, move it later (a two-phase transfer, like a card authorisation).
+
+        Same roles, request-time checks and `Idempotency-Key` as a transfer. 202 with a
+        `pending` hold; the worker decides it exactly like a transfer (account status,
+        currency, outgoing limits, funds counting what is already held) and it becomes
+        `held` or `failed`. A `held` amount lowers the source's `available_balance` and
+        every later funds check (transfers, debits, batch lines, other holds); `balance` is
+        unchanged and no ledger entry exists until a capture. `held_amount` is what it
+        still reserves, `captured_amount` what its capture moved. Still `held` at
+        `expires_at` (`expires_in_seconds` after the request, 1 s to 30 days, default 7
+        days, by the database's clock), it becomes `expired` and is released. A held
+        amount counts toward the daily and per-minute outgoing limits as if sent, until
+        it is voided or expires."""
+        return _accept(_movement("hold", data), idempotency_key)
+
+
+@blp.route("/<uuid:transaction_id>/capture")
+class CaptureHold(MethodView):
+    @blp.login_required()
+    @blp.arguments(CaptureSchema)
+    @blp.response(202, TransactionSchema)
+    @blp.documents_errors(
+        400,
+        403,
+        404,
+        409,
+        413,
+        422,
+        503,
+        codes={
+            403: "`forbidden`: a party to the hold that did not create it (only its creator, finance, admin)",
+            409: HOLD_409,
+            422: "`validation_error` (`amount` format, or more than the hold reserves), "
+            "`account_inactive` (an account of the hold is frozen or closed), `idempotency_key_reused`",
+        },
+    )
+    @blp.idempotent
+    def post(self, data, transaction_id, idempotency_key):
+        """Capture a `held` hold: 202 with a new `pending` transaction, type `capture`.
+
+        It moves `amount` (default: all the hold reserves; more is 422 `validation_error`)
+        from the hold's source to its target through the posting engine (two ledger
+        entries). When it completes, the hold becomes `captured`, `captured_amount` is the
+        amount and the remainder is released at once. One capture per hold: a second one
+        is 409, as is capturing a hold that is not `held` or has passed `expires_at`. Once
+        a capture is recorded it wins over a void and over expiry. Outgoing limits are not
+        checked again (the hold was); account status is: a frozen or closed account's hold
+        cannot be captured (422 here, or the capture fails `account_inactive` if frozen
+        meanwhile, and the hold stays `held`)."""
+        uow = get_uow()
+        result = holds_service.capture(
+            uow.session,
+            current_principal(),
+            transaction_id,
+            amount=data["amount"],
+            idempotency_key=idempotency_key,
+            settings=current_app.config["LEDGERQ_SETTINGS"],
+            request_id=g.request_id,
+        )
+        return _enqueue_and_commit(result)
+
+
+@blp.route("/<uuid:transaction_id>/void")
+class VoidHold(MethodView):
+    @blp.login_required()
+    @blp.response(200, TransactionSchema)
+    @blp.documents_errors(
+        403,
+        404,
+        409,
+        503,
+        codes={
+            403: "`forbidden`: a party to the hold that did not create it (only its creator, finance, admin)",
+            409: HOLD_409,
+        },
+    )
+    def post(self, transaction_id):
+        """Void a `held` hold: 200 with the hold, now `voided`; its reservation is released at once.
+
+        Not `held`, or a capture of it already recorded: 409. Allowed on a frozen account
+        (releasing moves no money). Same roles as a capture."""
+        uow = get_uow()
+        principal = current_principal()
+        hold = holds_service.void(uow.session, principal, transaction_id, request_id=g.request_id)
+        body = transaction_views.view(uow.session, principal, hold)
+        uow.commit()
+        return body

@@ -7,6 +7,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from api.extensions.schemas import DecimalString, PageArgsSchema, page_schema
 from db.core.money import format_minor
 from db.models import FAILURE_CODES, TRANSACTION_STATUSES, TRANSACTION_TYPES
+from db.transactions.service import HOLD_MAX_EXPIRY_S
 
 _CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. USD.")
 MAX_METADATA_BYTES = 4096
@@ -69,6 +70,45 @@ class TransactionSchema(Schema):
     created_at = fields.DateTime(format="iso")
     updated_at = fields.DateTime(format="iso")
     completed_at = fields.DateTime(format="iso", allow_none=True)
+    # Holds (two-phase transfers); null on every other type.
+    held_amount = fields.Function(
+        lambda tx: _minor_or_none(tx.held_amount_minor, tx.currency),
+        metadata={"type": "string", "nullable": True, "description": "a hold: what it still reserves"},
+    )
+    captured_amount = fields.Function(
+        lambda tx: _minor_or_none(tx.captured_amount_minor, tx.currency),
+        metadata={"type": "string", "nullable": True, "description": "a hold: what its capture moved"},
+    )
+    expires_at = fields.DateTime(
+        format="iso", allow_none=True, metadata={"description": "a hold: when it is released if still held"}
+    )
+    captures = fields.UUID(
+        allow_none=True, metadata={"description": "a capture: the hold it moves money for"}
+    )
+
+
+def _minor_or_none(amount, currency):
+    return format_minor(amount, currency) if amount is not None else None
+
+
+class HoldSchema(TransferSchema):
+    """A transfer's fields (less `scheduled_for`: a hold reserves now) and its expiry."""
+
+    class Meta:
+        exclude = ("scheduled_for",)
+
+    expires_in_seconds = fields.Integer(
+        load_default=None,
+        strict=True,
+        validate=validate.Range(min=1, max=HOLD_MAX_EXPIRY_S),
+        metadata={"description": "1 s to 30 days; default 7 days (604800)"},
+    )
+
+
+class CaptureSchema(Schema):
+    amount = DecimalString(
+        load_default=None, metadata={"example": "100.00", "description": "default: all the hold reserves"}
+    )
 
 
 TransactionPageSchema = page_schema(TransactionSchema, "TransactionPage")

@@ -81,16 +81,18 @@ def balance_of(session: Session, account_id: uuid.UUID) -> Balance | None:
 
 @dataclass(frozen=True)
 class Figures:
-    """An account's balance, overdraft and pending outgoing sum, from one snapshot."""
+    """An account's balance, overdraft, pending outgoing sum and held amount, from one
+    snapshot."""
 
     balance_minor: int
     overdraft_limit_minor: int
     allow_negative: bool
     pending_minor: int
+    held_minor: int = 0  # what its `held` holds reserve (db/holds)
 
     @property
     def available_minor(self) -> int:
-        return self.balance_minor - self.pending_minor
+        return self.balance_minor - self.pending_minor - self.held_minor
 
 
 def figures(session: Session, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, Figures]:
@@ -112,9 +114,10 @@ def figures(session: Session, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, F
             Balance.overdraft_limit_minor,
             Balance.allow_negative,
             pending,
+            Balance.held_minor,
         ).where(Balance.account_id.in_(account_ids))
     ).all()
-    return {row[0]: Figures(int(row[1]), int(row[2]), bool(row[3]), int(row[4])) for row in rows}
+    return {row[0]: Figures(int(row[1]), int(row[2]), bool(row[3]), int(row[4]), int(row[5])) for row in rows}
 
 
 def list_visible(

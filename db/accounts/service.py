@@ -178,6 +178,12 @@ def change_status(
             "only an account with a zero balance can be closed",
             {"balance": format_minor(balance.balance_minor, account.currency)},
         )
+    if action == "close" and balance.held_minor != 0:
+        # A closed account's holds could never be captured: void them (or let them expire) first.
+        raise Conflict(
+            "an account with held amounts cannot be closed; void its holds first",
+            {"held": format_minor(balance.held_minor, account.currency)},
+        )
     old_status, account.status = account.status, new_status
     audit.record(
         session,
@@ -240,7 +246,7 @@ def set_limits(
                 {"overdraft_limit": value, "max_overdraft": format_minor(cap, currency)},
                 code="overdraft_cap_exceeded",
             )
-        if balance.balance_minor < -overdraft:
+        if balance.balance_minor - balance.held_minor < -overdraft:  # holds count (db/holds)
             raise Conflict(
                 "the balance is already below the requested overdraft floor",
                 {

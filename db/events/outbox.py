@@ -27,7 +27,9 @@ from db.events import render
 from db.models import EVENT_TYPES, Account, Batch, Event, Transaction
 
 # Transaction statuses that are announced as `transaction.<status>`.
-TRANSACTION_STATUS_EVENTS = frozenset({"completed", "failed", "cancelled", "dead_lettered"})
+TRANSACTION_STATUS_EVENTS = frozenset(
+    {"completed", "failed", "cancelled", "dead_lettered", "held", "captured", "voided", "expired"}
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,20 @@ def transaction_events(
             originals.append(tx.reverses)
     if originals:
         events += _reversed(session, originals)
+    events += _captured(session, [tx.captures for tx in txs if _completes_capture(tx, created)])
     return events
+
+
+def _completes_capture(tx: Transaction, created: bool) -> bool:
+    return not created and tx.type == "capture" and tx.status == "completed" and tx.captures is not None
+
+
+def _captured(session: Session, hold_ids: list[uuid.UUID | None]) -> list[NewEvent]:
+    """A completed capture also announces its hold, now `captured` (db/holds)."""
+    from db.holds import repository as holds_repo
+
+    holds = holds_repo.captured_holds(session, [h for h in hold_ids if h is not None])
+    return [NewEvent("transaction.captured", render.transaction(h), _accounts_of(h)) for h in holds]
 
 
 def _reversed(session: Session, original_ids: list[uuid.UUID]) -> list[NewEvent]:

@@ -54,7 +54,22 @@ def transaction(tx: Transaction, reversed_by: uuid.UUID | None = None) -> dict[s
         "created_at": _iso(tx.created_at),
         "updated_at": _iso(tx.updated_at),
         "completed_at": _iso(tx.completed_at),
+        **hold_fields(tx),
     }
+
+
+def hold_fields(tx: Transaction) -> dict[str, Any]:
+    """A hold's amounts and expiry, a capture's hold (null on every other type)."""
+    return {
+        "held_amount": _minor(tx.held_amount_minor, tx.currency),
+        "captured_amount": _minor(tx.captured_amount_minor, tx.currency),
+        "expires_at": _iso(tx.expires_at),
+        "captures": _id(tx.captures),
+    }
+
+
+def _minor(amount: int | None, currency: str) -> str | None:
+    return format_minor(amount, currency) if amount is not None else None
 
 
 def account(session: Session, acc: Account) -> dict[str, Any]:

@@ -10,6 +10,12 @@ Each is the account's override (set by finance/admin) or else the configured def
 (`LEDGERQ_DEFAULT_*`); `None` means unlimited. Credits (the source is the currency's
 system account) and reversals (an operator's correction) are not limited.
 
+Holds are checked like transfers when the worker decides them, and a capture is not
+checked again (the hold already passed, and a capture can only move less). What counts
+as sent (`USAGE_TYPES`): completed transfers, debits and captures, and the amount of a
+hold while it is `held` (reserved counts as sent, by the hold's request time), so
+hold-and-capture cannot get round a daily limit; a voided or expired hold stops counting.
+
 The API checks them at request time against completed + pending usage (a fast 422,
 racy by nature); the worker checks them again against *completed* usage while holding
 the source account's row lock. Every completed transfer from an account is written
@@ -25,7 +31,9 @@ from db.core.config import Settings
 from db.core.money import format_minor, to_minor
 from db.models import Account
 
-LIMITED_TYPES = ("transfer", "debit")
+LIMITED_TYPES = ("transfer", "debit", "hold")
+# What counts toward an account's outgoing usage (see the docstring).
+USAGE_TYPES = ("transfer", "debit", "hold", "capture")
 LIMIT_NAMES = ("max_per_transaction", "daily_outgoing_limit", "per_minute_outgoing_count")
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.core.money import format_minor
 from db.events.verify import check_final_transactions_announced
+from db.holds import verify as holds_verify
 
 # Invariant 6 is about liveness: a row pending this long since it became due (created,
 # or released at its scheduled_for) means nothing is applying it. Not `updated_at`: the
@@ -193,6 +194,7 @@ CHECKS = (
     check_append_only_triggers,
     check_nothing_stuck,
     check_final_transactions_announced,
+    *holds_verify.CHECKS,
 )
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from db.ledger.limits import LIMITED_TYPES, Usage
+from db.ledger.limits import USAGE_TYPES, Usage
 from db.models import Account, Transaction
 
 
@@ -196,19 +196,24 @@ def outgoing_usage(session: Session, account_id: uuid.UUID, *, include_pending: 
     minute_start = now - literal(timedelta(seconds=60))
     completed = Transaction.status == "completed"
     pending = Transaction.status == "pending"
+    # A `held` hold counts as sent (db/ledger/limits.py), by its request time.
+    held = Transaction.status == "held"
     amount_today: ColumnElement[int] = func.coalesce(
         func.sum(Transaction.amount_minor).filter(completed, Transaction.completed_at >= day_start), 0
-    )
-    count_minute: ColumnElement[int] = func.count().filter(completed, Transaction.completed_at > minute_start)
+    ) + func.coalesce(func.sum(Transaction.amount_minor).filter(held, Transaction.created_at >= day_start), 0)
+    count_minute: ColumnElement[int] = func.count().filter(
+        completed, Transaction.completed_at > minute_start
+    ) + func.count().filter(held, Transaction.created_at > minute_start)
     if include_pending:
         amount_today = amount_today + func.coalesce(func.sum(Transaction.amount_minor).filter(pending), 0)
         count_minute = count_minute + func.count().filter(pending, Transaction.created_at > minute_start)
     row = session.execute(
         select(amount_today, count_minute).where(
             Transaction.from_account_id == account_id,
-            Transaction.type.in_(LIMITED_TYPES),
+            Transaction.type.in_(USAGE_TYPES),
             or_(
                 and_(completed, Transaction.completed_at >= func.least(day_start, minute_start)),
+                and_(held, Transaction.created_at >= func.least(day_start, minute_start)),
                 pending if include_pending else literal(False),
             ),
         )
@@ -269,6 +274,7 @@ _POSTING_COLUMNS = (
     Transaction.currency,
     Transaction.request_id,
     Transaction.schedule_id,
+    Transaction.captures,  # a capture's hold (db/ledger/posting/holds.py)
 )
 
 

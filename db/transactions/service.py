@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -52,6 +53,8 @@ class MoneyMovement:
     scheduled_for: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     reverses: uuid.UUID | None = None  # reversal: the transaction it moves back
+    expires_in_seconds: int | None = None  # hold: how long it reserves (db/holds)
+    captures: uuid.UUID | None = None  # capture: the hold it moves money for
 
     def canonical_amount(self) -> str:
         """The amount as parsed (minor units, rendered with the currency's decimals), so
@@ -65,7 +68,11 @@ class MoneyMovement:
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request: what makes a retry a replay."""
-        extra = {"reverses": str(self.reverses)} if self.reverses else {}  # old hashes unchanged
+        extra: dict[str, Any] = (
+            {"reverses": str(self.reverses)} if self.reverses else {}
+        )  # old hashes unchanged
+        if self.type in ("hold", "capture"):
+            extra |= {"expires_in_seconds": self.expires_in_seconds, "captures": str(self.captures or "")}
         canonical = json.dumps(
             {
                 **extra,
@@ -122,6 +129,8 @@ def submit(
         "request_id": request_id,
         "scheduled_for": request.scheduled_for if scheduled else None,
     }
+    if request.type == "hold":
+        values |= hold_columns(request.expires_in_seconds)
     tx = transactions_repo.insert_idempotent(session, values)
     if tx is None:
         # Lost the race against a concurrent request with the same key (it committed).
@@ -143,6 +152,24 @@ def submit(
     return idempotency.created(tx)
 
 
+HOLD_DEFAULT_EXPIRY_S = 7 * 24 * 3600
+HOLD_MAX_EXPIRY_S = 30 * 24 * 3600
+
+
+def hold_columns(expires_in_seconds: int | None) -> dict[str, Any]:
+    """A new hold reserves nothing until the worker decides it `held`; it expires
+    `expires_in_seconds` (1 s to 30 days, default 7 days) after it was recorded, by the
+    database's clock, the one the expiry tick reads."""
+    seconds = HOLD_DEFAULT_EXPIRY_S if expires_in_seconds is None else expires_in_seconds
+    if not 1 <= seconds <= HOLD_MAX_EXPIRY_S:
+        raise ValidationFailed.field("expires_in_seconds", f"must be from 1 to {HOLD_MAX_EXPIRY_S} seconds")
+    return {
+        "held_amount_minor": 0,
+        "captured_amount_minor": 0,
+        "expires_at": func.now() + timedelta(seconds=seconds),
+    }
+
+
 def _replay(existing: Transaction, fingerprint: str) -> Submitted[Transaction]:
     return idempotency.replay(existing, fingerprint, kind="transaction", differs="request body")
 
@@ -150,7 +177,7 @@ def _replay(existing: Transaction, fingerprint: str) -> Submitted[Transaction]:
 def _resolve_accounts(
     session: Session, principal: Principal, request: MoneyMovement
 ) -> tuple[Account, Account]:
-    if request.type == "transfer":
+    if request.type in ("transfer", "hold"):  # a hold: the transfer it will become
         accounts_repo.preload(session, (request.from_account_id, request.to_account_id))
         source = _own_account(session, principal, request.from_account_id, "from_account_id")
         target = _existing_account(session, request.to_account_id, "to_account_id")

@@ -11,9 +11,10 @@ import pytest
 from dramatiq.errors import QueueJoinTimeout
 from sqlalchemy import exc as sa_exc
 
-from workers import batches, broker, maintenance, schedules
+from workers import batches, broker, holds, maintenance, schedules
 
 TICKS = [
+    (holds, holds.expire_holds),
     (maintenance, maintenance.sweep_pending),
     (maintenance, maintenance.release_scheduled),
     (schedules, schedules.run_due),

@@ -29,6 +29,7 @@ from db.core.config import get_settings
 from db.events import outbox
 from db.ledger import limits as limits_rules
 from db.ledger import repository as ledger_repo
+from db.ledger.posting import holds
 from db.ledger.posting.rules import Decision, decide
 from db.transactions import repository as transactions_repo
 
@@ -83,21 +84,33 @@ class Posting:
         except KeyError as missing:
             raise LedgerCorrupted(f"transaction {item.id}: account {missing} has no balance row") from None
         limits, usage = self._limits_of(item, source[0])
-        decision = decide(item, source, target, limits, usage)
-        if decision.status == "completed":
-            amount = item.amount_minor
-            source[1].balance_minor -= amount
-            target[1].balance_minor += amount
-            self._entries.append((item.id, source[0].id, -amount, item.currency, source[1].balance_minor))
-            self._entries.append((item.id, target[0].id, amount, item.currency, target[1].balance_minor))
-            self._touched.update((source[0].id, target[0].id))
-            if source[0].id in self._limits:
-                self._limits[source[0].id] = (
-                    limits,
-                    limits_rules.Usage(usage.daily_outgoing_minor + amount, usage.minute_outgoing_count + 1),
-                )
+        if item.type in holds.TYPES:
+            decision = holds.decide(self, item, source, target, limits, usage)
+        else:
+            decision = decide(item, source, target, limits, usage)
+            if decision.status == "completed":
+                self.move(item, source, target)
         self._decided.append(Decided(item, decision))
         return decision
+
+    def move(self, item: Any, source: tuple[Any, Any], target: tuple[Any, Any]) -> None:
+        """Move a decided item's amount in memory and queue its two entries."""
+        amount = item.amount_minor
+        source[1].balance_minor -= amount
+        target[1].balance_minor += amount
+        self._entries.append((item.id, source[0].id, -amount, item.currency, source[1].balance_minor))
+        self._entries.append((item.id, target[0].id, amount, item.currency, target[1].balance_minor))
+        self._touched.update((source[0].id, target[0].id))
+        self.count_outgoing(source[0].id, amount)
+
+    def count_outgoing(self, account_id: uuid.UUID, amount: int) -> None:
+        """What a limited account sent (or reserved) grows with each decided item."""
+        if account_id in self._limits:
+            limits, usage = self._limits[account_id]
+            self._limits[account_id] = (
+                limits,
+                limits_rules.Usage(usage.daily_outgoing_minor + amount, usage.minute_outgoing_count + 1),
+            )
 
     def flush(self, *, audit_each: bool) -> list[Decided]:
         """Write everything decided since the last flush and return it. `audit_each`:
@@ -120,6 +133,7 @@ class Posting:
         if changed != len(decided):
             # Every row was locked and pending a moment ago; anything else is a bug.
             raise LedgerCorrupted(f"{len(decided) - changed} locked transaction(s) changed status")
+        holds.write(self.session, decided, self.locked)  # reservations and captured holds
         _side_writes(self.session, decided, audit_each=audit_each)
         return decided
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from db.ledger.posting import engine
+from db.ledger.posting import engine, holds
 from db.transactions import repository as transactions_repo
 
 
 @dataclass(frozen=True)
 class Outcome:
     transaction_id: uuid.UUID
-    status: str  # completed | failed | noop | missing
+    status: str  # completed | held | failed | noop | missing
     failure_code: str | None = None
     # A standing order's run: the caller moves the schedule's failure streak with it.
     schedule_id: uuid.UUID | None = None
@@ -36,7 +36,9 @@ def apply_group(session: Session, transaction_ids: list[uuid.UUID]) -> list[Outc
     id, in the order given."""
     rows = transactions_repo.lock_for_posting(session, transaction_ids)
     found = {row.id: row for row in rows}
-    decided = {d.item.id: d for d in engine.post(session, [row for row in rows if row.status == "pending"])}
+    # A capture's hold is locked before the engine locks accounts (db/ledger/posting/holds.py).
+    pending = holds.with_holds(session, [row for row in rows if row.status == "pending"])
+    decided = {d.item.id: d for d in engine.post(session, pending)}
     outcomes = []
     for tx_id in transaction_ids:
         row = found.get(tx_id)
