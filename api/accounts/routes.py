@@ -53,7 +53,7 @@ class Accounts(MethodView):
         """List accounts: your own; finance/admin see all and may filter by owner.
 
         Cursor-paginated (`limit`, `cursor`; follow `next_cursor` until null). Each account
-        carries `balance` and `available_balance` (balance minus pending outgoing amounts)."""
+        carries `balance` and `available_balance` (balance minus pending outgoing and held amounts)."""
         return accounts.list_visible(
             get_session(),
             current_principal(),

@@ -81,7 +81,7 @@ class CurrentBalance(MethodView):
         """Current balance of one account, or (without `account_id`) a page of every account you may see.
 
         `balance` is what the ledger holds; `available_balance` is that minus pending outgoing
-        amounts."""
+        amounts and what the account's `held` holds reserve."""
         session = get_session()
         principal = current_principal()
         if args["account_id"]:
