@@ -33,7 +33,10 @@ class AccountSchema(Schema):
     balance = fields.Function(lambda v: format_minor(v.balance_minor, v.account.currency))
     available_balance = fields.Function(
         lambda v: format_minor(v.available_minor, v.account.currency),
-        metadata={"description": "balance minus pending outgoing amounts and what holds reserve (overdraft headroom not included)"},
+        metadata={
+            "description": "balance minus pending outgoing amounts and what holds reserve "
+            "(overdraft headroom not included)"
+        },
     )
     overdraft_limit = fields.Function(
         lambda v: format_minor(v.overdraft_limit_minor, v.account.currency),
