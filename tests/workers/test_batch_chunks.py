@@ -226,3 +226,48 @@ def test_a_retry_after_partial_progress_continues_from_the_batchs_cursor(client,
     row = batch_row(batch["id"])
     assert row.status == "completed" and row.completed_count == 5, (row.status, row.next_line)
     assert balance(b) == "5.00"
+
+
+def test_the_batch_sweeper_waits_out_a_failed_chunks_retry_backoff(client, make, monkeypatch):
+    """Issue 11 item 23 (confirmed): a chunk that failed is retried by Dramatiq after a
+    backoff (up to 10 minutes); the sweeper re-sent it after 60 s of quiet regardless,
+    starting a second retry chain beside the first. It now waits out the backoff the
+    batch's failed attempts imply, and the count starts over when the cursor moves."""
+    from sqlalchemy.exc import OperationalError
+
+    from db.core.config import get_settings
+
+    finance, a, b, batch = submitted(client, make, lines=3)
+    # Production backoff (1 s doubling, 10 min cap), whatever the test settings say.
+    settings = get_settings().model_copy(
+        update={"worker_min_backoff_ms": 1000, "worker_max_backoff_ms": 600_000}
+    )
+    monkeypatch.setattr(batch_actors, "get_settings", lambda: settings)
+
+    def fails(*args, **kwargs):
+        raise OperationalError("apply", {}, Exception("server closed the connection"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(batch_posting, "apply_chunk", fails)
+        for _ in range(6):  # six failed attempts: Dramatiq's next wait is up to 64 s
+            try:
+                batch_actors.apply_chunk(batch["id"], 0)
+            except OperationalError:
+                pass
+    assert batch_row(batch["id"]).chunk_failures == 6
+
+    def quiet_for(seconds: int) -> None:
+        with unit_of_work() as uow:
+            uow.session.execute(
+                text("UPDATE batches SET updated_at = now() - make_interval(secs => :s) WHERE id = :id"),
+                {"id": batch["id"], "s": seconds},
+            )
+
+    quiet_for(settings.batch_stale_after_s + 30)  # past the stale time, inside the backoff
+    assert batch_actors.resend_stalled() == 0
+    quiet_for(settings.batch_stale_after_s + 64 + 5)  # the retry is overdue: the message was lost
+    assert batch_actors.resend_stalled() == 1
+
+    batch_actors.apply_chunk(batch["id"], 0)  # the retry succeeds
+    row = batch_row(batch["id"])
+    assert row.status == "completed" and row.chunk_failures == 0
