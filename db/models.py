@@ -504,6 +504,9 @@ class Batch(Base):
     # windows of line numbers, [next_line, next_line + chunk size), up to `last_line`.
     next_line: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     last_line: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # Failed chunk attempts since the cursor last moved: the stalled-batch sweeper waits
+    # out the retry backoff they imply (workers.batches.resend_stalled).
+    chunk_failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     failure_code: Mapped[str | None] = mapped_column(String(32))
     failure_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()

@@ -132,15 +132,28 @@ def apply_chunk(batch_id: str, start_line: int) -> None:
     line: int | None = _resume_line(uuid.UUID(batch_id), start_line)
     while line is not None:
         started = time.perf_counter()
-        with unit_of_work() as uow:
-            outcome = batch_posting.apply_chunk(
-                uow.session, uuid.UUID(batch_id), line, chunk_size=settings.batch_chunk_size
-            )
-            handed_over = outcome.next_line is not None and time.monotonic() >= deadline
-            if handed_over:
-                uow.enqueue(apply_chunk, batch_id=batch_id, start_line=outcome.next_line)
+        try:
+            with unit_of_work() as uow:
+                outcome = batch_posting.apply_chunk(
+                    uow.session, uuid.UUID(batch_id), line, chunk_size=settings.batch_chunk_size
+                )
+                handed_over = outcome.next_line is not None and time.monotonic() >= deadline
+                if handed_over:
+                    uow.enqueue(apply_chunk, batch_id=batch_id, start_line=outcome.next_line)
+        except Exception:
+            _count_chunk_failure(uuid.UUID(batch_id))
+            raise  # retried after a backoff, or dead-lettered, by Dramatiq
         _observe(batch_id, line, outcome, time.perf_counter() - started)
         line = None if handed_over else outcome.next_line
+
+
+def _count_chunk_failure(batch_id: uuid.UUID) -> None:
+    """The sweeper must wait out the retry this failure earns (batches_repo.stale)."""
+    try:
+        with unit_of_work() as uow:
+            batches_repo.count_chunk_failure(uow.session, batch_id)
+    except Exception as error:  # the original failure matters more; the count is advisory
+        log.warning("batches.failure_not_counted", batch_id=str(batch_id), error=str(error)[:200])
 
 
 def _resume_line(batch_id: uuid.UUID, start_line: int) -> int:
@@ -209,6 +222,8 @@ def resend_stalled() -> int:
             statuses=("received", "validating", "processing"),
             idle_s=settings.batch_stale_after_s,
             limit=settings.sweeper_batch_size,
+            min_backoff_s=settings.worker_min_backoff_ms / 1000,
+            max_backoff_s=settings.worker_max_backoff_ms / 1000,
         )
         for batch_id, _ in stale:
             batch = batches_repo.get(uow.session, batch_id)

@@ -140,6 +140,7 @@ def rebuild_balances(dry_run: bool) -> None:
 from api.cli import backup as _backup  # noqa: E402,F401  (registers `backup`, `restore`)
 from api.cli import batch as _batch  # noqa: E402,F401  (registers `batch`)
 from api.cli import bench as _bench  # noqa: E402,F401  (registers `bench`)
+from api.cli import chaos as _chaos  # noqa: E402,F401  (registers `chaos`)
 from api.cli import dlq as _dlq  # noqa: E402,F401  (registers `dlq`)
 from api.cli import records as _records  # noqa: E402,F401  (registers `accounts`, `transactions`)
 from api.cli import up as _up  # noqa: E402,F401  (registers `up`)

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, case, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -101,9 +101,20 @@ def advance_cursor(session: Session, batch_id: uuid.UUID, *, expected: int, next
     result = session.execute(
         update(Batch)
         .where(Batch.id == batch_id, Batch.next_line == expected, Batch.status == "processing")
-        .values(next_line=next_line)
+        # A new chunk: the failures counted so far were the previous one's.
+        .values(next_line=next_line, chunk_failures=0)
     )
     return changed(result) == 1
+
+
+def count_chunk_failure(session: Session, batch_id: uuid.UUID) -> None:
+    """A chunk attempt failed (Dramatiq retries it after a backoff): count it and touch
+    the row, so the stalled-batch sweeper leaves the retry alone."""
+    session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.status == "processing")
+        .values(chunk_failures=Batch.chunk_failures + 1)
+    )
 
 
 def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[uuid.UUID]:
@@ -119,16 +130,34 @@ def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[
 
 
 def stale(
-    session: Session, *, statuses: Sequence[str], idle_s: float, limit: int
+    session: Session,
+    *,
+    statuses: Sequence[str],
+    idle_s: float,
+    limit: int,
+    min_backoff_s: float = 0.0,
+    max_backoff_s: float = 0.0,
 ) -> list[tuple[uuid.UUID, int]]:
     """Batches in `statuses` nobody touched for `idle_s` (their message was lost), and
-    cancelled ones whose upload was never validated (their lines are still to record)."""
+    cancelled ones whose upload was never validated (their lines are still to record).
+
+    A batch whose chunk failed `chunk_failures` times waits, on top of `idle_s`, the
+    longest backoff Dramatiq may wait before its retry (as the pending-transfer sweeper
+    does, db.transactions.repository.claim_stale_pending): a re-send during the backoff
+    would start a second retry chain beside the first, each with a fresh budget."""
     unvalidated = select(BatchUpload.part).where(BatchUpload.batch_id == Batch.id).exists()
+    retry_wait = case(
+        (Batch.chunk_failures == 0, literal(0.0)),
+        # Dramatiq's wait after the n-th failure is min_backoff * 2**(n-1), jittered up
+        # to twice that (dramatiq.common.compute_backoff), capped near max_backoff.
+        else_=func.least(literal(min_backoff_s) * func.power(2, Batch.chunk_failures), max_backoff_s),
+    )
+    idle_for = func.extract("epoch", func.now() - Batch.updated_at)
     rows = session.execute(
         select(Batch.id, Batch.next_line)
         .where(
             or_(Batch.status.in_(statuses), and_(Batch.status == "cancelled", unvalidated)),
-            Batch.updated_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, idle_s),
+            idle_for > literal(idle_s) + retry_wait,
         )
         .order_by(Batch.updated_at)
         .limit(limit)

@@ -226,3 +226,120 @@ def test_a_retry_after_partial_progress_continues_from_the_batchs_cursor(client,
     row = batch_row(batch["id"])
     assert row.status == "completed" and row.completed_count == 5, (row.status, row.next_line)
     assert balance(b) == "5.00"
+
+
+def test_the_batch_sweeper_waits_out_a_failed_chunks_retry_backoff(client, make, monkeypatch):
+    """Issue 11 item 23 (confirmed): a chunk that failed is retried by Dramatiq after a
+    backoff (up to 10 minutes); the sweeper re-sent it after 60 s of quiet regardless,
+    starting a second retry chain beside the first. It now waits out the backoff the
+    batch's failed attempts imply, and the count starts over when the cursor moves."""
+    from sqlalchemy.exc import OperationalError
+
+    from db.core.config import get_settings
+
+    finance, a, b, batch = submitted(client, make, lines=3)
+    # Production backoff (1 s doubling, 10 min cap), whatever the test settings say.
+    settings = get_settings().model_copy(
+        update={"worker_min_backoff_ms": 1000, "worker_max_backoff_ms": 600_000}
+    )
+    monkeypatch.setattr(batch_actors, "get_settings", lambda: settings)
+
+    def fails(*args, **kwargs):
+        raise OperationalError("apply", {}, Exception("server closed the connection"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(batch_posting, "apply_chunk", fails)
+        for _ in range(6):  # six failed attempts: Dramatiq's next wait is up to 64 s
+            try:
+                batch_actors.apply_chunk(batch["id"], 0)
+            except OperationalError:
+                pass
+    assert batch_row(batch["id"]).chunk_failures == 6
+
+    def quiet_for(seconds: int) -> None:
+        with unit_of_work() as uow:
+            uow.session.execute(
+                text("UPDATE batches SET updated_at = now() - make_interval(secs => :s) WHERE id = :id"),
+                {"id": batch["id"], "s": seconds},
+            )
+
+    quiet_for(settings.batch_stale_after_s + 30)  # past the stale time, inside the backoff
+    assert batch_actors.resend_stalled() == 0
+    quiet_for(settings.batch_stale_after_s + 64 + 5)  # the retry is overdue: the message was lost
+    assert batch_actors.resend_stalled() == 1
+
+    batch_actors.apply_chunk(batch["id"], 0)  # the retry succeeds
+    row = batch_row(batch["id"])
+    assert row.status == "completed" and row.chunk_failures == 0
+
+
+def test_a_chunk_redelivered_while_its_first_worker_is_frozen_is_harmless_and_recovered(
+    client, make, monkeypatch
+):
+    """Issue 11 item 23 (not a bug, pinned): the heartbeat (30 s) is below the batch
+    actors' time limit (30 min), yet a live worker keeps heartbeating from its consumer
+    thread however long an actor runs, so only a frozen (SIGSTOP) or dead worker's chunk
+    message is requeued to another. That second delivery steps aside (`busy`: the batch's
+    advisory lock) while the first still holds its chunk, applies nothing twice when the
+    first resumes, and a first delivery that dies instead leaves the batch to the stalled
+    sweeper, which finishes it exactly once."""
+    import threading
+
+    from db.ledger.posting import engine
+
+    finance, a, b, batch = submitted(client, make, lines=3)
+    real_post, frozen, resume = engine.post, threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def post_then_freeze(*args, **kwargs):
+        decided = real_post(*args, **kwargs)
+        if threading.current_thread().name == "first-worker":
+            frozen.set()
+            resume.wait(30)  # SIGSTOPped mid-chunk: its transaction and locks stay open
+            if outcome.get("die"):
+                raise OperationalError("apply", {}, Exception("the worker was killed"))
+        return decided
+
+    from sqlalchemy.exc import OperationalError
+
+    monkeypatch.setattr(engine, "post", post_then_freeze)
+
+    def first_delivery():
+        try:
+            with unit_of_work() as uow:
+                outcome["first"] = batch_posting.apply_chunk(
+                    uow.session, uuid.UUID(batch["id"]), 0, chunk_size=10
+                )
+        except OperationalError:
+            outcome["first"] = "died"
+
+    for die in (False, True):
+        outcome.clear()
+        outcome["die"] = die
+        frozen.clear()
+        resume.clear()
+        if die:  # a second batch, its first worker killed mid-chunk
+            finance, a, b, batch = submitted(client, make, lines=3)
+        first = threading.Thread(target=first_delivery, name="first-worker")
+        first.start()
+        assert frozen.wait(30)
+        # The requeued message, on a second worker: it steps aside at once.
+        with unit_of_work() as uow:
+            second = batch_posting.apply_chunk(uow.session, uuid.UUID(batch["id"]), 0, chunk_size=10)
+        assert second.status == "busy" and balance(b) == "0.00"  # it moved nothing
+        resume.set()
+        first.join(30)
+        if not die:
+            assert outcome["first"].status == "applied"
+        else:
+            assert outcome["first"] == "died" and batch_row(batch["id"]).status == "processing"
+            with unit_of_work() as uow:  # quiet past the stale time: the sweeper re-sends it
+                uow.session.execute(
+                    text("UPDATE batches SET updated_at = now() - interval '1 hour' WHERE id = :id"),
+                    {"id": batch["id"]},
+                )
+            assert batch_actors.resend_stalled() == 1
+            batch_actors.apply_chunk(batch["id"], 0)  # what the re-sent message does
+        row = batch_row(batch["id"])
+        assert row.status == "completed" and row.completed_count == 3
+        assert balance(b) == "3.00"

@@ -1,0 +1,26 @@
+"""batches.chunk_failures: failed chunk attempts since the cursor last moved, so the
+stalled-batch sweeper waits out Dramatiq's retry backoff instead of starting a second
+retry chain
+
+Revision ID: 0017
+Revises: 0012
+Create Date: 2026-12-02 06:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0017"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("batches", sa.Column("chunk_failures", sa.Integer(), nullable=False, server_default="0"))
+
+
+def downgrade() -> None:
+    op.drop_column("batches", "chunk_failures")
