@@ -134,7 +134,7 @@ def process(tx_id: uuid.UUID, *, claim_size: int) -> None:
     # Before any claim: a row committed from now on has its sender send a wake-up.
     wake_ups.started(apply_transaction)
     try:
-        more = _decide_own(tx_id, claim_size)
+        more = decide_own(tx_id, claim_size)
     except Exception:
         # Retried (after a backoff) or dead-lettered: someone else drains meanwhile.
         _wake_another()
@@ -143,7 +143,7 @@ def process(tx_id: uuid.UUID, *, claim_size: int) -> None:
         drain(claim_size=claim_size)
 
 
-def _decide_own(tx_id: uuid.UUID, claim_size: int) -> bool:
+def decide_own(tx_id: uuid.UUID, claim_size: int) -> bool:
     """This message's row decided (with a group), or found decided; True when more may be
     pending (the group's claim came back full, or the row needed no group)."""
     transaction_id = str(tx_id)
