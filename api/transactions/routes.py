@@ -48,15 +48,19 @@ def _accept(movement: MoneyMovement, idempotency_key: str | None):
 
 
 def _enqueue_and_commit(result: Submitted[Transaction]):
-    from workers.transactions import apply_transaction
+    from workers.transactions import wake_up_for_new_row
 
     uow = get_uow()
     tx = result.record
     if not result.replayed and tx.status == "pending":
-        uow.enqueue(apply_transaction, transaction_id=str(tx.id))
-    body = transaction_views.view(
-        uow.session, current_principal(), tx
-    )  # a replayed original may have been reversed since
+        # Sent only when no wake-up is queued already; a queued one claims this row.
+        uow.enqueue(wake_up_for_new_row, transaction_id=str(tx.id))
+    # A replayed original may have been reversed since; a new one cannot have been.
+    body = (
+        transaction_views.view(uow.session, current_principal(), tx)
+        if result.replayed
+        else transaction_views.view_of_new(tx)
+    )
     uow.commit()
     return body, result, f"/api/v1/transactions/{tx.id}"
 

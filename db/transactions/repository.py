@@ -385,3 +385,30 @@ def count_failed_attempts(session: Session, transaction_ids: list[uuid.UUID]) ->
         .where(Transaction.id.in_(transaction_ids), Transaction.status == "pending")
         .values(attempts=Transaction.attempts + 1, updated_at=func.now())
     )
+
+
+_CLAIM_FRESH = text(
+    """
+    WITH fresh AS (
+        SELECT id FROM transactions
+        WHERE status = 'pending' AND attempts = 0 AND batch_id IS NULL
+        ORDER BY seq
+        LIMIT :size
+        FOR NO KEY UPDATE SKIP LOCKED
+    )
+    UPDATE transactions AS t SET attempts = t.attempts + 1, updated_at = now()
+    FROM fresh
+    -- Re-checked on the row's latest version, as in claim_for_apply.
+    WHERE t.id = fresh.id AND t.status = 'pending' AND t.attempts = 0
+    RETURNING t.id
+    """
+)
+
+
+def claim_fresh(connection: Connection, *, size: int) -> list[uuid.UUID]:
+    """Up to `size` of the oldest never-tried pending transfers, locked and each claim
+    counted as an attempt: a wake-up's claim when no row of its own is pending (the
+    rows of coalesced wake-ups, see workers/wake_ups.py). Run it inside the
+    transaction that applies them, like claim_for_apply (SKIP LOCKED: rows another
+    worker holds are left to it)."""
+    return list(connection.execute(_CLAIM_FRESH, {"size": size}).scalars())

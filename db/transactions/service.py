@@ -25,6 +25,7 @@ from db.audit import repository as audit
 from db.core.config import Settings
 from db.core.errors import (
     Conflict,
+    DomainError,
     Forbidden,
     NotFound,
     RuleViolation,
@@ -102,17 +103,25 @@ def submit(
     request_id: str | None = None,
 ) -> Submitted[Transaction]:
     fingerprint = request.fingerprint()
-    if idempotency_key:
-        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
+    # The key is looked up only when it can matter: when a rule refuses the request (a
+    # retry of an accepted one is replayed whatever the rules say now: its own pending
+    # amount counts against the limits, an account may have changed) and when the
+    # insert finds it taken. A new request, the common case, saves the round trip.
+    try:
+        amount_minor, source, target = _validated(session, principal, request, settings)
+        now = datetime.now(UTC)
+        check_horizon(request.scheduled_for, now, settings, "scheduled_for")
+        scheduled = request.scheduled_for is not None and request.scheduled_for > now
+        check_limits(session, settings, request, amount_minor, source, scheduled=scheduled)
+    except DomainError:
+        existing = (
+            transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
+            if idempotency_key
+            else None
+        )
         if existing is not None:
             return _replay(existing, fingerprint)
-
-    amount_minor, source, target = _validated(session, principal, request, settings)
-
-    now = datetime.now(UTC)
-    check_horizon(request.scheduled_for, now, settings, "scheduled_for")
-    scheduled = request.scheduled_for is not None and request.scheduled_for > now
-    check_limits(session, settings, request, amount_minor, source, scheduled=scheduled)
+        raise
     values = {
         "id": uuid.uuid4(),
         "type": request.type,
@@ -133,7 +142,7 @@ def submit(
         values |= hold_columns(request.expires_in_seconds)
     tx = transactions_repo.insert_idempotent(session, values)
     if tx is None:
-        # Lost the race against a concurrent request with the same key (it committed).
+        # The key is taken: a retry, or a concurrent request with it that committed first.
         existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key or "")
         assert existing is not None
         return _replay(existing, fingerprint)

@@ -55,6 +55,12 @@ def view(session: Session, principal: Principal, tx: Transaction) -> Transaction
     return views(session, principal, [tx])[0]
 
 
+def view_of_new(tx: Transaction) -> TransactionView:
+    """The view of a transaction the request just created, without a query: nothing can
+    have reversed it yet (a reversal needs it committed), and its creator sees it in full."""
+    return TransactionView(tx, None)
+
+
 def _sender_side(session: Session, principal: Principal, txs: list[Transaction]) -> set[uuid.UUID]:
     """The ids of the transactions the principal sees in full: staff all of them,
     customers what they created or what draws on an account they own."""

@@ -118,7 +118,7 @@ def backlog(pop: Population, count: int, *, hot: bool = False, seed: int = 7) ->
     from db.core.config import get_settings
     from db.session import unit_of_work
     from db.transactions.service import MoneyMovement, submit
-    from workers.transactions import apply_transaction
+    from workers.transactions import wake_up_for_new_row
 
     rng = random.Random(seed)
     settings = get_settings()
@@ -146,7 +146,7 @@ def backlog(pop: Population, count: int, *, hot: bool = False, seed: int = 7) ->
                     idempotency_key=uuid.uuid4().hex,
                     settings=settings,
                 ).record
-                uow.enqueue(apply_transaction, transaction_id=str(tx.id))
+                uow.enqueue(wake_up_for_new_row, transaction_id=str(tx.id))
                 ids.append(tx.id)
     return ids
 
