@@ -1,11 +1,14 @@
 """Every check of `ledgerq verify`, proven by breaking it: a copy of a sound database is
 corrupted the way the review did (or the way the check exists for), and `ledgerq verify`
-against the copy exits 1 naming that check. The suite's own database is never touched."""
+against the copy exits 1 naming that check. The suite's own database is never touched.
+A check of computed figures, which no edit of the data can break, is broken instead by
+running `verify` with the regression it exists for patched in (REGRESSIONS)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -18,7 +21,9 @@ from db.core.config import get_settings
 from db.ledger.verify import CHECKS
 from db.ops import notifications
 from db.session import get_engine
+from tests.api.transactions.test_holds import capture, hold
 from tests.fixtures.builders import pending_movement, pending_transfer
+from tests.fixtures.http import accepted
 from tests.fixtures.ledger import apply_now, sql
 from tests.fixtures.processes import LEDGERQ
 
@@ -47,7 +52,10 @@ CORRUPTIONS = {
     "allow_negative_only_on_system_accounts": "UPDATE balances SET allow_negative = true, "
     "balance_minor = balance_minor - 50000 WHERE account_id = '{c}'; "
     "UPDATE balances SET balance_minor = balance_minor + 50000 WHERE account_id = '{a}'",
+    # Both guards: with nothing held, the holds' CHECK (balance - held within the
+    # overdraft) refuses an overdrawn balance too.
     "no_overdrawn_accounts": "ALTER TABLE balances DROP CONSTRAINT ck_balances_within_overdraft; "
+    "ALTER TABLE balances DROP CONSTRAINT ck_balances_within_overdraft_when_held; "
     "UPDATE balances SET balance_minor = balance_minor - 50000 WHERE account_id = '{c}'; "
     "UPDATE balances SET balance_minor = balance_minor + 50000 WHERE account_id = '{a}'",
     # The review: the trigger disabled, then an entry updated.
@@ -61,24 +69,69 @@ CORRUPTIONS = {
     "AND data->>'id' = '{tx}'",
     "nothing_stuck": "UPDATE transactions SET created_at = now() - interval '3 hours', updated_at = now() "
     "WHERE id = '{pending}'",
+    # Holds (db/holds/verify.py). A release of the account's reservation that left its
+    # hold `held` (a void or an expiry that updated one row of the two).
+    "held_matches_holds": "UPDATE balances SET held_minor = 0 WHERE account_id = '{a}'",
+    # A hold decided `held` without a funds check: 130.00 reserved against 69.00, the
+    # account's held amount kept in step with it (the database's CHECK would refuse it).
+    "held_within_floor": "ALTER TABLE balances DROP CONSTRAINT ck_balances_within_overdraft_when_held; "
+    "UPDATE transactions SET amount_minor = amount_minor + 10000, held_amount_minor = held_amount_minor "
+    "+ 10000 WHERE id = '{held}'; "
+    "UPDATE balances SET held_minor = held_minor + 10000 WHERE account_id = '{a}'",
+    # A partial capture recorded on its hold as the hold's whole amount (the database's
+    # CHECK allows it: held 0 + captured 10.00 is within the hold's 10.00).
+    "hold_amounts": "UPDATE transactions SET captured_amount_minor = amount_minor WHERE id = '{captured}'",
+    # The money moved by the hold itself rather than by its capture.
+    "hold_entries": RAW + "UPDATE ledger_entries SET transaction_id = '{captured}' "
+    "WHERE transaction_id = '{capture}'",
+    # The hold re-pointed at a third account after its capture paid the original target.
+    "captures_match_holds": "UPDATE transactions SET to_account_id = '{c}' WHERE id = '{captured}'",
+    # A hold decided `held` whose event the outbox lacks.
+    "hold_decisions_announced": "DELETE FROM events WHERE type = 'transaction.held' AND data->>'id' = '{held}'",
+}
+
+# Checks of code rather than of data, broken by running `verify` with a regression
+# patched in. Available is computed (db/accounts/repository.py `figures`), never stored:
+# the check recomputes it from the same stored columns, so no edit of the database can
+# make the two differ; what breaks it is a `figures` that forgets a term.
+REGRESSIONS = {
+    # Available that forgets what is held.
+    "available_balances": "from db.accounts import repository\n"
+    "repository.Figures.available_minor = property(lambda f: f.balance_minor - f.pending_minor)",
 }
 
 
 def test_every_check_has_a_corruption():
     names = {check.__name__.removeprefix("check_") for check in CHECKS}
-    assert names == {case.split("/")[0] for case in CORRUPTIONS}
+    assert names == {case.split("/")[0] for case in CORRUPTIONS | REGRESSIONS}
 
 
 @pytest.fixture
-def sound_database(make):
-    """A sound ledger (transfers, a debit, one pending) and the ids the corruptions use."""
+def sound_database(client, make):
+    """A sound ledger (transfers, a debit, a `held` hold, a hold partly captured, one
+    pending) and the ids the corruptions use."""
     alice, bob, carol = make.user(), make.user(), make.user()
     a, b, c = make.account(alice, balance="100.00"), make.account(bob), make.account(carol)
     tx = pending_transfer(alice, a, b, "20.00")
     assert apply_now(tx) == "completed"
     assert apply_now(pending_movement(alice, "debit", "1.00", account_id=a)) == "completed"
+    held = accepted(hold(client, alice, a, b, "30.00"))
+    assert apply_now(held) == "held"
+    captured = accepted(hold(client, alice, a, b, "10.00"))
+    assert apply_now(captured) == "held"
+    capture_id = accepted(capture(client, alice, captured, "4.00"))
+    assert apply_now(capture_id) == "completed"
     pending = pending_transfer(alice, a, b, "1.00")
-    return {"a": a, "b": b, "c": c, "tx": tx, "pending": pending}
+    return {
+        "a": a,
+        "b": b,
+        "c": c,
+        "tx": tx,
+        "held": held,
+        "captured": captured,
+        "capture": capture_id,
+        "pending": pending,
+    }
 
 
 @contextmanager
@@ -111,9 +164,14 @@ def database_copy():
             connection.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
 
 
-def verify(database_url: str) -> subprocess.CompletedProcess:
+def verify(database_url: str, regression: str | None = None) -> subprocess.CompletedProcess:
+    """`ledgerq verify` against `database_url`; with `regression`, Python run first in
+    the same process (the code patched as a bug would have it), then the same command."""
+    command = [LEDGERQ, "verify"]
+    if regression is not None:
+        command = [sys.executable, "-c", f"{regression}\nfrom api.cli import main\nmain(['verify'])"]
     return subprocess.run(
-        [LEDGERQ, "verify"],
+        command,
         env={**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json"},
         capture_output=True,
         text=True,
@@ -141,3 +199,13 @@ def test_verify_exits_1_naming_the_broken_check(sound_database, case):
     assert sql("SELECT count(*), sum(amount_minor * id) FROM ledger_entries") == entries, (
         "the original is untouched"
     )
+
+
+@pytest.mark.parametrize("case", sorted(REGRESSIONS))
+def test_verify_exits_1_naming_the_check_a_regression_breaks(sound_database, case):
+    with database_copy() as copy:
+        broken = verify(copy, REGRESSIONS[case])
+        sound = verify(copy)
+    assert broken.returncode == 1, (broken.stdout, broken.stderr)
+    assert f"  - {case}: " in broken.stderr, broken.stderr
+    assert sound.returncode == 0, ("the data itself is sound", sound.stderr)
