@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.core.money import format_minor
+from db.fx import quotes
 from db.models import Account, Batch, Transaction
 
 
@@ -54,6 +55,7 @@ def transaction(tx: Transaction, reversed_by: uuid.UUID | None = None) -> dict[s
         "created_at": _iso(tx.created_at),
         "updated_at": _iso(tx.updated_at),
         "completed_at": _iso(tx.completed_at),
+        **quotes.rendered(tx),
     }
 
 

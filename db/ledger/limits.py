@@ -25,7 +25,7 @@ from db.core.config import Settings
 from db.core.money import format_minor, to_minor
 from db.models import Account
 
-LIMITED_TYPES = ("transfer", "debit")
+LIMITED_TYPES = ("transfer", "debit", "exchange")
 LIMIT_NAMES = ("max_per_transaction", "daily_outgoing_limit", "per_minute_outgoing_count")
 
 

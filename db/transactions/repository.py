@@ -269,6 +269,10 @@ _POSTING_COLUMNS = (
     Transaction.currency,
     Transaction.request_id,
     Transaction.schedule_id,
+    # An exchange's figures (db/ledger/posting/exchange.py); NULL on anything else.
+    Transaction.to_amount_minor,
+    Transaction.to_currency,
+    Transaction.fee_minor,
 )
 
 

@@ -32,6 +32,8 @@ from db.core.errors import (
 from db.core.money import AmountError, format_minor, parse_amount
 from db.core.principal import Principal
 from db.events import outbox
+from db.fx import quotes
+from db.fx.rates import RateError, parse_rate, render_rate
 from db.idempotency import Submitted
 from db.ledger import limits as limits_rules
 from db.models import Account, Transaction
@@ -42,7 +44,7 @@ from db.transactions import repository as transactions_repo
 class MoneyMovement:
     """A validated client request, before it becomes a row."""
 
-    type: str  # transfer | credit | debit | reversal
+    type: str  # transfer | credit | debit | reversal | exchange
     amount: str
     currency: str
     from_account_id: uuid.UUID | None = None
@@ -52,6 +54,8 @@ class MoneyMovement:
     scheduled_for: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     reverses: uuid.UUID | None = None  # reversal: the transaction it moves back
+    rate: str | None = None  # exchange: the rate the client was quoted (db/fx/quotes.py)
+    to_currency: str | None = None  # reversal of an exchange: the currency it gives back
 
     def canonical_amount(self) -> str:
         """The amount as parsed (minor units, rendered with the currency's decimals), so
@@ -63,9 +67,19 @@ class MoneyMovement:
         except (KeyError, TypeError, ValueError):  # AmountError is a ValueError
             return self.amount
 
+    def canonical_rate(self) -> str:
+        """The quoted rate as a number ("1.50" and "1.5" are one request); as sent when
+        it does not parse (that request is refused anyway)."""
+        try:
+            return render_rate(parse_rate(self.rate))
+        except RateError:
+            return str(self.rate)
+
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request: what makes a retry a replay."""
-        extra = {"reverses": str(self.reverses)} if self.reverses else {}  # old hashes unchanged
+        extra: dict[str, str] = {"reverses": str(self.reverses)} if self.reverses else {}  # old hashes unchanged
+        if self.rate is not None:
+            extra["rate"] = self.canonical_rate()
         canonical = json.dumps(
             {
                 **extra,
@@ -106,6 +120,18 @@ def submit(
     check_horizon(request.scheduled_for, now, settings, "scheduled_for")
     scheduled = request.scheduled_for is not None and request.scheduled_for > now
     check_limits(session, settings, request, amount_minor, source, scheduled=scheduled)
+    exchange = (
+        quotes.quote(
+            session,
+            amount_minor=amount_minor,
+            from_currency=source.currency,
+            to_currency=target.currency,
+            client_rate=request.rate,
+            settings=settings,
+        )
+        if request.type == "exchange"
+        else {}
+    )
     values = {
         "id": uuid.uuid4(),
         "type": request.type,
@@ -121,6 +147,7 @@ def submit(
         "request_hash": fingerprint,
         "request_id": request_id,
         "scheduled_for": request.scheduled_for if scheduled else None,
+        **exchange,
     }
     tx = transactions_repo.insert_idempotent(session, values)
     if tx is None:
@@ -135,7 +162,7 @@ def submit(
         entity_type="transaction",
         entity_id=tx.id,
         actor_id=principal.id,
-        data={"amount_minor": amount_minor, "currency": request.currency},
+        data={"amount_minor": amount_minor, "currency": request.currency, **quotes.audit_data(exchange)},
         request_id=request_id,
     )
     session.flush()
@@ -150,7 +177,7 @@ def _replay(existing: Transaction, fingerprint: str) -> Submitted[Transaction]:
 def _resolve_accounts(
     session: Session, principal: Principal, request: MoneyMovement
 ) -> tuple[Account, Account]:
-    if request.type == "transfer":
+    if request.type in ("transfer", "exchange"):
         accounts_repo.preload(session, (request.from_account_id, request.to_account_id))
         source = _own_account(session, principal, request.from_account_id, "from_account_id")
         target = _existing_account(session, request.to_account_id, "to_account_id")
@@ -231,12 +258,29 @@ def check_request_time_rules(
                 else "the target account cannot receive transfers"
             )
             raise RuleViolation(message, code="account_inactive")
-    if source.currency != request.currency or target.currency != request.currency:
+    problem = _currency_problem(request, source, target)
+    if problem:
         raise RuleViolation(
-            f"transaction currency {request.currency} does not match the accounts' currency",
+            problem,
             {"accounts": {str(a.id): a.currency for a in (source, target) if readable(a)}},
             code="currency_mismatch",
         )
+
+
+def _currency_problem(request: MoneyMovement, source: Account, target: Account) -> str | None:
+    """What is wrong with the accounts' currencies for `request`, if anything. An
+    exchange's source holds its currency and its target another one; the reversal of one
+    gives back `currency` and receives `to_currency`; anything else is one currency."""
+    if request.type == "exchange":
+        if source.currency != request.currency:
+            return f"currency {request.currency} is not the source account's currency"
+        if target.currency == request.currency:
+            return "an exchange's target account holds another currency; use a transfer"
+        return None
+    target_currency = request.to_currency or request.currency
+    if source.currency != request.currency or target.currency != target_currency:
+        return f"transaction currency {request.currency} does not match the accounts' currency"
+    return None
 
 
 def check_horizon(moment: datetime | None, now: datetime, settings: Settings, field: str) -> None:
@@ -382,13 +426,18 @@ def reverse(
     original = transactions_repo.get(session, transaction_id)
     if original is None:
         raise NotFound("transaction not found")
+    # The same amounts back; an exchange's in both currencies, at its rate (db/fx/quotes.py).
+    exchange = quotes.reversal_figures(original)
+    amount_minor = exchange.get("amount_minor", original.amount_minor)
+    currency = exchange.get("currency", original.currency)
     request = MoneyMovement(
         type="reversal",
-        amount=format_minor(original.amount_minor, original.currency),
-        currency=original.currency,
+        amount=format_minor(amount_minor, currency),
+        currency=currency,
         from_account_id=original.to_account_id,
         to_account_id=original.from_account_id,
         reverses=original.id,
+        to_currency=exchange.get("to_currency"),
     )
     fingerprint = request.fingerprint()
     if idempotency_key:
@@ -419,7 +468,7 @@ def reverse(
     if source is None or target is None:
         raise NotFound("account not found")  # rows are never deleted; defensive
     check_request_time_rules(request, source, target, principal)
-    _check_funds(session, source, original.amount_minor)
+    _check_funds(session, source, amount_minor)
 
     values = {
         "id": uuid.uuid4(),
@@ -429,6 +478,7 @@ def reverse(
         "to_account_id": target.id,
         "amount_minor": original.amount_minor,
         "currency": original.currency,
+        **exchange,
         "created_by": principal.id,
         "idempotency_key": idempotency_key,
         "request_hash": fingerprint,
@@ -458,8 +508,9 @@ def reverse(
         actor_id=principal.id,
         data={
             "reverses": str(original.id),
-            "amount_minor": original.amount_minor,
-            "currency": original.currency,
+            "amount_minor": amount_minor,
+            "currency": currency,
+            **quotes.audit_data(exchange),
         },
         request_id=request_id,
     )
