@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from db.models import FxRateVersion
@@ -26,7 +27,7 @@ def all_current(session: Session) -> list[FxRateVersion]:
     return list(
         session.scalars(
             select(FxRateVersion)
-            .distinct(FxRateVersion.base, FxRateVersion.quote)
+            .ext(distinct_on(FxRateVersion.base, FxRateVersion.quote))
             .order_by(FxRateVersion.base, FxRateVersion.quote, FxRateVersion.id.desc())
         )
     )
