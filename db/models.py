@@ -193,7 +193,9 @@ class Account(Base):
             name="per_minute_outgoing_count_positive",
         ),
         # Exactly one system account per currency and role (`external`, `fx`, `fees`).
-        CheckConstraint("system_role IS NULL OR " + _in("system_role", SYSTEM_ROLES), name="system_role_valid"),
+        CheckConstraint(
+            "system_role IS NULL OR " + _in("system_role", SYSTEM_ROLES), name="system_role_valid"
+        ),
         CheckConstraint("(kind = 'system') = (system_role IS NOT NULL)", name="system_role_with_kind"),
         Index(
             "uq_accounts_system_currency_role",

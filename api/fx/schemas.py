@@ -19,7 +19,9 @@ class RateUpdateSchema(Schema):
         load_default=0,
         strict=True,
         validate=validate.Range(min=0, max=FEE_BPS_MAX),
-        metadata={"description": f"the exchange fee in basis points of the amount, 0 to {FEE_BPS_MAX} (default 0)"},
+        metadata={
+            "description": f"the exchange fee in basis points of the amount, 0 to {FEE_BPS_MAX} (default 0)"
+        },
     )
 
 
@@ -28,7 +30,9 @@ class RateSchema(Schema):
     quote = fields.String()
     rate = fields.Function(lambda v: render_rate(v.rate), metadata={"type": "string", "example": "1.0842"})
     fee_bps = fields.Integer()
-    version = fields.Integer(attribute="id", metadata={"description": "exchanges name the version they applied"})
+    version = fields.Integer(
+        attribute="id", metadata={"description": "exchanges name the version they applied"}
+    )
     updated_by = fields.UUID(attribute="created_by")
     updated_at = fields.DateTime(attribute="created_at", format="iso")
 

@@ -106,7 +106,9 @@ class TransactionSchema(Schema):
     fee = fields.Function(
         lambda tx: quotes.rendered(tx)["fee"],
         allow_none=True,
-        metadata={"description": "exchange: the fee kept, in `currency` (a reversal: refunded, in `to_currency`)"},
+        metadata={
+            "description": "exchange: the fee kept, in `currency` (a reversal: refunded, in `to_currency`)"
+        },
     )
     rate_version = fields.Function(
         lambda tx: quotes.rendered(tx)["rate_version"],

@@ -74,7 +74,9 @@ def system_account(session: Session, currency: str, role: str = "external") -> A
         # A literal predicate, not a bound parameter: once psycopg prepares the statement
         # (5th execution on a connection) a parameter no longer proves the partial
         # index's predicate and PostgreSQL finds no arbiter index.
-        .on_conflict_do_nothing(index_elements=["currency", "system_role"], index_where=text("kind = 'system'"))
+        .on_conflict_do_nothing(
+            index_elements=["currency", "system_role"], index_where=text("kind = 'system'")
+        )
         .returning(Account.id)
     ).scalar_one_or_none()
     if inserted is not None:

@@ -38,23 +38,31 @@ def quote(
             raise ValidationFailed.field("rate", str(exc)) from None
     version = fx_repo.current(session, from_currency, to_currency)
     if version is None:
-        raise ValidationFailed.field("to_account_id", f"no exchange rate from {from_currency} to {to_currency}")
+        raise ValidationFailed.field(
+            "to_account_id", f"no exchange rate from {from_currency} to {to_currency}"
+        )
     if quoted is not None and quoted != version.rate:
         raise RateChanged(
             f"The {from_currency}/{to_currency} rate is now {render_rate(version.rate)}, not {render_rate(quoted)}.",
             {"rate": render_rate(version.rate), "fee_bps": version.fee_bps, "quoted": render_rate(quoted)},
         )
     figures = exchange_figures(
-        amount_minor, rate=version.rate, fee_bps=version.fee_bps, from_currency=from_currency, to_currency=to_currency
+        amount_minor,
+        rate=version.rate,
+        fee_bps=version.fee_bps,
+        from_currency=from_currency,
+        to_currency=to_currency,
     )
     if figures.to_amount_minor == 0:
         raise ValidationFailed.field(
-            "amount", f"is too small to exchange: after the fee it buys less than the smallest unit of {to_currency}"
+            "amount",
+            f"is too small to exchange: after the fee it buys less than the smallest unit of {to_currency}",
         )
     ceiling = to_minor(settings.max_amount, to_currency)
     if figures.to_amount_minor > ceiling:
         raise ValidationFailed.field(
-            "amount", f"would buy more than the maximum amount ({format_minor(ceiling, to_currency)} {to_currency})"
+            "amount",
+            f"would buy more than the maximum amount ({format_minor(ceiling, to_currency)} {to_currency})",
         )
     # The accounts the worker will post through exist before it runs (created on demand).
     for currency, role in ((from_currency, "fx"), (to_currency, "fx"), (from_currency, "fees")):

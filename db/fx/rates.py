@@ -97,7 +97,5 @@ def exchange_figures(
     # net_minor x 10^-e(from) major units x mantissa x 10^exp, in 10^-e(to) units:
     shift = exp + exponent(to_currency) - exponent(from_currency)
     if shift >= 0:
-        to_minor = net_minor * mantissa * 10**shift
-    else:
-        to_minor = net_minor * mantissa // 10**-shift
-    return Figures(fee_minor, to_minor)
+        return Figures(fee_minor, net_minor * mantissa * 10**shift)
+    return Figures(fee_minor, net_minor * mantissa // 10**-shift)

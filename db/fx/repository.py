@@ -33,7 +33,9 @@ def all_current(session: Session) -> list[FxRateVersion]:
     )
 
 
-def history(session: Session, base: str, quote: str, *, before_id: int | None, limit: int) -> list[FxRateVersion]:
+def history(
+    session: Session, base: str, quote: str, *, before_id: int | None, limit: int
+) -> list[FxRateVersion]:
     """A pair's versions newest first, keyset-paginated on the id (limit+1 rows)."""
     query = select(FxRateVersion).where(FxRateVersion.base == base, FxRateVersion.quote == quote)
     if before_id is not None:

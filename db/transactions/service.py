@@ -77,7 +77,9 @@ class MoneyMovement:
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request: what makes a retry a replay."""
-        extra: dict[str, str] = {"reverses": str(self.reverses)} if self.reverses else {}  # old hashes unchanged
+        extra: dict[str, str] = (
+            {"reverses": str(self.reverses)} if self.reverses else {}
+        )  # old hashes unchanged
         if self.rate is not None:
             extra["rate"] = self.canonical_rate()
         canonical = json.dumps(

@@ -50,7 +50,9 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(length=128), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint("rate > 0", name=op.f("ck_fx_rate_versions_rate_positive")),
-        sa.CheckConstraint("fee_bps >= 0 AND fee_bps < 10000", name=op.f("ck_fx_rate_versions_fee_bps_range")),
+        sa.CheckConstraint(
+            "fee_bps >= 0 AND fee_bps < 10000", name=op.f("ck_fx_rate_versions_fee_bps_range")
+        ),
         sa.CheckConstraint("base <> quote", name=op.f("ck_fx_rate_versions_distinct_currencies")),
         sa.ForeignKeyConstraint(
             ["created_by"], ["users.id"], name=op.f("fk_fx_rate_versions_created_by_users")
@@ -75,7 +77,9 @@ def upgrade() -> None:
     op.create_check_constraint(
         op.f("ck_accounts_system_role_with_kind"), "accounts", "(kind = 'system') = (system_role IS NOT NULL)"
     )
-    op.drop_index("uq_accounts_system_currency", table_name="accounts", postgresql_where=sa.text("kind = 'system'"))
+    op.drop_index(
+        "uq_accounts_system_currency", table_name="accounts", postgresql_where=sa.text("kind = 'system'")
+    )
     op.create_index(
         "uq_accounts_system_currency_role",
         "accounts",
@@ -116,7 +120,9 @@ def downgrade() -> None:
     )
     # Only the `external` accounts fit the old one-per-currency index; fx and fees
     # accounts with entries cannot be dropped, so a downgrade after exchanges fails here.
-    op.execute("DELETE FROM balances WHERE account_id IN (SELECT id FROM accounts WHERE system_role IN ('fx', 'fees'))")
+    op.execute(
+        "DELETE FROM balances WHERE account_id IN (SELECT id FROM accounts WHERE system_role IN ('fx', 'fees'))"
+    )
     op.execute("DELETE FROM accounts WHERE system_role IN ('fx', 'fees')")
     op.create_index(
         "uq_accounts_system_currency",

@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 from db.accounts import repository as accounts_repo
 from db.core.money import format_minor
 from db.ledger import limits as limits_rules
-from db.ledger.posting.rules import BIGINT_MAX, BIGINT_MIN, COMPLETED, Decision, decide as decide_transfer
+from db.ledger.posting.rules import BIGINT_MAX, BIGINT_MIN, COMPLETED, Decision
+from db.ledger.posting.rules import decide as decide_transfer
 
 # (currency, system role) -> account id
 SystemAccounts = Mapping[tuple[str, str], uuid.UUID]
@@ -72,7 +73,9 @@ def lines(item: Any, system: SystemAccounts) -> list[tuple[uuid.UUID, int, str]]
     fx_from, fx_to = system[(item.currency, "fx")], system[(item.to_currency, "fx")]
     fees = system[(fee_currency(item), "fees")]
     if item.type == "exchange":
-        paid = [(fx_from, item.amount_minor - fee, item.currency)] + ([(fees, fee, item.currency)] if fee else [])
+        paid = [(fx_from, item.amount_minor - fee, item.currency)] + (
+            [(fees, fee, item.currency)] if fee else []
+        )
         received = [(fx_to, -item.to_amount_minor, item.to_currency)]
     else:  # the reversal: the exchange's lines, signs swapped, the fee refunded
         paid = [(fx_from, item.amount_minor, item.currency)]
@@ -121,6 +124,8 @@ def decide(
             )
         if not balance.allow_negative and after < -balance.overdraft_limit_minor:
             return Decision(
-                "failed", "insufficient_funds", f"account {account.id} cannot cover {format_minor(-amount, currency)}"
+                "failed",
+                "insufficient_funds",
+                f"account {account.id} cannot cover {format_minor(-amount, currency)}",
             )
     return COMPLETED

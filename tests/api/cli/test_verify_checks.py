@@ -100,7 +100,15 @@ def _an_exchange(make, alice, source):
     make.account(alice, currency="EUR")
     target = make.account(alice, currency="EUR")
     with unit_of_work() as uow:
-        set_rate(uow.session, make.user("finance").principal, "USD", "EUR", rate="0.9", fee_bps=100, request_id=None)
+        set_rate(
+            uow.session,
+            make.user("finance").principal,
+            "USD",
+            "EUR",
+            rate="0.9",
+            fee_bps=100,
+            request_id=None,
+        )
     x = pending_movement(alice, "exchange", "10.00", from_account_id=source, to_account_id=target)
     assert apply_now(x) == "completed"
     fx, fees = (

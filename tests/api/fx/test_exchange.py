@@ -8,10 +8,17 @@ from sqlalchemy import text
 
 from db.core.money import format_minor
 from db.session import get_engine
-
 from tests.fixtures.fx import currency_sums, exchange, set_rate, system_account
 from tests.fixtures.http import accepted, assert_error
-from tests.fixtures.ledger import apply_now, audit_events, balance, entries_of, ledger_problems, sql, transaction
+from tests.fixtures.ledger import (
+    apply_now,
+    audit_events,
+    balance,
+    entries_of,
+    ledger_problems,
+    sql,
+    transaction,
+)
 
 API = "/api/v1"
 
@@ -31,7 +38,15 @@ CASES = [
     ("KWD", "USD", "3.2561", 10, "1.999", "0.001", "6.50"),  # fee .001999 -> .001; 1.998 x 3.2561 = 6.5056..
     ("JPY", "KWD", "0.00203", 0, "999", "0", "2.027"),  # 999 x 0.00203 = 2.02797 -> 2.027
     ("KWD", "JPY", "491.9", 99, "0.125", "0.001", "60"),  # 0.124 x 491.9 = 60.9956 -> 60
-    ("CLF", "USD", "38.945", 50, "1.2345", "0.0061", "47.83"),  # fee .0061725 -> .0061; 1.2284 x 38.945 = 47.839..
+    (
+        "CLF",
+        "USD",
+        "38.945",
+        50,
+        "1.2345",
+        "0.0061",
+        "47.83",
+    ),  # fee .0061725 -> .0061; 1.2284 x 38.945 = 47.839..
     ("USD", "CLF", "0.025677", 20, "50.00", "0.10", "1.2812"),  # 49.90 x .025677 = 1.2812823 -> 1.2812
     ("CLF", "JPY", "5890.5", 5, "0.0100", "0.0000", "58"),  # 0.01 x 5890.5 = 58.905 -> 58
     ("JPY", "CLF", "0.00016977", 1, "12345", "1", "2.0956"),  # 12344 x 0.00016977 = 2.09564.. -> 2.0956
@@ -106,7 +121,9 @@ def test_a_stale_quote_is_409_rate_changed_and_records_nothing(client, make, wor
     assert quoted == "0.92"
     set_rate(client, finance, "USD", "EUR", "0.9215", 10)
 
-    body = assert_error(exchange(client, alice, source, target, "5.00", "USD", rate=quoted), 409, "rate_changed")
+    body = assert_error(
+        exchange(client, alice, source, target, "5.00", "USD", rate=quoted), 409, "rate_changed"
+    )
     assert body["details"]["rate"] == "0.9215"
     assert sql("SELECT count(*) FROM transactions WHERE type = 'exchange'")[0][0] == 0
     # The current one, in any spelling, is accepted.
@@ -128,9 +145,10 @@ def test_the_worker_applies_the_figures_fixed_at_request_time(client, make, worl
 def test_no_rate_for_the_pair_and_a_same_currency_target_are_refused(client, make, world):
     finance, alice = world["finance"], world["alice"]
     usd, eur, usd2 = (make.account(alice, currency=c, balance=None) for c in ("USD", "EUR", "USD"))
-    assert "to_account_id" in assert_error(exchange(client, alice, usd, eur, "1.00", "USD"), 422, "validation_error")[
-        "details"
-    ]
+    assert (
+        "to_account_id"
+        in assert_error(exchange(client, alice, usd, eur, "1.00", "USD"), 422, "validation_error")["details"]
+    )
     set_rate(client, finance, "EUR", "USD", "1.08")  # the other direction is another pair
     assert_error(exchange(client, alice, usd, eur, "1.00", "USD"), 422, "validation_error")
     assert_error(exchange(client, alice, usd, usd2, "1.00", "USD"), 422, "currency_mismatch")
@@ -174,9 +192,14 @@ def test_insufficient_funds_and_a_frozen_target_fail_at_the_worker_and_move_noth
 
 def test_limits_apply_to_the_source_amount(client, make, world):
     finance, alice = world["finance"], world["alice"]
-    source, target = make.account(alice, currency="USD", balance="100.00"), make.account(alice, currency="EUR")
+    source, target = (
+        make.account(alice, currency="USD", balance="100.00"),
+        make.account(alice, currency="EUR"),
+    )
     set_rate(client, finance, "USD", "EUR", "0.9")
-    client.patch(f"{API}/accounts/{source}/limits", json={"max_per_transaction": "10.00"}, headers=finance.headers)
+    client.patch(
+        f"{API}/accounts/{source}/limits", json={"max_per_transaction": "10.00"}, headers=finance.headers
+    )
     assert_error(exchange(client, alice, source, target, "10.01", "USD"), 422, "limit_exceeded")
     accepted(exchange(client, alice, source, target, "10.00", "USD"))
 
@@ -190,26 +213,43 @@ def test_an_idempotent_retry_replays_the_original_figures(client, make, world):
     again = exchange(client, alice, source, target, "5.00", "USD", headers={"Idempotency-Key": "k-1"})
     assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
     assert (again.json["id"], again.json["to_amount"]) == (first.json["id"], "4.50")
-    other = exchange(client, alice, source, target, "5.00", "USD", rate="0.8", headers={"Idempotency-Key": "k-1"})
+    other = exchange(
+        client, alice, source, target, "5.00", "USD", rate="0.8", headers={"Idempotency-Key": "k-1"}
+    )
     assert_error(other, 422, "idempotency_key_reused")
 
 
 def test_reversing_an_exchange_moves_the_same_amounts_back_with_the_fee(client, make, world):
     finance, alice = world["finance"], world["alice"]
-    source, target = make.account(alice, currency="USD", balance="100.00"), make.account(alice, currency="JPY")
+    source, target = (
+        make.account(alice, currency="USD", balance="100.00"),
+        make.account(alice, currency="JPY"),
+    )
     set_rate(client, finance, "USD", "JPY", "150.5", 100)  # 1 %
     tx_id = accepted(exchange(client, alice, source, target, "100.00", "USD"))
     assert apply_now(tx_id) == "completed"
-    assert (balance(source), balance(target), balance(system_account("USD", "fees"))) == ("0.00", "14899", "1.00")
+    assert (balance(source), balance(target), balance(system_account("USD", "fees"))) == (
+        "0.00",
+        "14899",
+        "1.00",
+    )
     set_rate(client, finance, "USD", "JPY", "10")  # the reversal ignores today's rate
 
     response = client.post(f"{API}/transactions/{tx_id}/reverse", headers=finance.headers)
     reversal = accepted(response)
     assert (response.json["amount"], response.json["currency"]) == ("14899", "JPY")
-    assert (response.json["to_amount"], response.json["to_currency"], response.json["fee"]) == ("100.00", "USD", "1.00")
+    assert (response.json["to_amount"], response.json["to_currency"], response.json["fee"]) == (
+        "100.00",
+        "USD",
+        "1.00",
+    )
     assert response.json["rate"] == "150.5"
     assert apply_now(reversal) == "completed"
-    assert (balance(source), balance(target), balance(system_account("USD", "fees"))) == ("100.00", "0", "0.00")
+    assert (balance(source), balance(target), balance(system_account("USD", "fees"))) == (
+        "100.00",
+        "0",
+        "0.00",
+    )
     assert balance(system_account("USD", "fx")) == "0.00" and balance(system_account("JPY", "fx")) == "0"
     assert sorted(amount for _, amount in entries_of(reversal)) == sorted(-a for _, a in entries_of(tx_id))
     assert ledger_problems() == []

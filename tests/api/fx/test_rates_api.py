@@ -22,13 +22,18 @@ def test_finance_sets_a_rate_everyone_reads_it_and_each_change_is_audited_and_ke
         "fee_bps": 15,
     }
     assert first.json["updated_at"] and first.json["updated_by"] == str(finance.id)
-    assert set_rate(client, finance, "USD", "EUR", "0.92", 15).json["version"] == first.json["version"]  # unchanged
+    assert (
+        set_rate(client, finance, "USD", "EUR", "0.92", 15).json["version"] == first.json["version"]
+    )  # unchanged
     second = set_rate(client, finance, "USD", "EUR", "0.9215")  # fee_bps defaults to 0
     assert (second.json["rate"], second.json["fee_bps"]) == ("0.9215", 0)
     set_rate(client, finance, "GBP", "JPY", "190.5", 20)
 
     listed = client.get(f"{API}/fx/rates", headers=alice.headers).json["items"]
-    assert [(r["base"], r["quote"], r["rate"]) for r in listed] == [("GBP", "JPY", "190.5"), ("USD", "EUR", "0.9215")]
+    assert [(r["base"], r["quote"], r["rate"]) for r in listed] == [
+        ("GBP", "JPY", "190.5"),
+        ("USD", "EUR", "0.9215"),
+    ]
     assert client.get(f"{API}/fx/rates/USD/EUR", headers=alice.headers).json == second.json
 
     history = client.get(f"{API}/fx/rates/USD/EUR/history", headers=alice.headers).json
@@ -63,7 +68,9 @@ def test_customers_may_not_set_rates(client, make):
 def test_unknown_currencies_and_a_pair_of_one_currency_are_422(client, make, base, quote):
     finance = make.user("finance")
     assert_error(set_rate(client, finance, base, quote, "1.1"), 422, "validation_error")
-    assert_error(client.get(f"{API}/fx/rates/{base}/{quote}", headers=finance.headers), 422, "validation_error")
+    assert_error(
+        client.get(f"{API}/fx/rates/{base}/{quote}", headers=finance.headers), 422, "validation_error"
+    )
 
 
 def test_a_pair_without_a_rate_is_404(client, make):
@@ -91,3 +98,22 @@ def test_hostile_rate_bodies_are_422_and_record_nothing(client, make, body):
     response = client.put(f"{API}/fx/rates/USD/EUR", json=body, headers=finance.headers)
     assert_error(response, 422, "validation_error")
     assert sql("SELECT count(*) FROM fx_rate_versions")[0][0] == 0
+
+
+def test_the_new_codes_and_endpoints_are_in_the_openapi_document_and_money_rules(client):
+    from pathlib import Path
+
+    spec = client.get(f"{API}/openapi.json").json
+    assert "`rate_changed`" in spec["info"]["description"]
+    paths = spec["paths"]
+    exchange_post = paths["/api/v1/transactions/exchange"]["post"]["responses"]
+    assert "rate_changed" in exchange_post["409"]["description"]
+    assert "validation_error" in exchange_post["422"]["description"]
+    assert {"get", "put"} <= set(paths["/api/v1/fx/rates/{base}/{quote}"])
+    assert "get" in paths["/api/v1/fx/rates"] and "get" in paths["/api/v1/fx/rates/{base}/{quote}/history"]
+    transaction = spec["components"]["schemas"]["Transaction"]["properties"]
+    assert {"to_amount", "to_currency", "rate", "fee", "rate_version"} <= set(transaction)
+    assert "exchange" in transaction["type"]["enum"]
+    rules = (Path(__file__).parents[3] / "deployment" / "MONEY_RULES.md").read_text()
+    table = rules[rules.index("## Error codes") :]
+    assert "`rate_changed`" in table

@@ -4,7 +4,6 @@ finds nothing wrong."""
 
 from __future__ import annotations
 
-
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
@@ -45,7 +44,9 @@ def test_random_exchanges_keep_every_currency_at_zero_and_the_ledger_sound(make,
     completed = []
     for (source, target), amount_minor, undo, rate, fee_bps in steps:
         with unit_of_work() as uow:
-            set_rate(uow.session, finance.principal, source, target, rate=rate, fee_bps=fee_bps, request_id=None)
+            set_rate(
+                uow.session, finance.principal, source, target, rate=rate, fee_bps=fee_bps, request_id=None
+            )
         amount = str(amount_minor)  # whole units: valid in every currency
         try:
             with unit_of_work() as uow:

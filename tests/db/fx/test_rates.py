@@ -84,5 +84,7 @@ def test_twelve_significant_digits_are_the_limit():
     ],
 )
 def test_each_step_rounds_toward_zero_in_integers(amount, fee_bps, rate, from_c, to_c, fee, to_amount):
-    figures = exchange_figures(amount, rate=parse_rate(rate), fee_bps=fee_bps, from_currency=from_c, to_currency=to_c)
+    figures = exchange_figures(
+        amount, rate=parse_rate(rate), fee_bps=fee_bps, from_currency=from_c, to_currency=to_c
+    )
     assert (figures.fee_minor, figures.to_amount_minor) == (fee, to_amount)
