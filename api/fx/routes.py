@@ -22,7 +22,10 @@ class Rates(MethodView):
     @blp.login_required()
     @blp.response(200, RateListSchema)
     def get(self):
-        """Every pair's current rate and fee, with when and by whom it was set."""
+        """Every pair's current rate and fee.
+
+        One item per pair that has a rate (its newest version), with `version`, when
+        (`updated_at`) and by whom (`updated_by`) it was set; by base, then quote."""
         return {"items": service.list_rates(get_session())}
 
 
@@ -32,7 +35,9 @@ class Rate(MethodView):
     @blp.response(200, RateSchema)
     @blp.documents_errors(404, 422, codes={422: _PAIR_422})
     def get(self, base, quote):
-        """The pair's current rate: 1 `base` buys `rate` `quote`, less `fee_bps`. 404 when
+        """The pair's current rate.
+
+        1 `base` buys `rate` `quote`, less `fee_bps` basis points of the amount. 404 when
         no rate was ever set for the pair (pairs are directional: EUR/USD is not USD/EUR)."""
         return service.get_rate(get_session(), base, quote)
 
@@ -68,6 +73,8 @@ class RateHistory(MethodView):
     @blp.response(200, RatePageSchema)
     @blp.documents_errors(422, codes={422: _PAIR_422})
     def get(self, args, base, quote, page):
-        """Every version the pair had, newest first: which rate applied to which exchange
-        (a transaction's `rate_version`). Cursor-paginated."""
+        """Every version the pair had, newest first.
+
+        The history that says which rate applied to which exchange (a transaction's
+        `rate_version` is one of these `version`s). Cursor-paginated."""
         return service.rate_history(get_session(), base, quote, page)
