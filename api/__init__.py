@@ -76,6 +76,7 @@ def register_blueprints(app: Flask) -> None:
     from api.batches.routes import blp as batches
     from api.dead_letters.routes import blp as dead_letters
     from api.events.routes import blp as events
+    from api.fx.routes import blp as fx
     from api.ops.routes import blp as ops
     from api.queues.routes import blp as queues
     from api.schedules.routes import blp as schedules
@@ -89,6 +90,7 @@ def register_blueprints(app: Flask) -> None:
         users,
         accounts,
         transactions,
+        fx,
         balances,
         batches,
         schedules,

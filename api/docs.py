@@ -8,6 +8,16 @@ TRANSACTION_422 = (
     "`currency_mismatch`, `same_account`, `account_inactive`, `limit_exceeded`, "
     "`idempotency_key_reused`"
 )
+EXCHANGE_409 = (
+    "`rate_changed`: the `rate` sent is no longer the pair's current one (details: `rate`, "
+    "`fee_bps`, `quoted`); nothing was recorded. `idempotency_key_in_use`"
+)
+EXCHANGE_422 = (
+    "`validation_error` (no rate for the pair; `to_amount` would be 0 or above the maximum; "
+    "amount or rate format), `currency_mismatch` (`currency` is not the source's, or the target "
+    "holds the same currency), `same_account`, `account_inactive`, `limit_exceeded`, "
+    "`idempotency_key_reused`"
+)
 STATUS_CHANGE_409 = (
     "`conflict`: not allowed from the current status, a non-zero balance on close, or a system account"
 )
@@ -71,6 +81,26 @@ account completed, while holding its row lock: concurrent requests cannot jointl
 `POST /accounts/{id}/freeze|unfreeze|close` (finance/admin, optional `{"reason"}`, audited).
 `overdraft_limit` (default 0) lets a balance go down to its negative; the system `external`
 accounts are unlimited. `available_balance` = balance minus pending outgoing amounts.
+
+## Exchange (FX) and fees
+
+`PUT /fx/rates/{base}/{quote}` `{rate, fee_bps?}` (finance/admin): 1 `base` buys `rate`
+`quote`; `rate` a positive decimal string of at most 12 significant digits (below 10^12, at
+most 18 decimals), `fee_bps` an integer 0-9999 (default 0). Pairs are directional (EUR/USD
+is its own rate, never the inverse of USD/EUR). Every change is a new version, audited
+(`fx.rate_set`); `GET /fx/rates/{base}/{quote}/history` lists them. Rates are stored exactly
+(NUMERIC), never as floats.
+
+`POST /transactions/exchange` fixes the current rate and fee at request time:
+`fee = amount x fee_bps / 10000` and `to_amount = (amount - fee) x rate`, each **rounded
+toward zero** to its currency's decimals, in exact integer arithmetic. The transaction shows
+`to_amount`, `to_currency`, `rate`, `fee` and `rate_version`. No rate for the pair, or a
+`to_amount` of 0: 422 `validation_error`; a `rate` sent that is no longer current: **409
+`rate_changed`**. Limits apply to `amount`. The worker posts it atomically: the source pays
+`amount`, split between the source currency's `fx` system account (amount - fee) and its
+`fees` account (the fee); the target currency's `fx` account pays `to_amount` to the target.
+Every currency still sums to zero. Reversing an exchange moves the very same amounts back at
+the original rate, the fee refunded.
 
 ## Rate limits and long-polls
 

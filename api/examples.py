@@ -50,6 +50,17 @@ REQUEST_EXAMPLES: dict[str, dict[str, object]] = {
             "reference": "rent 2026-11",
         }
     },
+    "createExchange": {
+        JSON: {
+            "from_account_id": _ALICE_MAIN,
+            "to_account_id": "5d2e8f14-6a3b-4c7d-9e0f-1a2b3c4d5e6f",
+            "amount": "100.00",
+            "currency": "USD",
+            "rate": "0.9215",
+            "reference": "EUR for the trip",
+        }
+    },
+    "setRate": {JSON: {"rate": "0.9215", "fee_bps": 15}},
     "createCredit": {JSON: {"account_id": _ALICE_MAIN, "amount": "100.00", "currency": "USD"}},
     "createDebit": {
         JSON: {"account_id": _ALICE_MAIN, "amount": "40.00", "currency": "USD", "reference": "ATM"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     SmallInteger,
     String,
     Text,
@@ -46,7 +48,10 @@ NAMING_CONVENTION = {
 ROLES = ("customer", "finance", "admin")
 ACCOUNT_KINDS = ("user", "system")
 ACCOUNT_STATUSES = ("active", "frozen", "closed")
-TRANSACTION_TYPES = ("transfer", "credit", "debit", "reversal", "hold", "capture")
+# A currency's system accounts: `external` (money in and out), `fx` (its side of every
+# exchange) and `fees` (exchange fees); see deployment/MONEY_RULES.md.
+SYSTEM_ROLES = ("external", "fx", "fees")
+TRANSACTION_TYPES = ("transfer", "credit", "debit", "reversal", "hold", "capture", "exchange")
 # A hold's own statuses (db/holds): `held` until captured, voided or expired.
 HOLD_STATUSES = ("held", "captured", "voided", "expired")
 TRANSACTION_STATUSES = (
@@ -89,6 +94,17 @@ BATCH_SOURCES = ("api", "inbox")
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+# The exchange figures come together or not at all, only on an exchange (which always
+# has them and its rate version) or on the reversal of one.
+_EXCHANGE_NULLABLE = ("to_amount_minor", "fx_rate", "fee_minor")
+EXCHANGE_FIGURES_CHECK = (
+    " AND ".join(f"({c} IS NULL) = (to_currency IS NULL)" for c in _EXCHANGE_NULLABLE)
+    + " AND (to_currency IS NULL OR (type IN ('exchange', 'reversal') "
+    "AND to_currency <> currency AND to_amount_minor > 0 AND fee_minor >= 0 AND fx_rate > 0))"
+    " AND ((type = 'exchange') <= (to_currency IS NOT NULL AND fx_rate_version_id IS NOT NULL))"
+)
 
 
 class Base(DeclarativeBase):
@@ -188,9 +204,17 @@ class Account(Base):
             "per_minute_outgoing_count IS NULL OR per_minute_outgoing_count > 0",
             name="per_minute_outgoing_count_positive",
         ),
-        # Exactly one system (`external`) account per currency.
+        # Exactly one system account per currency and role (`external`, `fx`, `fees`).
+        CheckConstraint(
+            "system_role IS NULL OR " + _in("system_role", SYSTEM_ROLES), name="system_role_valid"
+        ),
+        CheckConstraint("(kind = 'system') = (system_role IS NOT NULL)", name="system_role_with_kind"),
         Index(
-            "uq_accounts_system_currency", "currency", unique=True, postgresql_where=text("kind = 'system'")
+            "uq_accounts_system_currency_role",
+            "currency",
+            "system_role",
+            unique=True,
+            postgresql_where=text("kind = 'system'"),
         ),
     )
 
@@ -203,6 +227,7 @@ class Account(Base):
     max_per_transaction_minor: Mapped[int | None] = mapped_column(BigInteger)
     daily_outgoing_limit_minor: Mapped[int | None] = mapped_column(BigInteger)
     per_minute_outgoing_count: Mapped[int | None] = mapped_column(Integer)
+    system_role: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -313,6 +338,7 @@ class Transaction(Base):
         ),
         CheckConstraint("(type = 'capture') = (captures IS NOT NULL)", name="capture_names_hold"),
         CheckConstraint(f"type = 'hold' OR NOT {_in('status', HOLD_STATUSES)}", name="hold_statuses"),
+        CheckConstraint(EXCHANGE_FIGURES_CHECK, name="exchange_figures"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -354,6 +380,37 @@ class Transaction(Base):
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An exchange's figures, fixed at request time (db/fx/quotes.py); a reversal of an
+    # exchange carries them mirrored. NULL on every other transaction.
+    to_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    to_currency: Mapped[str | None] = mapped_column(String(3))
+    fx_rate: Mapped[Decimal | None] = mapped_column(Numeric(30, 18))
+    fee_minor: Mapped[int | None] = mapped_column(BigInteger)
+    fx_rate_version_id: Mapped[int | None] = mapped_column(ForeignKey("fx_rate_versions.id"))
+
+
+class FxRateVersion(Base):
+    """One rate of a currency pair as finance set it: 1 `base` = `rate` `quote`, and the
+    fee in basis points of the exchanged amount. Append-only (a trigger forbids UPDATE and
+    DELETE): the newest version of a pair is its current rate, and every exchange points
+    at the version it was quoted from."""
+
+    __tablename__ = "fx_rate_versions"
+    __table_args__ = (
+        CheckConstraint("rate > 0", name="rate_positive"),
+        CheckConstraint("fee_bps >= 0 AND fee_bps < 10000", name="fee_bps_range"),
+        CheckConstraint("base <> quote", name="distinct_currencies"),
+        Index("ix_fx_rate_versions_pair_id", "base", "quote", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    base: Mapped[str] = mapped_column(String(3), nullable=False)
+    quote: Mapped[str] = mapped_column(String(3), nullable=False)
+    rate: Mapped[Decimal] = mapped_column(Numeric(30, 18), nullable=False)
+    fee_bps: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _created_at()
 
 
 class Schedule(Base):

@@ -7,13 +7,14 @@ from __future__ import annotations
 from flask import current_app, g
 from flask.views import MethodView
 
-from api.docs import TRANSACTION_422
+from api.docs import EXCHANGE_409, EXCHANGE_422, TRANSACTION_422
 from api.extensions import Blueprint
 from api.extensions.auth import current_principal
 from api.extensions.database import get_session, get_uow
 from api.transactions.long_poll import wait_final
 from api.transactions.schemas import (
     CaptureSchema,
+    ExchangeSchema,
     HistoryArgsSchema,
     HoldSchema,
     SingleAccountSchema,
@@ -115,6 +116,26 @@ class Debit(MethodView):
         `insufficient_funds` when the balance (plus overdraft) does not cover it. Outgoing
         limits apply. Use an `Idempotency-Key`."""
         return _accept(_movement("debit", data), idempotency_key)
+
+
+@blp.route("/exchange")
+class Exchange(MethodView):
+    @blp.login_required()
+    @blp.arguments(ExchangeSchema)
+    @blp.response(202, TransactionSchema)
+    @blp.documents_errors(400, 404, 409, 413, 422, 503, codes={409: EXCHANGE_409, 422: EXCHANGE_422})
+    @blp.idempotent
+    def post(self, data, idempotency_key):
+        """Exchange money into an account of another currency (from your own account).
+
+        The pair's current rate and fee are fixed now and shown on the 202:
+        `fee = amount x fee_bps / 10000` and `to_amount = (amount - fee) x rate`, each
+        rounded toward zero to its currency's decimals. Send the `rate` you were quoted
+        (GET /fx/rates/{base}/{quote}) to get 409 `rate_changed` rather than another rate.
+        A worker applies it atomically like a transfer (same rules, limits on `amount`):
+        the source pays `amount`, the target receives `to_amount`, through each currency's
+        `fx` system account, the fee to the source currency's `fees` account."""
+        return _accept(_movement("exchange", data), idempotency_key)
 
 
 @blp.route("/history")

@@ -6,6 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from api.extensions.schemas import DecimalString, PageArgsSchema, page_schema
 from db.core.money import format_minor
+from db.fx import quotes
 from db.models import FAILURE_CODES, TRANSACTION_STATUSES, TRANSACTION_TYPES
 from db.transactions.service import HOLD_MAX_EXPIRY_S
 
@@ -22,15 +23,35 @@ class _MovementBase(Schema):
     )
 
 
-class TransferSchema(_MovementBase):
-    from_account_id = fields.UUID(required=True)
-    to_account_id = fields.UUID(required=True)
+class _WithMetadata(Schema):
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
 
     @validates("metadata")
     def _small_metadata(self, value, **kwargs):
         if len(json.dumps(value)) > MAX_METADATA_BYTES:
             raise ValidationError(f"Must be at most {MAX_METADATA_BYTES} bytes of JSON.")
+
+
+class TransferSchema(_MovementBase, _WithMetadata):
+    from_account_id = fields.UUID(required=True)
+    to_account_id = fields.UUID(required=True)
+
+
+class ExchangeSchema(_WithMetadata):
+    from_account_id = fields.UUID(required=True)
+    to_account_id = fields.UUID(required=True, metadata={"description": "an account in another currency"})
+    amount = DecimalString(required=True, metadata={"example": "150.75", "description": "in `currency`"})
+    currency = fields.String(
+        required=True, validate=_CURRENCY, metadata={"description": "the source account's currency"}
+    )
+    rate = DecimalString(
+        load_default=None,
+        metadata={
+            "example": "1.0842",
+            "description": "the rate you were quoted; if it is no longer current: 409 `rate_changed`",
+        },
+    )
+    reference = fields.String(load_default=None, validate=validate.Length(max=255))
 
 
 class SingleAccountSchema(_MovementBase):
@@ -70,6 +91,31 @@ class TransactionSchema(Schema):
     created_at = fields.DateTime(format="iso")
     updated_at = fields.DateTime(format="iso")
     completed_at = fields.DateTime(format="iso", allow_none=True)
+    # An exchange's figures, fixed at request time (null on other types); a reversal of
+    # an exchange shows them mirrored, its `fee` the refunded one.
+    to_amount = fields.Function(
+        lambda tx: quotes.rendered(tx)["to_amount"],
+        allow_none=True,
+        metadata={"description": "exchange: what the target account receives, in `to_currency`"},
+    )
+    to_currency = fields.String(allow_none=True, metadata={"description": "exchange: the target's currency"})
+    rate = fields.Function(
+        lambda tx: quotes.rendered(tx)["rate"],
+        allow_none=True,
+        metadata={"description": "exchange: 1 `currency` = `rate` `to_currency`, a decimal string"},
+    )
+    fee = fields.Function(
+        lambda tx: quotes.rendered(tx)["fee"],
+        allow_none=True,
+        metadata={
+            "description": "exchange: the fee kept, in `currency` (a reversal: refunded, in `to_currency`)"
+        },
+    )
+    rate_version = fields.Function(
+        lambda tx: quotes.rendered(tx)["rate_version"],
+        allow_none=True,
+        metadata={"description": "exchange: the rate version applied (GET /fx/rates/{base}/{quote}/history)"},
+    )
     # Holds (two-phase transfers); null on every other type.
     held_amount = fields.Function(
         lambda tx: _minor_or_none(tx.held_amount_minor, tx.currency),

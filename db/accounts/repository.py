@@ -54,29 +54,39 @@ def lock_in_order(
     return locked
 
 
-def system_account(session: Session, currency: str) -> Account:
-    """The `external` account of `currency`, created on first use (race-safe)."""
-    existing = session.scalars(
-        select(Account).where(Account.kind == "system", Account.currency == currency)
-    ).first()
+def system_account(session: Session, currency: str, role: str = "external") -> Account:
+    """The system account of `currency` with `role` (`external`, `fx`, `fees`: see
+    db.models.SYSTEM_ROLES), created on first use (race-safe). Only `fees` has a floor of
+    zero: it only ever receives fees (and gives back refunded ones)."""
+    wanted = select(Account).where(
+        Account.kind == "system", Account.currency == currency, Account.system_role == role
+    )
+    existing = session.scalars(wanted).first()
     if existing is not None:
         return existing
     new_id = uuid.uuid4()
     inserted = session.execute(
         insert(Account)
-        .values(id=new_id, kind="system", currency=currency, name=f"external {currency}", owner_id=None)
+        .values(
+            id=new_id,
+            kind="system",
+            system_role=role,
+            currency=currency,
+            name=f"{role} {currency}",
+            owner_id=None,
+        )
         # A literal predicate, not a bound parameter: once psycopg prepares the statement
         # (5th execution on a connection) a parameter no longer proves the partial
         # index's predicate and PostgreSQL finds no arbiter index.
-        .on_conflict_do_nothing(index_elements=["currency"], index_where=text("kind = 'system'"))
+        .on_conflict_do_nothing(
+            index_elements=["currency", "system_role"], index_where=text("kind = 'system'")
+        )
         .returning(Account.id)
     ).scalar_one_or_none()
     if inserted is not None:
-        session.add(Balance(account_id=new_id, currency=currency, allow_negative=True))
+        session.add(Balance(account_id=new_id, currency=currency, allow_negative=role != "fees"))
         session.flush()
-    return session.scalars(
-        select(Account).where(Account.kind == "system", Account.currency == currency)
-    ).one()
+    return session.scalars(wanted).one()
 
 
 def balance_of(session: Session, account_id: uuid.UUID) -> Balance | None:

@@ -41,6 +41,13 @@ class Conflict(DomainError):
     status, code = 409, "conflict"
 
 
+class RateChanged(DomainError):
+    """An exchange quoted a `rate` that is no longer the pair's current one: the client
+    re-reads the rate (details carry it) and decides again; nothing was recorded."""
+
+    status, code = 409, "rate_changed"
+
+
 class IdempotencyKeyInUse(DomainError):
     status, code = 409, "idempotency_key_in_use"
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.core.money import format_minor
+from db.fx import quotes
 from db.models import Account, Batch, Transaction
 
 
@@ -55,6 +56,7 @@ def transaction(tx: Transaction, reversed_by: uuid.UUID | None = None) -> dict[s
         "updated_at": _iso(tx.updated_at),
         "completed_at": _iso(tx.completed_at),
         **hold_fields(tx),
+        **quotes.rendered(tx),
     }
 
 

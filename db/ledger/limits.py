@@ -31,9 +31,9 @@ from db.core.config import Settings
 from db.core.money import format_minor, to_minor
 from db.models import Account
 
-LIMITED_TYPES = ("transfer", "debit", "hold")
+LIMITED_TYPES = ("transfer", "debit", "hold", "exchange")
 # What counts toward an account's outgoing usage (see the docstring).
-USAGE_TYPES = ("transfer", "debit", "hold", "capture")
+USAGE_TYPES = ("transfer", "debit", "hold", "capture", "exchange")
 LIMIT_NAMES = ("max_per_transaction", "daily_outgoing_limit", "per_minute_outgoing_count")
 
 

@@ -6,9 +6,12 @@ Each check returns human-readable problems; an empty list means the ledger is so
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.core.currencies import CURRENCY_EXPONENTS
 from db.core.money import format_minor
 from db.events.verify import check_final_transactions_announced
 from db.holds import verify as holds_verify
@@ -82,6 +85,7 @@ def check_entries_per_transaction(session: Session) -> list[str]:
             SELECT t.id, t.status, COUNT(e.id), COALESCE(SUM(e.amount_minor), 0),
                    BOOL_AND(e.currency IS NULL OR e.currency = t.currency)
             FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id
+            WHERE t.to_currency IS NULL  -- exchanges: check_exchange_entries
             GROUP BY t.id, t.status
             HAVING (t.status = 'completed' AND (COUNT(e.id) <> 2 OR SUM(e.amount_minor) <> 0
                         OR MAX(e.amount_minor) <> MAX(t.amount_minor)))
@@ -104,7 +108,7 @@ def check_entries_follow_transactions(session: Session) -> list[str]:
             """
             SELECT t.id, t.type, t.amount_minor, t.from_account_id, t.to_account_id
             FROM transactions t
-            WHERE t.status = 'completed' AND (
+            WHERE t.status = 'completed' AND t.to_currency IS NULL AND (
                 NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id
                             AND e.account_id = t.from_account_id AND e.amount_minor = -t.amount_minor)
                 OR NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.id
@@ -183,12 +187,97 @@ def check_nothing_stuck(session: Session) -> list[str]:
     ]
 
 
+def check_entries_sum_to_zero_per_currency(session: Session) -> list[str]:
+    """The entries of every transaction, whatever its type, sum to zero in each currency."""
+    return [
+        f"transaction {tx_id}: its {currency} entries sum to {format_minor(total, currency)}, not 0"
+        for tx_id, currency, total in _rows(
+            session,
+            "SELECT transaction_id, currency, SUM(amount_minor) FROM ledger_entries "
+            "GROUP BY transaction_id, currency HAVING SUM(amount_minor) <> 0 LIMIT 100",
+        )
+    ]
+
+
+# What an exchange (or its reversal) posts, from its own figures (db/ledger/posting/exchange.py):
+# the source, the target, the fx account of each currency and, with a fee, the fees account.
+_EXCHANGE_LINES = """
+    WITH x AS (
+        SELECT t.*, (t.type = 'exchange') AS forward,
+               CASE WHEN t.type = 'exchange' THEN t.currency ELSE t.to_currency END AS fee_currency
+        FROM transactions t WHERE t.to_currency IS NOT NULL AND t.status = 'completed'
+    ), sys AS (SELECT id, currency, system_role FROM accounts WHERE kind = 'system')
+    SELECT x.id, x.from_account_id, -x.amount_minor, x.currency FROM x
+    UNION ALL SELECT x.id, x.to_account_id, x.to_amount_minor, x.to_currency FROM x
+    UNION ALL SELECT x.id, s.id, CASE WHEN forward THEN x.amount_minor - x.fee_minor ELSE x.amount_minor END,
+                     x.currency
+              FROM x JOIN sys s ON s.currency = x.currency AND s.system_role = 'fx'
+    UNION ALL SELECT x.id, s.id, CASE WHEN forward THEN -x.to_amount_minor
+                                      ELSE -(x.to_amount_minor - x.fee_minor) END, x.to_currency
+              FROM x JOIN sys s ON s.currency = x.to_currency AND s.system_role = 'fx'
+    UNION ALL SELECT x.id, s.id, CASE WHEN forward THEN x.fee_minor ELSE -x.fee_minor END, x.fee_currency
+              FROM x JOIN sys s ON s.currency = x.fee_currency AND s.system_role = 'fees'
+              WHERE x.fee_minor > 0
+"""
+
+
+def check_exchange_entries(session: Session) -> list[str]:
+    """A completed exchange has exactly its lines (a pair per currency through the `fx`
+    accounts, the fee to `fees`); any other status has none."""
+    return [
+        f"transaction {tx_id} (exchange): its entries are not the exchange's legs"
+        for (tx_id,) in _rows(
+            session,
+            f"""
+            WITH expected AS ({_EXCHANGE_LINES}),
+            actual AS (
+                SELECT e.transaction_id, e.account_id, e.amount_minor, e.currency
+                FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id
+                WHERE t.to_currency IS NOT NULL)
+            SELECT DISTINCT d.id FROM (
+                (SELECT * FROM expected EXCEPT ALL SELECT * FROM actual)
+                UNION ALL (SELECT * FROM actual EXCEPT ALL SELECT * FROM expected)) AS d (id, a, m, c)
+            LIMIT 100
+            """,
+        )
+    ]
+
+
+def check_exchange_quotes(session: Session) -> list[str]:
+    """Every exchange applied its rate version's pair, rate and fee, and its figures follow
+    the contract: fee = floor(amount x fee_bps / 10000), to_amount = floor((amount - fee) x
+    rate) between the two exponents."""
+    exponents = json.dumps(CURRENCY_EXPONENTS)
+    return [
+        f"transaction {tx_id} (exchange): its figures do not follow rate version {version}"
+        for tx_id, version in session.execute(
+            text(
+                """
+                SELECT t.id, t.fx_rate_version_id FROM transactions t
+                JOIN fx_rate_versions v ON v.id = t.fx_rate_version_id
+                WHERE t.type = 'exchange' AND (
+                    v.base <> t.currency OR v.quote <> t.to_currency OR v.rate <> t.fx_rate
+                    OR t.fee_minor <> floor(t.amount_minor::numeric * v.fee_bps / 10000)
+                    OR t.to_amount_minor <> floor((t.amount_minor - t.fee_minor) * v.rate
+                        * power(10::numeric, (CAST(:e AS jsonb) ->> t.to_currency)::int
+                                           - (CAST(:e AS jsonb) ->> t.currency)::int)))
+                LIMIT 100
+                """
+            ),
+            {"e": exponents},
+        ).all()
+    ]
+
+
 CHECKS = (
     check_currency_sums,
     check_balances_match_entries,
     check_running_balances,
     check_entries_per_transaction,
     check_entries_follow_transactions,
+    check_entries_sum_to_zero_per_currency,
+    check_exchange_entries,
+    check_exchange_quotes,
     check_allow_negative_only_on_system_accounts,
     check_no_overdrawn_accounts,
     check_append_only_triggers,

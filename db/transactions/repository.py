@@ -275,6 +275,10 @@ _POSTING_COLUMNS = (
     Transaction.request_id,
     Transaction.schedule_id,
     Transaction.captures,  # a capture's hold (db/ledger/posting/holds.py)
+    # An exchange's figures (db/ledger/posting/exchange.py); NULL on anything else.
+    Transaction.to_amount_minor,
+    Transaction.to_currency,
+    Transaction.fee_minor,
 )
 
 

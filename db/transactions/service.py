@@ -34,6 +34,8 @@ from db.core.errors import (
 from db.core.money import AmountError, format_minor, parse_amount
 from db.core.principal import Principal
 from db.events import outbox
+from db.fx import quotes
+from db.fx.rates import RateError, parse_rate, render_rate
 from db.idempotency import Submitted
 from db.ledger import limits as limits_rules
 from db.models import Account, Transaction
@@ -44,7 +46,7 @@ from db.transactions import repository as transactions_repo
 class MoneyMovement:
     """A validated client request, before it becomes a row."""
 
-    type: str  # transfer | credit | debit | reversal
+    type: str  # transfer | credit | debit | reversal | exchange
     amount: str
     currency: str
     from_account_id: uuid.UUID | None = None
@@ -56,6 +58,8 @@ class MoneyMovement:
     reverses: uuid.UUID | None = None  # reversal: the transaction it moves back
     expires_in_seconds: int | None = None  # hold: how long it reserves (db/holds)
     captures: uuid.UUID | None = None  # capture: the hold it moves money for
+    rate: str | None = None  # exchange: the rate the client was quoted (db/fx/quotes.py)
+    to_currency: str | None = None  # reversal of an exchange: the currency it gives back
 
     def canonical_amount(self) -> str:
         """The amount as parsed (minor units, rendered with the currency's decimals), so
@@ -67,6 +71,14 @@ class MoneyMovement:
         except (KeyError, TypeError, ValueError):  # AmountError is a ValueError
             return self.amount
 
+    def canonical_rate(self) -> str:
+        """The quoted rate as a number ("1.50" and "1.5" are one request); as sent when
+        it does not parse (that request is refused anyway)."""
+        try:
+            return render_rate(parse_rate(self.rate))
+        except RateError:
+            return str(self.rate)
+
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request: what makes a retry a replay."""
         extra: dict[str, Any] = (
@@ -74,6 +86,8 @@ class MoneyMovement:
         )  # old hashes unchanged
         if self.type in ("hold", "capture"):
             extra |= {"expires_in_seconds": self.expires_in_seconds, "captures": str(self.captures or "")}
+        if self.rate is not None:
+            extra["rate"] = self.canonical_rate()
         canonical = json.dumps(
             {
                 **extra,
@@ -113,6 +127,20 @@ def submit(
         check_horizon(request.scheduled_for, now, settings, "scheduled_for")
         scheduled = request.scheduled_for is not None and request.scheduled_for > now
         check_limits(session, settings, request, amount_minor, source, scheduled=scheduled)
+        # An exchange's figures are fixed now (a stale client quote is refused here, so
+        # a retry of an accepted exchange replays whatever the rate has become).
+        exchange = (
+            quotes.quote(
+                session,
+                amount_minor=amount_minor,
+                from_currency=source.currency,
+                to_currency=target.currency,
+                client_rate=request.rate,
+                settings=settings,
+            )
+            if request.type == "exchange"
+            else {}
+        )
     except DomainError:
         existing = (
             transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
@@ -137,6 +165,7 @@ def submit(
         "request_hash": fingerprint,
         "request_id": request_id,
         "scheduled_for": request.scheduled_for if scheduled else None,
+        **exchange,
     }
     if request.type == "hold":
         values |= hold_columns(request.expires_in_seconds)
@@ -153,7 +182,7 @@ def submit(
         entity_type="transaction",
         entity_id=tx.id,
         actor_id=principal.id,
-        data={"amount_minor": amount_minor, "currency": request.currency},
+        data={"amount_minor": amount_minor, "currency": request.currency, **quotes.audit_data(exchange)},
         request_id=request_id,
     )
     session.flush()
@@ -186,7 +215,7 @@ def _replay(existing: Transaction, fingerprint: str) -> Submitted[Transaction]:
 def _resolve_accounts(
     session: Session, principal: Principal, request: MoneyMovement
 ) -> tuple[Account, Account]:
-    if request.type in ("transfer", "hold"):  # a hold: the transfer it will become
+    if request.type in ("transfer", "hold", "exchange"):  # a hold: the transfer it will become
         accounts_repo.preload(session, (request.from_account_id, request.to_account_id))
         source = _own_account(session, principal, request.from_account_id, "from_account_id")
         target = _existing_account(session, request.to_account_id, "to_account_id")
@@ -267,12 +296,29 @@ def check_request_time_rules(
                 else "the target account cannot receive transfers"
             )
             raise RuleViolation(message, code="account_inactive")
-    if source.currency != request.currency or target.currency != request.currency:
+    problem = _currency_problem(request, source, target)
+    if problem:
         raise RuleViolation(
-            f"transaction currency {request.currency} does not match the accounts' currency",
+            problem,
             {"accounts": {str(a.id): a.currency for a in (source, target) if readable(a)}},
             code="currency_mismatch",
         )
+
+
+def _currency_problem(request: MoneyMovement, source: Account, target: Account) -> str | None:
+    """What is wrong with the accounts' currencies for `request`, if anything. An
+    exchange's source holds its currency and its target another one; the reversal of one
+    gives back `currency` and receives `to_currency`; anything else is one currency."""
+    if request.type == "exchange":
+        if source.currency != request.currency:
+            return f"currency {request.currency} is not the source account's currency"
+        if target.currency == request.currency:
+            return "an exchange's target account holds another currency; use a transfer"
+        return None
+    target_currency = request.to_currency or request.currency
+    if source.currency != request.currency or target.currency != target_currency:
+        return f"transaction currency {request.currency} does not match the accounts' currency"
+    return None
 
 
 def check_horizon(moment: datetime | None, now: datetime, settings: Settings, field: str) -> None:
@@ -418,13 +464,18 @@ def reverse(
     original = transactions_repo.get(session, transaction_id)
     if original is None:
         raise NotFound("transaction not found")
+    # The same amounts back; an exchange's in both currencies, at its rate (db/fx/quotes.py).
+    exchange = quotes.reversal_figures(original)
+    amount_minor = exchange.get("amount_minor", original.amount_minor)
+    currency = exchange.get("currency", original.currency)
     request = MoneyMovement(
         type="reversal",
-        amount=format_minor(original.amount_minor, original.currency),
-        currency=original.currency,
+        amount=format_minor(amount_minor, currency),
+        currency=currency,
         from_account_id=original.to_account_id,
         to_account_id=original.from_account_id,
         reverses=original.id,
+        to_currency=exchange.get("to_currency"),
     )
     fingerprint = request.fingerprint()
     if idempotency_key:
@@ -455,7 +506,7 @@ def reverse(
     if source is None or target is None:
         raise NotFound("account not found")  # rows are never deleted; defensive
     check_request_time_rules(request, source, target, principal)
-    _check_funds(session, source, original.amount_minor)
+    _check_funds(session, source, amount_minor)
 
     values = {
         "id": uuid.uuid4(),
@@ -465,6 +516,7 @@ def reverse(
         "to_account_id": target.id,
         "amount_minor": original.amount_minor,
         "currency": original.currency,
+        **exchange,
         "created_by": principal.id,
         "idempotency_key": idempotency_key,
         "request_hash": fingerprint,
@@ -494,8 +546,9 @@ def reverse(
         actor_id=principal.id,
         data={
             "reverses": str(original.id),
-            "amount_minor": original.amount_minor,
-            "currency": original.currency,
+            "amount_minor": amount_minor,
+            "currency": currency,
+            **quotes.audit_data(exchange),
         },
         request_id=request_id,
     )

@@ -34,7 +34,7 @@ BAD_AMOUNTS = (
     "NaN",
     "-5.00",
 )
-AMOUNT_FIELDS = {"amount", "max_per_transaction", "daily_outgoing_limit", "overdraft_limit"}
+AMOUNT_FIELDS = {"amount", "max_per_transaction", "daily_outgoing_limit", "overdraft_limit", "rate"}
 RECORDED = [
     "transactions",
     "ledger_entries",
@@ -44,6 +44,7 @@ RECORDED = [
     "batches",
     "batch_items",
     "schedules",
+    "fx_rate_versions",
 ]
 
 
@@ -59,7 +60,14 @@ def _recorded() -> dict[str, int]:
 def world(make):
     admin, alice, bob = make.user("admin"), make.user(), make.user()
     a, b = make.account(alice, balance="100.00"), make.account(bob)
-    return {"admin": admin, "alice": alice, "a": a, "b": b}
+    # An exchange gets past everything but the one bad value: a EUR account and a rate.
+    eur = make.account(bob, currency="EUR")
+    from db.fx.service import set_rate
+    from db.session import unit_of_work
+
+    with unit_of_work() as uow:
+        set_rate(uow.session, admin.principal, "USD", "EUR", rate="0.9", fee_bps=10, request_id=None)
+    return {"admin": admin, "alice": alice, "a": a, "b": b, "eur": eur}
 
 
 def _bases(w) -> dict[tuple[str, str], dict]:
@@ -92,6 +100,15 @@ def _bases(w) -> dict[tuple[str, str], dict]:
             "reference": "r",
             "metadata": {"k": "v"},
         },
+        ("POST", "/transactions/exchange"): {
+            "from_account_id": str(w["a"]),
+            "to_account_id": str(w["eur"]),
+            **money,
+            "rate": "0.9",
+            "reference": "r",
+            "metadata": {"k": "v"},
+        },
+        ("PUT", "/fx/rates/<string:base>/<string:quote>"): {"rate": "1.5", "fee_bps": 10},
         ("POST", "/transactions/credit"): {"account_id": str(w["a"]), **money, "reference": "r"},
         ("POST", "/transactions/debit"): {"account_id": str(w["a"]), **money, "reference": "r"},
         ("POST", "/schedules"): {
@@ -111,7 +128,7 @@ def _bases(w) -> dict[tuple[str, str], dict]:
 
 
 def _path(rule: str, w, real: bool) -> str:
-    ids = {"user_id": w["alice"].id, "account_id": w["a"]} if real else {}
+    ids = {"user_id": w["alice"].id, "account_id": w["a"], "base": "USD", "quote": "EUR"} if real else {}
     return API + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(ids.get(m.group(1), uuid.uuid4())), rule)
 
 

@@ -62,6 +62,10 @@ ID_BUILDERS: dict[str, Callable[[Party], object]] = {
 # Query filters whose resources do not exist on this code base yet. The moment such a
 # resource gets an endpoint of its own, the test below insists on a real builder.
 NO_OBJECTS_YET: set[str] = set()
+# Path parameters that name public reference data, not anybody's object: the currencies
+# of an exchange rate (every signed-in user reads every rate; only finance/admin write,
+# which the role check refuses whatever the pair). Routes taking only these are no BOLA target.
+PUBLIC_PARAMETERS = {"base", "quote"}
 
 _PATH_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
@@ -113,7 +117,7 @@ def _fill(rule: str, party: Party | None) -> str:
 def _id_routes(app) -> list[tuple[str, str, list[str]]]:
     routes = []
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/api/v1/") and rule.arguments:
+        if rule.rule.startswith("/api/v1/") and rule.arguments - PUBLIC_PARAMETERS:
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                 routes.append((method, rule.rule, sorted(rule.arguments)))
     return routes

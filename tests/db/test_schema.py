@@ -67,6 +67,16 @@ def test_second_system_account_for_a_currency_is_refused(make):
     make.account(alice, currency="EUR")  # creates the EUR system account
     with pytest.raises(IntegrityError, match="uq_accounts_system_currency"):
         _execute(
+            "INSERT INTO accounts (id, currency, kind, system_role, status, name) "
+            "VALUES (gen_random_uuid(), 'EUR', 'system', 'external', 'active', 'x')"
+        )
+
+
+def test_a_system_account_has_a_role_and_a_user_account_none(make):
+    alice = make.user()
+    make.account(alice, currency="EUR")
+    with pytest.raises(IntegrityError, match="system_role_with_kind"):
+        _execute(
             "INSERT INTO accounts (id, currency, kind, status, name) "
             "VALUES (gen_random_uuid(), 'EUR', 'system', 'active', 'x')"
         )

@@ -30,6 +30,7 @@ from db.events import outbox
 from db.ledger import limits as limits_rules
 from db.ledger import repository as ledger_repo
 from db.ledger.posting import holds
+from db.ledger.posting import exchange
 from db.ledger.posting.rules import Decision, decide
 from db.transactions import repository as transactions_repo
 
@@ -54,8 +55,16 @@ class Posting:
     each limited source account has sent so far (read once under its row lock, then
     counted up as items complete), so every item obeys the same outgoing limits."""
 
-    def __init__(self, session: Session, account_ids: Iterable[uuid.UUID]) -> None:
+    def __init__(
+        self,
+        session: Session,
+        account_ids: Iterable[uuid.UUID],
+        *,
+        fx_accounts: exchange.SystemAccounts | None = None,
+    ) -> None:
         self.session = session
+        # The fx/fees system accounts the exchanges post through; among `account_ids`.
+        self._fx_accounts = fx_accounts or {}
         self.locked = ledger_repo.lock_accounts(session, account_ids)
         self._settings = get_settings()
         self._limits: dict[uuid.UUID, tuple[limits_rules.Limits, limits_rules.Usage]] = {}
@@ -79,6 +88,8 @@ class Posting:
     def decide(self, item: Any) -> Decision:
         """Decide `item` against the balances as the items before it left them; a
         completed one moves the in-memory balances and queues its two entries."""
+        if exchange.applies(item):
+            return self._decide_exchange(item)
         try:
             source, target = self.locked[item.from_account_id], self.locked[item.to_account_id]
         except KeyError as missing:
@@ -111,6 +122,27 @@ class Posting:
                 limits,
                 limits_rules.Usage(usage.daily_outgoing_minor + amount, usage.minute_outgoing_count + 1),
             )
+
+    def _decide_exchange(self, item: Any) -> Decision:
+        """An exchange or its reversal: one leg per currency through the `fx` accounts,
+        the fee to `fees` (db/ledger/posting/exchange.py), decided and queued as one."""
+        lines = exchange.lines(item, self._fx_accounts)
+        try:
+            rows = {account_id: self.locked[account_id] for account_id, _, _ in lines}
+        except KeyError as missing:
+            raise LedgerCorrupted(f"transaction {item.id}: account {missing} has no balance row") from None
+        source = rows[item.from_account_id][0]
+        limits, usage = self._limits_of(item, source)
+        decision = exchange.decide(item, rows, self._fx_accounts, limits, usage)
+        if decision.status == "completed":
+            for account_id, amount, currency in lines:
+                balance = rows[account_id][1]
+                balance.balance_minor += amount
+                self._entries.append((item.id, account_id, amount, currency, balance.balance_minor))
+                self._touched.add(account_id)
+            self.count_outgoing(source.id, item.amount_minor)
+        self._decided.append(Decided(item, decision))
+        return decision
 
     def flush(self, *, audit_each: bool) -> list[Decided]:
         """Write everything decided since the last flush and return it. `audit_each`:
@@ -166,7 +198,8 @@ def post(session: Session, items: list[Any], *, audit_each: bool = True) -> list
     for callers that keep every decision (single transfers, groups, independent chunks)."""
     if not items:
         return []
-    posting = Posting(session, accounts_of(items))
+    fx_accounts = exchange.system_accounts(session, items)
+    posting = Posting(session, accounts_of(items) | set(fx_accounts.values()), fx_accounts=fx_accounts)
     for item in items:
         posting.decide(item)
     return posting.flush(audit_each=audit_each)

@@ -67,6 +67,16 @@ CORRUPTIONS = {
     # A decided transaction whose event the outbox lacks (issue 13: none may be missing).
     "final_transactions_announced": "DELETE FROM events WHERE type = 'transaction.completed' "
     "AND data->>'id' = '{tx}'",
+    # Issue 14 (fx): one entry off by a minor unit, whatever the type.
+    "entries_sum_to_zero_per_currency": RAW
+    + "UPDATE ledger_entries SET amount_minor = amount_minor + 1 WHERE transaction_id = '{tx}' AND account_id = '{b}'",
+    # An exchange's fee posted to the fx account instead: every sum still zero.
+    "exchange_entries": RAW + "UPDATE ledger_entries SET amount_minor = amount_minor + 1 "
+    "WHERE transaction_id = '{x}' AND account_id = '{fx}'; "
+    "UPDATE ledger_entries SET amount_minor = amount_minor - 1 WHERE transaction_id = '{x}' AND account_id = '{fees}'",
+    # An exchange whose fee is not its rate version's.
+    "exchange_quotes": "UPDATE transactions SET fee_minor = fee_minor + 1, to_amount_minor = to_amount_minor "
+    "WHERE id = '{x}'",
     "nothing_stuck": "UPDATE transactions SET created_at = now() - interval '3 hours', updated_at = now() "
     "WHERE id = '{pending}'",
     # Holds (db/holds/verify.py). A release of the account's reservation that left its
@@ -122,6 +132,7 @@ def sound_database(client, make):
     capture_id = accepted(capture(client, alice, captured, "4.00"))
     assert apply_now(capture_id) == "completed"
     pending = pending_transfer(alice, a, b, "1.00")
+    x, fx, fees = _an_exchange(make, alice, a)
     return {
         "a": a,
         "b": b,
@@ -131,7 +142,36 @@ def sound_database(client, make):
         "captured": captured,
         "capture": capture_id,
         "pending": pending,
+        "x": x,
+        "fx": fx,
+        "fees": fees,
     }
+
+
+def _an_exchange(make, alice, source):
+    """A completed USD -> EUR exchange with a fee: (its id, the USD fx and fees accounts)."""
+    from db.fx.service import set_rate
+    from db.session import unit_of_work
+
+    make.account(alice, currency="EUR")
+    target = make.account(alice, currency="EUR")
+    with unit_of_work() as uow:
+        set_rate(
+            uow.session,
+            make.user("finance").principal,
+            "USD",
+            "EUR",
+            rate="0.9",
+            fee_bps=100,
+            request_id=None,
+        )
+    x = pending_movement(alice, "exchange", "10.00", from_account_id=source, to_account_id=target)
+    assert apply_now(x) == "completed"
+    fx, fees = (
+        sql("SELECT id FROM accounts WHERE currency = 'USD' AND system_role = :r", r=role)[0][0]
+        for role in ("fx", "fees")
+    )
+    return x, fx, fees
 
 
 @contextmanager
