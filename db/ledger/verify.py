@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.analytics.verify import check_analytics_rollups
 from db.core.money import format_minor
 from db.events.verify import check_final_transactions_announced
 
@@ -193,6 +194,7 @@ CHECKS = (
     check_append_only_triggers,
     check_nothing_stuck,
     check_final_transactions_announced,
+    check_analytics_rollups,
 )
 
 
