@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.ledger.repository import changed
+
 # The figures straight from the source rows, in the rollups' shape (shard 0). The same
 # definitions as the triggers of migration 0016: by UTC day of the transaction's creation;
 # by UTC day of the ledger entry (= of the completion) per account.
@@ -111,33 +113,43 @@ def account_mismatches(session: Session, limit: int = 100) -> list[Any]:
 
 
 def correct_rollups(session: Session) -> tuple[int, int]:
-    """Add (direct - rollup) to every rollup row that disagrees; the rows corrected.
+    """Add (direct - rollup) to every rollup row that disagrees; the rows corrected
+    (daily, per account).
 
     No lock: each statement reads the rollups and the source rows in one snapshot, and
     adds the difference (ON CONFLICT adds to the row as it is then). A change that
     commits later added its own share through the triggers and is in neither side of
     the difference, so rollup + correction + later shares = direct, however busy the
     ledger is meanwhile."""
-    daily = session.execute(
-        text(
-            "INSERT INTO analytics_daily AS a (day, currency, shard, "
-            + ", ".join(DAILY_FIGURES)
-            + ") SELECT day, currency, 0, "
-            + ", ".join(f"d_{f} - r_{f}" for f in DAILY_FIGURES)
-            + f" FROM ({DAILY_COMPARISON}) AS diff ORDER BY day, currency "
-            "ON CONFLICT (day, currency, shard) DO UPDATE SET "
-            + ", ".join(f"{f} = a.{f} + EXCLUDED.{f}" for f in DAILY_FIGURES)
+    return (
+        _correct(
+            session, "analytics_daily", ("day", "currency"), DAILY_FIGURES, DAILY_COMPARISON, shard=True
+        ),
+        _correct(
+            session, "analytics_account_daily", ("account_id", "day"), ACCOUNT_FIGURES, ACCOUNT_COMPARISON
+        ),
+    )
+
+
+def _correct(
+    session: Session,
+    table: str,
+    key: tuple[str, ...],
+    figures: tuple[str, ...],
+    comparison: str,
+    *,
+    shard: bool = False,
+) -> int:
+    keys = ", ".join(key)
+    columns = ", ".join((*key, *(("shard",) if shard else ()), *figures))
+    values = ", ".join((*key, *(("0",) if shard else ()), *(f"d_{f} - r_{f}" for f in figures)))
+    conflict = ", ".join((*key, *(("shard",) if shard else ())))
+    added = ", ".join(f"{f} = a.{f} + EXCLUDED.{f}" for f in figures)
+    return changed(
+        session.execute(
+            text(
+                f"INSERT INTO {table} AS a ({columns}) SELECT {values} FROM ({comparison}) AS diff "
+                f"ORDER BY {keys} ON CONFLICT ({conflict}) DO UPDATE SET {added}"
+            )
         )
-    ).rowcount
-    accounts = session.execute(
-        text(
-            "INSERT INTO analytics_account_daily AS a (account_id, day, "
-            + ", ".join(ACCOUNT_FIGURES)
-            + ") SELECT account_id, day, "
-            + ", ".join(f"d_{f} - r_{f}" for f in ACCOUNT_FIGURES)
-            + f" FROM ({ACCOUNT_COMPARISON}) AS diff ORDER BY account_id, day "
-            "ON CONFLICT (account_id, day) DO UPDATE SET "
-            + ", ".join(f"{f} = a.{f} + EXCLUDED.{f}" for f in ACCOUNT_FIGURES)
-        )
-    ).rowcount
-    return int(daily), int(accounts)
+    )

@@ -59,6 +59,8 @@ CORRUPTIONS = {
     # A decided transaction whose event the outbox lacks (issue 13: none may be missing).
     "final_transactions_announced": "DELETE FROM events WHERE type = 'transaction.completed' "
     "AND data->>'id' = '{tx}'",
+    # A rollup that drifted from the transactions it counts (issue 14, analytics).
+    "analytics_rollups": "UPDATE analytics_daily SET volume_minor = volume_minor + 1",
     "nothing_stuck": "UPDATE transactions SET created_at = now() - interval '3 hours', updated_at = now() "
     "WHERE id = '{pending}'",
 }
