@@ -116,6 +116,6 @@ counts on its creation day). `GET /analytics/accounts/{id}?from&to` (owner, fina
 admin): the completed amounts into and out of the account on those UTC days of its
 ledger entries. `from`/`to` are dates (`YYYY-MM-DD`), inclusive, at most 366 days apart;
 otherwise, or for an unknown currency, 422 `validation_error`. Both read rollups the
-database keeps in the same transaction as every change: exact, and as fast on a billion
-transactions as on ten.
+database keeps in the same transaction as every change: exact, and a call's cost depends
+on the days it asks for, not on how many transactions there are.
 """

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from db.ledger.repository import changed
 
-# The figures straight from the source rows, in the rollups' shape (shard 0). The same
+# The figures straight from the source rows, in the rollups' shape. The same
 # definitions as the triggers of migration 0016: by UTC day of the transaction's creation;
 # by UTC day of the ledger entry (= of the completion) per account.
 DIRECT_DAILY = """

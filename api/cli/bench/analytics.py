@@ -71,6 +71,8 @@ def analytics(bench: Any) -> Outcome:
             )
             db.execute("VACUUM ANALYZE")
             _direct_figures(db, out)
+            say("analytics: the triggers' cost on the write path, on and off in turn ...")
+            _trigger_cost(db, out, accounts[:2], finance.id, o.analytics_calls)
         with bench.stack(url, "analytics", ("web",), out) as stack:
             seed.log_in(stack.url, [finance])
             today = datetime.now(UTC).date()
@@ -90,10 +92,14 @@ def analytics(bench: Any) -> Outcome:
             try:
                 for name, call in calls.items():
                     say(f"analytics: {o.analytics_calls} x {name} ...")
-                    times = client.time(call, o.analytics_calls)
-                    ms = percentiles(times, (50, 99))
+                    client.time(call, 5)  # warm-up: the worker's first requests load code
+                    ms = percentiles(client.time(call, o.analytics_calls), (50, 99))
                     out.add(f"{name} p50", ms["p50"], "ms", "select")
                     out.add(f"{name} p99", ms["p99"], "ms", "select")
+                    if "analytics" in call()[0]:
+                        # The database's part alone: the service's query in this process.
+                        query = percentiles(_query_times(call, o.analytics_calls), (50,))
+                        out.add(f"{name} query p50", query["p50"], "ms", "select")
             finally:
                 client.close()
     return out
@@ -189,6 +195,91 @@ def _direct_figures(db: psycopg.Connection, out: Outcome) -> None:
         out.notes.append(
             f"ROLLUPS DISAGREE WITH THE ROWS ({len(problems)} problems): these figures do not count"
         )
+
+
+TRIGGERS = (
+    ("transactions", "transactions_analytics_insert"),
+    ("transactions", "transactions_analytics_update"),
+    ("transactions", "transactions_analytics_delete"),
+    ("ledger_entries", "ledger_entries_analytics_insert"),
+)
+
+
+def _trigger_cost(
+    db: psycopg.Connection, out: Outcome, pair: list[str], creator: uuid.UUID, rounds: int
+) -> None:
+    """The write shapes of the money path, timed with the rollup triggers enabled and
+    disabled in turn (each round rolled back, so the data stays as loaded): the API's
+    one-row INSERT, and a worker flush (100 rows to `completed`, their 200 entries by
+    COPY). The ratio on/off is the triggers' cost, measured in the same run."""
+    a, b = pair
+
+    insert = (
+        "INSERT INTO transactions (id, type, status, from_account_id, to_account_id, amount_minor, currency, "
+        "created_by) SELECT gen_random_uuid(), 'transfer', 'pending', %s, %s, 100, 'USD', %s "
+        "FROM generate_series(1, %s) RETURNING id"
+    )
+
+    def api_insert(cursor: psycopg.Cursor) -> float:
+        began = time.perf_counter()
+        cursor.execute(insert, (a, b, creator, 1))
+        return time.perf_counter() - began
+
+    def worker_flush(cursor: psycopg.Cursor) -> float:
+        ids = [r[0] for r in cursor.execute(insert, (a, b, creator, 100)).fetchall()]
+        began = time.perf_counter()
+        cursor.execute(
+            "UPDATE transactions SET status = 'completed', completed_at = now() WHERE id = ANY(%s)", (ids,)
+        )
+        with cursor.copy(
+            "COPY ledger_entries (transaction_id, account_id, amount_minor, currency, balance_after_minor) "
+            "FROM STDIN"
+        ) as copy:
+            for tx_id in ids:
+                copy.write_row((tx_id, a, -100, "USD", 0))
+                copy.write_row((tx_id, b, 100, "USD", 0))
+        return time.perf_counter() - began
+
+    def timed(shape, enabled: bool) -> float:
+        db.execute("BEGIN")
+        try:
+            if not enabled:
+                for table, trigger in TRIGGERS:
+                    db.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
+            with db.cursor() as cursor:
+                return shape(cursor) * 1000
+        finally:
+            db.execute("ROLLBACK")
+
+    for name, shape in (
+        ("API insert (1 row)", api_insert),
+        ("worker flush (100 rows + 200 entries)", worker_flush),
+    ):
+        on: list[float] = []
+        off: list[float] = []
+        for _ in range(rounds):
+            on.append(timed(shape, True))
+            off.append(timed(shape, False))
+        base = percentiles(off, (50,))["p50"]
+        out.baselines[f"{name} without triggers"] = {"name": "triggers off", "unit": "ms", "value": base}
+        out.add(f"{name} p50, triggers on", percentiles(on, (50,))["p50"], "ms", f"{name} without triggers")
+
+
+def _query_times(call, n: int) -> list[float]:
+    from db.analytics import repository, service
+    from db.session import unit_of_work
+
+    times = []
+    with unit_of_work() as uow:
+        for _ in range(n):
+            path, (since, until), extra = call()
+            began = time.perf_counter()
+            if path.endswith("/daily"):
+                service.daily(uow.session, since, until, extra.get("currency"))
+            else:
+                repository.account_totals(uow.session, uuid.UUID(path.rsplit("/", 1)[1]), since, until)
+            times.append((time.perf_counter() - began) * 1000)
+    return times
 
 
 class _Client:
