@@ -114,8 +114,9 @@ creation and currency, `count` created, how many are `completed` and `failed` no
 `volume`, the sum of the completed amounts (a transaction completed a day later still
 counts on its creation day). `GET /analytics/accounts/{id}?from&to` (owner, finance,
 admin): the completed amounts into and out of the account on those UTC days of its
-ledger entries. `from`/`to` are dates (`YYYY-MM-DD`), inclusive, at most 366 days apart;
-otherwise, or for an unknown currency, 422 `validation_error`. Both read rollups the
+ledger entries. `from`/`to` are dates (`YYYY-MM-DD`), inclusive, at most 366 days apart
+(default: the 30 days up to today); otherwise, or for an unknown currency, 422
+`validation_error`. Both read rollups the
 database keeps in the same transaction as every change: exact, and a call's cost depends
 on the days it asks for, not on how many transactions there are.
 """

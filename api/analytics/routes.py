@@ -21,11 +21,11 @@ class DailyAnalytics(MethodView):
     def get(self, args):
         """Transactions per UTC day of creation and currency.
 
-        For each day from `from` to `to` (inclusive, at most 366 days) on which a
-        transaction was created, and each currency: `count` created, how many of them are
-        `completed` and `failed` now (a transaction completed the next day still counts on
-        the day it was created), and `volume`, the sum of the completed amounts. Days
-        without a transaction are left out. An exchange counts in its source currency,
+        For each day from `from` to `to` (inclusive, at most 366 days; default: the 30
+        days up to today) on which a transaction was created, and each currency: `count`
+        created, how many of them are `completed` and `failed` now (a transaction
+        completed the next day still counts on the day it was created), and `volume`, the
+        sum of the completed amounts. Days without a transaction are left out. An exchange counts in its source currency,
         with its source amount. Read from rollups the database keeps in the same
         transaction as every change: as fresh as the ledger, and fast on any history."""
         items = analytics.daily(get_session(), args["from_"], args["to"], args["currency"])
@@ -44,8 +44,8 @@ class AccountAnalytics(MethodView):
 
         `incoming` and `outgoing` are the completed amounts the account's ledger entries
         credited and debited on the days from `from` to `to` (inclusive, at most 366
-        days; the day of an entry is the day its transaction completed), in the
-        account's currency; `count` is how many completed transactions moved its money.
+        days, default the 30 up to today; the day of an entry is the day its transaction
+        completed), in the account's currency; `count` is how many completed transactions moved its money.
         For an exchange, the source account's outgoing is the source amount and the
         target account's incoming the amount it received. Owners see their accounts,
         finance and admin every account; anyone else gets 404."""

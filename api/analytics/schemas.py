@@ -1,28 +1,37 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from db.analytics.service import MAX_RANGE_DAYS
+from db.analytics.service import DEFAULT_RANGE_DAYS, MAX_RANGE_DAYS
 from db.core.currencies import is_known_currency
 from db.core.money import format_minor
 
 
 class RangeArgsSchema(Schema):
-    """`from` and `to`: UTC calendar days, both inclusive, at most MAX_RANGE_DAYS apart."""
+    """`from` and `to`: UTC calendar days, both inclusive, at most MAX_RANGE_DAYS apart;
+    by default the 30 days up to today."""
 
     from_ = fields.Date(
-        data_key="from", required=True, metadata={"description": "first UTC day, inclusive (YYYY-MM-DD)"}
+        data_key="from",
+        load_default=None,
+        metadata={"description": "first UTC day, inclusive (YYYY-MM-DD); default: `to` - 29 days"},
     )
-    to = fields.Date(required=True, metadata={"description": "last UTC day, inclusive (YYYY-MM-DD)"})
+    to = fields.Date(
+        load_default=None,
+        metadata={"description": "last UTC day, inclusive (YYYY-MM-DD); default: today (UTC)"},
+    )
 
-    @validates_schema
+    @post_load
     def _range(self, data, **kwargs):
+        data["to"] = data["to"] or datetime.now(UTC).date()
+        data["from_"] = data["from_"] or data["to"] - timedelta(days=DEFAULT_RANGE_DAYS - 1)
         if data["from_"] > data["to"]:
             raise ValidationError("`from` is after `to`.", field_name="from")
         if data["to"] - data["from_"] >= timedelta(days=MAX_RANGE_DAYS):
             raise ValidationError(f"At most {MAX_RANGE_DAYS} days, both ends included.", field_name="to")
+        return data
 
 
 class DailyArgsSchema(RangeArgsSchema):

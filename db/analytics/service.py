@@ -18,6 +18,8 @@ from db.models import Account
 # The longest range one call may ask for, inclusive (a leap year): it bounds a response
 # to 366 days x the currencies in use, and a read to that many rollup rows x 16 shards.
 MAX_RANGE_DAYS = 366
+# Without `from`/`to`: the 30 days up to today (UTC).
+DEFAULT_RANGE_DAYS = 30
 
 
 @dataclass(frozen=True)

@@ -158,8 +158,7 @@ def test_customers_see_their_own_accounts_only_and_no_daily_figures(client, make
         ({"from": "2026-13-01", "to": "2026-12-31"}, "from"),
         ({"from": "2026-01-01T00:00:00Z", "to": "2026-01-02"}, "from"),
         ({"from": "2026-01-01", "to": "yesterday"}, "to"),
-        ({"from": "2026-01-01"}, "to"),
-        ({"to": "2026-01-01"}, "from"),
+        ({"from": "2999-01-01"}, "from"),  # after today, the default `to`
         ({"from": "2026-02-02", "to": "2026-02-01"}, "from"),
         ({"from": "2025-01-01", "to": "2026-01-02"}, "to"),  # 367 days
         ({"from": "2026-01-01", "to": "2026-01-31", "currency": "XYZ"}, "currency"),
@@ -174,6 +173,25 @@ def test_bad_ranges_and_currencies_are_422(client, make, query, field):
     if "currency" not in query:
         response = client.get(f"{API}/accounts/{account}", query_string=query, headers=finance.headers)
         assert field in assert_error(response, 422, "validation_error")["details"], response.json
+
+
+def test_the_range_defaults_to_the_30_days_up_to_today(client, make):
+    finance = make.user("finance")
+    account = make.account(finance, balance="3.00")
+    today = _today()
+    body = client.get(f"{API}/accounts/{account}", headers=finance.headers).json
+    assert (body["from"], body["to"], body["incoming"]) == (
+        (today - timedelta(days=29)).isoformat(),
+        today.isoformat(),
+        "3.00",
+    )
+    query = {"from": (today - timedelta(days=400)).isoformat()}  # to = today: 401 days
+    assert_error(
+        client.get(f"{API}/daily", query_string=query, headers=finance.headers), 422, "validation_error"
+    )
+    assert client.get(f"{API}/daily", headers=finance.headers).json == {
+        "items": expected_daily(today - timedelta(days=29), today)
+    }
 
 
 def test_a_full_leap_year_is_the_longest_range(client, make):
