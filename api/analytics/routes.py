@@ -45,9 +45,9 @@ class AccountAnalytics(MethodView):
         `incoming` and `outgoing` are the completed amounts the account's ledger entries
         credited and debited on the days from `from` to `to` (inclusive, at most 366
         days, default the 30 up to today; the day of an entry is the day its transaction
-        completed), in the account's currency; `count` is how many completed transactions moved its money.
-        For an exchange, the source account's outgoing is the source amount and the
-        target account's incoming the amount it received. Owners see their accounts,
+        completed), in the account's currency; `count` is how many completed
+        transactions moved its money. For an exchange, the source account's outgoing is
+        the source amount and the target account's incoming the amount it received. Owners see their accounts,
         finance and admin every account; anyone else gets 404."""
         return analytics.account_figures(
             get_session(), current_principal(), account_id, args["from_"], args["to"]
