@@ -291,6 +291,9 @@ class _Client:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def time(self, call, n: int) -> list[float]:
+        # A fresh connection per series: the server closes one that idled past its
+        # keep-alive while this process timed queries in between.
+        self.connection.close()
         times = []
         for _ in range(n):
             path, (since, until), extra = call()
