@@ -13,18 +13,17 @@ from db.analytics import repository
 
 
 def check_analytics_rollups(session: Session) -> list[str]:
+    def figures(values) -> tuple[int, ...]:
+        return tuple(int(value) for value in values)
+
     problems = [
-        f"daily {day} {currency}: the rollup says (count, completed, failed, volume_minor) "
-        f"{tuple(int(x) for x in row[2:6])}, the transactions {tuple(int(x) for x in row[6:])} "
-        "(`ledgerq analytics rebuild` corrects it)"
+        f"daily {row[0]} {row[1]}: the rollup says (count, completed, failed, volume_minor) "
+        f"{figures(row[2:6])}, the transactions {figures(row[6:])} (`ledgerq analytics rebuild` corrects it)"
         for row in repository.daily_mismatches(session)
-        for day, currency in [row[:2]]
     ]
     problems += [
-        f"account {account_id} on {day}: the rollup says (incoming_minor, outgoing_minor, count) "
-        f"{tuple(int(x) for x in row[2:5])}, the ledger entries {tuple(int(x) for x in row[5:])} "
-        "(`ledgerq analytics rebuild` corrects it)"
+        f"account {row[0]} on {row[1]}: the rollup says (incoming_minor, outgoing_minor, count) "
+        f"{figures(row[2:5])}, the ledger entries {figures(row[5:])} (`ledgerq analytics rebuild` corrects it)"
         for row in repository.account_mismatches(session)
-        for account_id, day in [row[:2]]
     ]
     return problems
