@@ -69,6 +69,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from api.accounts.routes import blp as accounts
+    from api.analytics.routes import blp as analytics
     from api.apidocs.routes import blp as apidocs
     from api.audit_logs.routes import blp as audit_logs
     from api.auth.routes import blp as auth
@@ -99,6 +100,7 @@ def register_blueprints(app: Flask) -> None:
         dead_letters,
         queues,
         audit_logs,
+        analytics,
     ):
         api.register_blueprint(blueprint, url_prefix=f"/api/v1{blueprint.url_prefix or ''}")
     api.register_blueprint(ops)  # documented too: the probes are part of the contract

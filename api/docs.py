@@ -136,4 +136,17 @@ retried with exponential backoff and jitter (first retry within a minute) for at
 24 h, then `failed` (listed, retryable). At least once, in no guaranteed order:
 deduplicate by event id. A failing endpoint is paused by a circuit breaker and probed;
 it never delays other endpoints.
+
+## Analytics
+
+`GET /analytics/daily?from&to&currency` (finance, admin): per UTC day of a transaction's
+creation and currency, `count` created, how many are `completed` and `failed` now, and
+`volume`, the sum of the completed amounts (a transaction completed a day later still
+counts on its creation day). `GET /analytics/accounts/{id}?from&to` (owner, finance,
+admin): the completed amounts into and out of the account on those UTC days of its
+ledger entries. `from`/`to` are dates (`YYYY-MM-DD`), inclusive, at most 366 days apart
+(default: the 30 days up to today); otherwise, or for an unknown currency, 422
+`validation_error`. Both read rollups the
+database keeps in the same transaction as every change: exact, and a call's cost depends
+on the days it asks for, not on how many transactions there are.
 """

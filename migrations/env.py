@@ -6,6 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import db.analytics.models  # noqa: F401  (the rollup tables, on the same Base)
 from db.core.config import get_settings
 from db.models import Base
 

@@ -137,6 +137,7 @@ def rebuild_balances(dry_run: bool) -> None:
     click.echo(f"{verb} {len(corrections)} balance(s); every other balance matches its entries")
 
 
+from api.cli import analytics as _analytics  # noqa: E402,F401  (registers `analytics`)
 from api.cli import backup as _backup  # noqa: E402,F401  (registers `backup`, `restore`)
 from api.cli import batch as _batch  # noqa: E402,F401  (registers `batch`)
 from api.cli import bench as _bench  # noqa: E402,F401  (registers `bench`)

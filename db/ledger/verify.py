@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.core.currencies import CURRENCY_EXPONENTS
+from db.analytics.verify import check_analytics_rollups
 from db.core.money import format_minor
 from db.events.verify import check_final_transactions_announced
 from db.holds import verify as holds_verify
@@ -284,6 +285,7 @@ CHECKS = (
     check_nothing_stuck,
     check_final_transactions_announced,
     *holds_verify.CHECKS,
+    check_analytics_rollups,
 )
 
 

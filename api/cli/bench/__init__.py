@@ -25,7 +25,7 @@ import click
 
 from api.cli import main
 
-NAMES = ("accept", "apply", "e2e", "hot", "poll", "longpoll", "batch", "soak")
+NAMES = ("accept", "apply", "e2e", "hot", "poll", "longpoll", "batch", "soak", "analytics")
 
 
 def _option(name: str, kind: type, help_text: str) -> Any:
@@ -56,6 +56,8 @@ _KNOBS = [
     ("soak_fraction", float, "soak load as a fraction of the e2e capacity [0.7]"),
     ("soak_interval", float, "seconds between soak samples [10]"),
     ("drain_timeout", float, "longest wait for a backlog to empty [900]"),
+    ("analytics_transactions", int, "transactions loaded for the analytics reads [1000000]"),
+    ("analytics_calls", int, "calls timed per kind of analytics read [200]"),
 ]
 
 
@@ -111,7 +113,8 @@ def bench(
     Scenarios (default: all, in this order): accept (API alone), apply (workers alone
     draining a backlog), e2e (sustained load), hot (every transfer into one account),
     poll (reads), longpoll (other clients beside 200 waiters), batch (a 100k-line
-    file), soak (10 min at 70 % of e2e capacity).
+    file), soak (10 min at 70 % of e2e capacity), analytics (the /analytics reads on
+    1M transactions).
 
     The stack is the Procfile's own processes; set WEB_WORKERS, WEB_THREADS,
     WORKER_PROCESSES, WORKER_THREADS, LEDGERQ_DB_POOL_SIZE, ... in the environment to

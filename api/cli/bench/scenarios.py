@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 from api.cli.bench import load, seed
+from api.cli.bench.analytics import analytics
 from api.cli.bench.baseline import Baselines, libpq_url
 from api.cli.bench.report import Outcome
 from api.cli.bench.stack import RssSampler, Run, Stack
@@ -53,6 +54,8 @@ class Options:
     soak_interval: float = 10.0
     capacity_probe_seconds: float = 20.0
     drain_timeout: float = 900.0  # the longest wait for a backlog to empty
+    analytics_transactions: int = 1_000_000
+    analytics_calls: int = 200
 
     @classmethod
     def quick(cls) -> dict[str, Any]:
@@ -77,6 +80,8 @@ class Options:
             "soak_interval": 1.0,
             "capacity_probe_seconds": 3.0,
             "drain_timeout": 120.0,
+            "analytics_transactions": 20_000,
+            "analytics_calls": 20,
         }
 
 
@@ -881,4 +886,5 @@ SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "longpoll": longpoll,
     "batch": batch,
     "soak": soak,
+    "analytics": analytics,
 }

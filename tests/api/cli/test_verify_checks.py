@@ -77,6 +77,8 @@ CORRUPTIONS = {
     # An exchange whose fee is not its rate version's.
     "exchange_quotes": "UPDATE transactions SET fee_minor = fee_minor + 1, to_amount_minor = to_amount_minor "
     "WHERE id = '{x}'",
+    # A rollup that drifted from the transactions it counts (issue 14, analytics).
+    "analytics_rollups": "UPDATE analytics_daily SET volume_minor = volume_minor + 1",
     "nothing_stuck": "UPDATE transactions SET created_at = now() - interval '3 hours', updated_at = now() "
     "WHERE id = '{pending}'",
     # Holds (db/holds/verify.py). A release of the account's reservation that left its
