@@ -50,6 +50,17 @@ REQUEST_EXAMPLES: dict[str, dict[str, object]] = {
             "reference": "rent 2026-11",
         }
     },
+    "createHold": {
+        JSON: {
+            "from_account_id": _ALICE_MAIN,
+            "to_account_id": _ALICE_SAVINGS,
+            "amount": "80.00",
+            "currency": "USD",
+            "expires_in_seconds": 86400,
+            "reference": "hotel deposit",
+        }
+    },
+    "captureTransaction": {JSON: {"amount": "62.40"}},
     "createExchange": {
         JSON: {
             "from_account_id": _ALICE_MAIN,

@@ -11,8 +11,8 @@ import json
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.core.currencies import CURRENCY_EXPONENTS
 from db.analytics.verify import check_analytics_rollups
+from db.core.currencies import CURRENCY_EXPONENTS
 from db.core.money import format_minor
 from db.events.verify import check_final_transactions_announced
 from db.holds import verify as holds_verify

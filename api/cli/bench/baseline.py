@@ -149,7 +149,9 @@ class Baselines:
 
     def select_only(self, clients: int | None = None) -> dict[str, object]:
         self._ensure_initialised()
-        run = self.pgbench.run(self.scratch_url, ["-S"], clients=clients or self.clients, seconds=self.seconds)
+        run = self.pgbench.run(
+            self.scratch_url, ["-S"], clients=clients or self.clients, seconds=self.seconds
+        )
         return {"name": "select-only", "scale": self.scale, **run.as_dict()}
 
     def setbased(

@@ -29,8 +29,7 @@ from db.core.config import get_settings
 from db.events import outbox
 from db.ledger import limits as limits_rules
 from db.ledger import repository as ledger_repo
-from db.ledger.posting import holds
-from db.ledger.posting import exchange
+from db.ledger.posting import exchange, holds
 from db.ledger.posting.rules import Decision, decide
 from db.transactions import repository as transactions_repo
 

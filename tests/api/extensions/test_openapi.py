@@ -121,7 +121,9 @@ def test_documented_headers(spec):
         "POST /api/v1/transactions/credit",
         "POST /api/v1/transactions/debit",
         "POST /api/v1/transactions/exchange",
+        "POST /api/v1/transactions/hold",
         "POST /api/v1/transactions/transfer",
+        "POST /api/v1/transactions/{transaction_id}/capture",
         "POST /api/v1/transactions/{transaction_id}/reverse",
     ]
 
