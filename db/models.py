@@ -213,6 +213,9 @@ class Balance(Base):
     balance_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     overdraft_limit_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     allow_negative: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # The hash of the account's last ledger entry (db/ledger/hash_chain.py): read with
+    # the account lock, so the next entry's prev_hash costs no query. NULL: no entries.
+    head_hash: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = _updated_at()
 
 
@@ -378,6 +381,10 @@ class LedgerEntry(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     balance_after_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     created_at: Mapped[datetime] = _created_at()
+    # The hash chain per account (db/ledger/hash_chain.py): SHA-256 hex over the fields
+    # above and prev_hash, the hash of the account's previous entry (NULL for the first).
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditLog(Base):

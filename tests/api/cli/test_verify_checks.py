@@ -59,6 +59,9 @@ CORRUPTIONS = {
     # A decided transaction whose event the outbox lacks (issue 13: none may be missing).
     "final_transactions_announced": "DELETE FROM events WHERE type = 'transaction.completed' "
     "AND data->>'id' = '{tx}'",
+    # Issue 14: an entry's date moved back a day, nothing else touched.
+    "hash_chain": RAW + "UPDATE ledger_entries SET created_at = created_at - interval '1 day' "
+    "WHERE transaction_id = '{tx}' AND account_id = '{b}'",
     "nothing_stuck": "UPDATE transactions SET created_at = now() - interval '3 hours', updated_at = now() "
     "WHERE id = '{pending}'",
 }
