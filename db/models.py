@@ -436,6 +436,14 @@ class Batch(Base):
             postgresql_where=text("status NOT IN ('failed', 'cancelled')"),
         ),
         Index("ix_batches_status_scheduled_for", "status", "scheduled_for"),
+        # A batch is reversed at most once: one effective reversal batch each (a failed
+        # or cancelled one moved nothing and, like a failed single reversal, blocks nothing).
+        Index(
+            "uq_batches_reverses",
+            "reverses",
+            unique=True,
+            postgresql_where=text("reverses IS NOT NULL AND status NOT IN ('failed', 'cancelled')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -471,6 +479,8 @@ class Batch(Base):
     updated_at: Mapped[datetime] = _updated_at()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A batch reversal (db/batches/reversal.py): the batch whose completed lines it moves back.
+    reverses: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id"))
 
 
 class BatchUpload(Base):

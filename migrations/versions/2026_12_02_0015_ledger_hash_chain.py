@@ -1,5 +1,6 @@
 """The tamper-evident ledger: ledger_entries.hash / prev_hash, balances.head_hash, and
-the chain backfilled for every existing entry (per account, in id order)
+the chain backfilled for every existing entry (per account, in id order); and batch
+reversal: batches.reverses, unique among effective reversals (issue 14)
 
 Revision ID: 0015
 Revises: 0012
@@ -71,8 +72,21 @@ def upgrade() -> None:
     op.execute("DROP FUNCTION ledgerq_tmp_chain_step(text, text)")
     op.alter_column("ledger_entries", "hash", nullable=False)
 
+    op.add_column("batches", sa.Column("reverses", sa.UUID(), nullable=True))
+    op.create_foreign_key("fk_batches_reverses_batches", "batches", "batches", ["reverses"], ["id"])
+    op.create_index(
+        "uq_batches_reverses",
+        "batches",
+        ["reverses"],
+        unique=True,
+        postgresql_where=sa.text("reverses IS NOT NULL AND status NOT IN ('failed', 'cancelled')"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_index("uq_batches_reverses", table_name="batches")
+    op.drop_constraint("fk_batches_reverses_batches", "batches", type_="foreignkey")
+    op.drop_column("batches", "reverses")
     op.drop_column("balances", "head_hash")
     op.drop_column("ledger_entries", "prev_hash")
     op.drop_column("ledger_entries", "hash")
