@@ -237,6 +237,24 @@ def check_hash_chain(session: Session) -> list[str]:
     return [_broken_link(*row) for row in _rows(session, HASH_CHAIN_SQL)]
 
 
+def check_ledger_anchor(session: Session) -> list[str]:
+    """The latest daily anchor (db/ledger/anchor.py) still matches the entries: the heads
+    as of its last entry id, recomputed, hash to the anchored digest."""
+    from db.ledger import anchor
+
+    found = anchor.latest(session)
+    if found is None:
+        return []
+    digest, accounts = anchor.recompute(session, int(found.data["last_entry_id"]))
+    if digest == found.data["digest"]:
+        return []
+    return [
+        f"anchor of {found.entity_id}: the chain heads as of entry {found.data['last_entry_id']} "
+        f"({accounts} accounts) hash to {digest}, not the anchored {found.data['digest']} "
+        "(history before the anchor was rewritten)"
+    ]
+
+
 CHECKS = (
     check_currency_sums,
     check_balances_match_entries,
@@ -249,6 +267,7 @@ CHECKS = (
     check_nothing_stuck,
     check_final_transactions_announced,
     check_hash_chain,
+    check_ledger_anchor,
 )
 
 

@@ -62,6 +62,10 @@ CORRUPTIONS = {
     # Issue 14: an entry's date moved back a day, nothing else touched.
     "hash_chain": RAW + "UPDATE ledger_entries SET created_at = created_at - interval '1 day' "
     "WHERE transaction_id = '{tx}' AND account_id = '{b}'",
+    # An anchor that the entries no longer reproduce (as after a rewrite of history).
+    "ledger_anchor": "INSERT INTO audit_logs (action, entity_type, entity_id, data) VALUES "
+    "('ledger.anchored', 'ledger', '2026-01-01', "
+    '\'{{"digest": "0000", "accounts": 1, "last_entry_id": 1}}\')',
     "nothing_stuck": "UPDATE transactions SET created_at = now() - interval '3 hours', updated_at = now() "
     "WHERE id = '{pending}'",
 }
