@@ -199,3 +199,18 @@ def test_only_a_finished_batch_with_completed_lines_can_be_reversed(client, make
     bad_mode = reverse(client, finance, nothing["id"], mode="sometimes")
     assert bad_mode.status_code == 422
     assert sql("SELECT count(*) FROM batches WHERE reverses IS NOT NULL") == [(0,)]
+
+
+def test_a_batch_whose_every_line_was_reversed_on_its_own_has_nothing_to_reverse(client, make, worker):
+    finance, alice, bob = make.user("finance"), make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    original = finished(client, finance, csv_bytes(f"{a},{b},4.00,USD,p1"))
+    line = items(client, finance, original["id"])[0]
+    single = client.post(f"/api/v1/transactions/{line['transaction_id']}/reverse", headers=finance.headers)
+    assert wait_final([single.json["id"]])[single.json["id"]] == "completed"
+
+    refused = reverse(client, finance, original["id"])
+    assert refused.status_code == 409 and refused.json["error"]["details"]["skipped"] == 1
+    # Nothing of the refused reversal is kept: no batch, no line.
+    assert sql("SELECT count(*) FROM batches WHERE reverses IS NOT NULL") == [(0,)]
+    assert sql("SELECT count(*) FROM transactions WHERE type = 'reversal'") == [(1,)]
