@@ -258,6 +258,9 @@ class Balance(Base):
     # What the account's `held` holds reserve (db/holds): spendable = balance - held,
     # down to the floor; kept under this row's lock, so no check ever sums holds.
     held_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # The hash of the account's last ledger entry (db/ledger/hash_chain.py): read with
+    # the account lock, so the next entry's prev_hash costs no query. NULL: no entries.
+    head_hash: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = _updated_at()
 
 
@@ -481,6 +484,10 @@ class LedgerEntry(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     balance_after_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     created_at: Mapped[datetime] = _created_at()
+    # The hash chain per account (db/ledger/hash_chain.py): SHA-256 hex over the fields
+    # above and prev_hash, the hash of the account's previous entry (NULL for the first).
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditLog(Base):
@@ -532,6 +539,14 @@ class Batch(Base):
             postgresql_where=text("status NOT IN ('failed', 'cancelled')"),
         ),
         Index("ix_batches_status_scheduled_for", "status", "scheduled_for"),
+        # A batch is reversed at most once: one effective reversal batch each (a failed
+        # or cancelled one moved nothing and, like a failed single reversal, blocks nothing).
+        Index(
+            "uq_batches_reverses",
+            "reverses",
+            unique=True,
+            postgresql_where=text("reverses IS NOT NULL AND status NOT IN ('failed', 'cancelled')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -570,6 +585,8 @@ class Batch(Base):
     updated_at: Mapped[datetime] = _updated_at()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A batch reversal (db/batches/reversal.py): the batch whose completed lines it moves back.
+    reverses: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id"))
 
 
 class BatchUpload(Base):

@@ -66,7 +66,19 @@ def build_scheduler(
     )
     _add_batch_jobs(scheduler, settings)
     _add_event_jobs(scheduler, settings)
+    _add_anchor_job(scheduler)
     return scheduler
+
+
+# The ledger's daily anchor is written by the first tick of each UTC day; a tick on a
+# day already anchored does nothing, so ticking every few minutes bounds the delay.
+ANCHOR_TICK_S = 300
+
+
+def _add_anchor_job(scheduler: BaseScheduler) -> None:
+    from workers.maintenance import anchor_ledger
+
+    scheduler.add_job(_send, "interval", args=[anchor_ledger], seconds=ANCHOR_TICK_S, id="ledger_anchor")
 
 
 def _add_event_jobs(scheduler: BaseScheduler, settings: Settings) -> None:

@@ -60,6 +60,31 @@ def release_scheduled() -> None:
         release_due_scheduled()
 
 
+@dramatiq.actor(actor_name="maintenance.anchor_ledger", queue_name="maintenance", retry_when=never_retry)
+def anchor_ledger() -> None:
+    if not stale_tick():
+        anchor_ledger_today()
+
+
+def anchor_ledger_today() -> dict | None:
+    """Today's anchor of the hash chains (db/ledger/anchor.py), once per UTC day of the
+    database's clock. Behind a long posting the table lock times out: the next tick
+    tries again."""
+    from sqlalchemy.exc import OperationalError
+
+    from db.ledger import anchor
+
+    try:
+        with unit_of_work() as uow:
+            data = anchor.anchor_today(uow.session, database_now(uow.session).date())
+    except OperationalError as exc:
+        log.warning("ledger.anchor_postponed", error=str(exc.orig)[:200])
+        return None
+    if data is not None:
+        log.info("ledger.anchored", digest=data["digest"], last_entry_id=data["last_entry_id"])
+    return data
+
+
 def sweep_stale_pending() -> int:
     """Re-enqueue `pending` rows nobody touched for `sweeper_stale_after_s` (Redis lost
     the message, or was down when the API accepted the request). Harmless when the

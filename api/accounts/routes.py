@@ -90,7 +90,10 @@ class AccountEntries(MethodView):
         """The account's immutable ledger entries, newest first.
 
         One signed entry per side of every applied transaction (negative leaves the account),
-        each with `balance_after`. Cursor-paginated; entries are never updated or deleted."""
+        each with `balance_after`. Cursor-paginated; entries are never updated or deleted.
+        Each carries `hash` and `prev_hash`: the account's entries form a SHA-256 chain
+        (oldest first), so anyone holding the entries can recompute every link, and
+        `ledgerq verify` names the first broken one."""
         session = get_session()
         account = accounts.visible_account(session, current_principal(), account_id)
         rows = ledger_repo.entries_of(session, account.id, before_id=page.after, limit=page.limit)

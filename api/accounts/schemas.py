@@ -60,6 +60,19 @@ class EntrySchema(Schema):
     currency = fields.String()
     balance_after = fields.Function(lambda e: format_minor(e.balance_after_minor, e.currency))
     created_at = fields.Function(lambda e: e.created_at.isoformat())
+    hash = fields.String(
+        metadata={
+            "description": "hex SHA-256 of this entry chained to the account's previous one: over "
+            "the lines `ledgerq-entry-v1`, id, transaction_id, account_id, amount in minor units, "
+            "currency, balance after in minor units, created_at (UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`) "
+            "and prev_hash (empty for the first), joined by `\\n` as UTF-8 "
+            "(deployment/MONEY_RULES.md, Tamper-evident ledger)"
+        }
+    )
+    prev_hash = fields.String(
+        allow_none=True,
+        metadata={"description": "the hash of the account's previous entry; null for its first"},
+    )
 
 
 EntryPageSchema = page_schema(EntrySchema, "EntryPage")

@@ -20,6 +20,7 @@ from api.batches.schemas import (
     BatchMultipartSchema,
     BatchOptionsSchema,
     BatchPageSchema,
+    BatchReverseSchema,
     BatchSchema,
     DryRunReportSchema,
     ItemArgsSchema,
@@ -32,6 +33,7 @@ from api.extensions.database import get_session, get_uow
 from api.extensions.input_guard import parse_checked_json
 from db.batches import line_repository as lines_repo
 from db.batches import repository as batches_repo
+from db.batches import reversal as batches_reversal
 from db.batches import service as batches_service
 from db.batches.format import FileRejected
 from db.core.config import Settings
@@ -156,6 +158,16 @@ def _read_json(settings: Settings) -> tuple[batches_service.Upload, batches_serv
     return batches_service.scan_json(body.get("items"), settings), _options(options)
 
 
+def _started(uow, result):
+    """A new batch (not a replay) gets its next step sent after the commit: 202 + Location."""
+    from workers.batches import send_next_step
+
+    if not result.replayed:
+        send_next_step(uow, result.record)
+    uow.commit()
+    return result.record, result, f"/api/v1/batches/{result.record.id}"
+
+
 @blp.route("")
 class Batches(MethodView):
     @blp.login_required(*FINANCE)
@@ -175,8 +187,6 @@ class Batches(MethodView):
         applied by workers. `mode=atomic` applies all lines or none; `independent` each on its
         own. `?dry_run=true` only validates (200 with the report, nothing recorded). 409 if the
         same content is already a live batch (`details.batch_id` points at it)."""
-        from workers.batches import send_next_step
-
         settings = _settings()
         if request.mimetype == "multipart/form-data":
             upload, batch_request = _read_multipart(settings)
@@ -200,10 +210,7 @@ class Batches(MethodView):
             settings=settings,
             request_id=g.request_id,
         )
-        if not result.replayed:
-            send_next_step(uow, result.record)
-        uow.commit()
-        return result.record, result, f"/api/v1/batches/{result.record.id}"
+        return _started(uow, result)
 
     @blp.login_required(*FINANCE)
     @blp.arguments(BatchListArgsSchema, location="query")
@@ -337,3 +344,34 @@ class BatchCancel(MethodView):
         batch = batches_service.cancel(uow.session, current_principal(), batch_id)
         uow.commit()
         return batch
+
+
+@blp.route("/<uuid:batch_id>/reverse")
+class BatchReverse(MethodView):
+    @blp.login_required(*FINANCE)
+    @blp.arguments(BatchReverseSchema, required=False)
+    @blp.response(202, BatchSchema)
+    @blp.documents_errors(404, 409, 422)
+    @blp.idempotent
+    def post(self, data, batch_id, idempotency_key):
+        """Reverse a finished batch (finance/admin): 202 with a new batch of reversals.
+
+        Its lines move back every completed line of the original (each a `reversal`
+        transaction with `reverses` set, so the original line's transaction gains
+        `reversed_by`), under the same rules and engine as any batch, in the original's
+        `mode` unless `mode` is given. A line already reversed on its own is skipped: an item
+        `rejected` with failure code `already_reversed` naming its reversal (counted as done:
+        the reversal batch still ends `completed`). 409 `conflict` if the batch is not
+        finished (`completed`, `completed_with_errors`, `failed`), has dead-lettered lines,
+        completed nothing, is itself a reversal, or was already reversed: a batch is reversed
+        at most once (a reversal batch that failed moved nothing and does not count)."""
+        uow = get_uow()
+        result = batches_reversal.reverse_batch(
+            uow.session,
+            current_principal(),
+            batch_id,
+            mode=(data or {}).get("mode"),
+            idempotency_key=idempotency_key,
+            request_id=g.request_id,
+        )
+        return _started(uow, result)

@@ -97,6 +97,20 @@ class BatchSchema(Schema):
     updated_at = fields.DateTime(format="iso")
     started_at = fields.DateTime(format="iso", allow_none=True)
     completed_at = fields.DateTime(format="iso", allow_none=True)
+    reverses = fields.UUID(
+        allow_none=True,
+        metadata={"description": "a batch reversal: the batch whose completed lines it moves back"},
+    )
+
+
+class BatchReverseSchema(Schema):
+    """The optional body of POST /batches/{id}/reverse."""
+
+    mode = fields.String(
+        load_default=None,
+        validate=validate.OneOf(BATCH_MODES),
+        metadata={"description": "atomic | independent; absent: the original batch's mode"},
+    )
 
 
 BatchPageSchema = page_schema(BatchSchema, "BatchPage")
@@ -148,7 +162,13 @@ class BatchItemSchema(Schema):
     line = fields.Integer(metadata={"description": "line number in the file (the header is line 1)"})
     status = fields.String(metadata={"enum": list(ITEM_STATUSES)})
     transaction_id = fields.UUID(allow_none=True)
-    type = fields.String(allow_none=True, metadata={"enum": ["transfer", "credit", "debit"]})
+    type = fields.String(
+        allow_none=True,
+        metadata={
+            "enum": ["transfer", "credit", "debit", "reversal"],
+            "description": "reversal: a batch reversal's line",
+        },
+    )
     from_account_id = fields.String(allow_none=True)
     to_account_id = fields.String(allow_none=True)
     amount = fields.String(allow_none=True)
@@ -157,7 +177,13 @@ class BatchItemSchema(Schema):
     raw_line = fields.String(
         allow_none=True, metadata={"description": "the line as read, when it had no fields"}
     )
-    failure_code = fields.String(allow_none=True)
+    failure_code = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "why the line was rejected or failed; `already_reversed`: a batch "
+            "reversal skipped a line already reversed on its own"
+        },
+    )
     failure_message = fields.String(allow_none=True)
 
 

@@ -62,6 +62,12 @@ def copy_transactions(session: Session, rows: Iterable[Sequence[Any]]) -> None:
     _copy(session, "transactions", TRANSACTION_COPY_COLUMNS, rows)
 
 
+def copy_reversal_lines(session: Session, rows: Iterable[Sequence[Any]]) -> None:
+    """A reversal batch's lines (db/batches/reversal.py): TRANSACTION_COPY_COLUMNS plus
+    `reverses`, the line's transaction they move back."""
+    _copy(session, "transactions", (*TRANSACTION_COPY_COLUMNS, "reverses"), rows)
+
+
 def copy_rejected(session: Session, rows: Iterable[Sequence[Any]]) -> None:
     _copy(
         session,

@@ -63,6 +63,13 @@ def by_idempotency_key(session: Session, created_by: uuid.UUID, key: str) -> Bat
     ).one_or_none()
 
 
+def reversal_of(session: Session, batch_id: uuid.UUID) -> Batch | None:
+    """The effective reversal batch of `batch_id` (any status but failed/cancelled)."""
+    return session.scalars(
+        select(Batch).where(Batch.reverses == batch_id, Batch.status.not_in(("failed", "cancelled")))
+    ).one_or_none()
+
+
 def live_by_content(session: Session, sha256: str) -> Batch | None:
     """The batch holding this content's uniqueness (one that did not end without
     moving money: failed and cancelled batches release their content)."""

@@ -107,7 +107,10 @@ def settle(session: Session, batch: Batch) -> str:
     (kept by the trigger, so read after a flush). Returns the status."""
     session.flush()
     batch = batches_repo.get(session, batch.id) or batch
-    if batch.completed_count == batch.total_items:
+    # A reversal batch's rejected items are lines skipped as already reversed on their
+    # own (db/batches/reversal.py): done, not errors.
+    skipped = batch.rejected_count if batch.reverses is not None else 0
+    if batch.completed_count + skipped == batch.total_items:
         _move(batch, "completed")
     elif batch.completed_count == 0:
         fail(

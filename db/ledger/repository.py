@@ -13,9 +13,22 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
+from db.ledger import hash_chain
 from db.models import Account, AuditLog, Balance, LedgerEntry
 
-ENTRY_COPY_COLUMNS = ("transaction_id", "account_id", "amount_minor", "currency", "balance_after_minor")
+ENTRY_COPY_COLUMNS = (
+    "id",
+    "transaction_id",
+    "account_id",
+    "amount_minor",
+    "currency",
+    "balance_after_minor",
+    "created_at",
+    "hash",
+    "prev_hash",
+)
+# The identity sequence of ledger_entries.id (PostgreSQL's name for it).
+ENTRY_ID_SEQUENCE = "ledger_entries_id_seq"
 
 
 def entries_of(
@@ -112,21 +125,46 @@ def lock_accounts(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uu
     return locked
 
 
-def copy_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    if rows:
-        copy_rows(session, "ledger_entries", ENTRY_COPY_COLUMNS, rows)
+def copy_entries(session: Session, rows: list[tuple[Any, ...]], heads: dict[uuid.UUID, str | None]) -> None:
+    """COPY the entries (transaction_id, account_id, amount_minor, currency,
+    balance_after_minor), in posting order, each hashed onto its account's chain.
+
+    `heads` holds each account's `balances.head_hash` as read under its lock (so the
+    previous hash came with the lock, no query) and is moved forward in place; the
+    caller writes it back with the balances (`write_balances`).
+
+    The hash covers the id and created_at, so both are fixed here rather than by the
+    column defaults: one statement per flush (never per entry) takes a block of ids from
+    the identity sequence and the transaction's `now()`. The ids are taken after the
+    accounts are locked, so every account's entries still ascend in commit order, which
+    is the order the chain, the running-balance check and the readers follow; sorted, and
+    handed out in posting order, they keep each account's entries in decision order.
+    `now()` is what the `created_at` default would have written (the transaction's
+    start), now known before the COPY.
+    """
+    if not rows:
+        return
+    created_at, ids = session.execute(
+        text(f"SELECT now(), ARRAY(SELECT nextval('{ENTRY_ID_SEQUENCE}') FROM generate_series(1, :count))"),
+        {"count": len(rows)},
+    ).one()
+    linked = hash_chain.link(rows, sorted(ids), created_at, heads)
+    copy_rows(session, "ledger_entries", ENTRY_COPY_COLUMNS, linked)
 
 
-def write_balances(session: Session, balances: dict[uuid.UUID, int]) -> None:
+def write_balances(
+    session: Session, balances: dict[uuid.UUID, int], heads: dict[uuid.UUID, str | None]
+) -> None:
+    """Each account's balance and chain head (`heads` for every account of `balances`)."""
     if not balances:
         return
     session.execute(
         text(
-            "UPDATE balances AS b SET balance_minor = v.balance, updated_at = now() "
-            "FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS bigint[])) AS v(id, balance) "
-            "WHERE b.account_id = v.id"
+            "UPDATE balances AS b SET balance_minor = v.balance, head_hash = v.head, updated_at = now() "
+            "FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS bigint[]), CAST(:heads AS text[])) "
+            "AS v(id, balance, head) WHERE b.account_id = v.id"
         ),
-        {"ids": list(balances), "balances": list(balances.values())},
+        {"ids": list(balances), "balances": list(balances.values()), "heads": [heads[a] for a in balances]},
     )
 
 

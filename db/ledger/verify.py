@@ -16,6 +16,7 @@ from db.core.currencies import CURRENCY_EXPONENTS
 from db.core.money import format_minor
 from db.events.verify import check_final_transactions_announced
 from db.holds import verify as holds_verify
+from db.ledger.hash_chain import SQL_ENTRY_HASH
 
 # Invariant 6 is about liveness: a row pending this long since it became due (created,
 # or released at its scheduled_for) means nothing is applying it. Not `updated_at`: the
@@ -270,6 +271,78 @@ def check_exchange_quotes(session: Session) -> list[str]:
     ]
 
 
+# One pass over ledger_entries in (account_id, id) order, streamed by the server: each
+# entry's hash recomputed from its own columns, and its prev_hash compared with the hash
+# of the entry before it on the account; then each account's first broken link, and every
+# balance row whose head_hash is not its last entry's hash.
+HASH_CHAIN_SQL = f"""
+WITH chain AS (
+    SELECT id, account_id, hash, prev_hash,
+           {SQL_ENTRY_HASH} AS recomputed,
+           LAG(id) OVER w AS before_id, LAG(hash) OVER w AS before_hash
+    FROM ledger_entries WINDOW w AS (PARTITION BY account_id ORDER BY id)
+), broken AS (
+    SELECT DISTINCT ON (account_id) account_id, id, before_id, hash <> recomputed AS edited
+    FROM chain WHERE hash <> recomputed OR prev_hash IS DISTINCT FROM before_hash
+    ORDER BY account_id, id
+), heads AS (
+    SELECT b.account_id, last.id
+    FROM balances b
+    LEFT JOIN (SELECT DISTINCT ON (account_id) account_id, id, hash FROM ledger_entries
+               ORDER BY account_id, id DESC) AS last ON last.account_id = b.account_id
+    WHERE b.head_hash IS DISTINCT FROM last.hash
+)
+SELECT 'link', account_id, id, before_id, edited FROM broken
+UNION ALL
+SELECT 'head', account_id, id, NULL, NULL FROM heads
+ORDER BY 2, 1 DESC
+LIMIT 100
+"""
+
+
+def _broken_link(kind: str, account_id, entry_id, before_id, edited) -> str:
+    if kind == "head":
+        last = f"its last entry {entry_id}" if entry_id is not None else "no entry (it has none)"
+        return (
+            f"account {account_id}: head_hash on the balance row is not the hash of {last} "
+            "(entries deleted from or added to the end of the chain)"
+        )
+    if edited:
+        return (
+            f"account {account_id}: first broken link at entry {entry_id}: its hash does not match its "
+            "contents (id, transaction, account, amount, currency, balance_after or created_at edited)"
+        )
+    before = f"entry {before_id} before it" if before_id is not None else "no entry (it is the first)"
+    return (
+        f"account {account_id}: first broken link at entry {entry_id}: its prev_hash is not the hash of "
+        f"{before} (an entry deleted, inserted or edited before it)"
+    )
+
+
+def check_hash_chain(session: Session) -> list[str]:
+    """The tamper-evident ledger (db/ledger/hash_chain.py): every account's chain
+    recomputed, the first broken link of each account named."""
+    return [_broken_link(*row) for row in _rows(session, HASH_CHAIN_SQL)]
+
+
+def check_ledger_anchor(session: Session) -> list[str]:
+    """The latest daily anchor (db/ledger/anchor.py) still matches the entries: the heads
+    as of its last entry id, recomputed, hash to the anchored digest."""
+    from db.ledger import anchor
+
+    found = anchor.latest(session)
+    if found is None:
+        return []
+    digest, accounts = anchor.recompute(session, int(found.data["last_entry_id"]))
+    if digest == found.data["digest"]:
+        return []
+    return [
+        f"anchor of {found.entity_id}: the chain heads as of entry {found.data['last_entry_id']} "
+        f"({accounts} accounts) hash to {digest}, not the anchored {found.data['digest']} "
+        "(history before the anchor was rewritten)"
+    ]
+
+
 CHECKS = (
     check_currency_sums,
     check_balances_match_entries,
@@ -286,6 +359,8 @@ CHECKS = (
     check_final_transactions_announced,
     *holds_verify.CHECKS,
     check_analytics_rollups,
+    check_hash_chain,
+    check_ledger_anchor,
 )
 
 

@@ -148,11 +148,7 @@ class Posting:
         one `transaction.completed|failed` audit row per item (single transfers and
         worker groups); batch chunks audit once per chunk instead."""
         decided, self._decided = self._decided, []
-        ledger_repo.copy_entries(self.session, self._entries)
-        ledger_repo.write_balances(
-            self.session,
-            {account_id: self.locked[account_id][1].balance_minor for account_id in self._touched},
-        )
+        self._write_entries_and_balances()
         self._entries, self._touched = [], set()
         changed = ledger_repo.write_decisions(
             self.session,
@@ -167,6 +163,19 @@ class Posting:
         holds.write(self.session, decided, self.locked)  # reservations and captured holds
         _side_writes(self.session, decided, audit_each=audit_each)
         return decided
+
+    def _write_entries_and_balances(self) -> None:
+        """The entries, hash-chained onto each account's head as locked (hash_chain.py),
+        then every touched balance with its new head, in one UPDATE."""
+        heads = {account_id: self.locked[account_id][1].head_hash for account_id in self._touched}
+        ledger_repo.copy_entries(self.session, self._entries, heads)
+        for account_id, head in heads.items():
+            self.locked[account_id][1].head_hash = head  # the next flush chains onto it
+        ledger_repo.write_balances(
+            self.session,
+            {account_id: self.locked[account_id][1].balance_minor for account_id in self._touched},
+            heads,
+        )
 
 
 def _side_writes(session: Session, decided: list[Decided], *, audit_each: bool) -> None:

@@ -79,6 +79,13 @@ CORRUPTIONS = {
     "WHERE id = '{x}'",
     # A rollup that drifted from the transactions it counts (issue 14, analytics).
     "analytics_rollups": "UPDATE analytics_daily SET volume_minor = volume_minor + 1",
+    # Issue 14: an entry's date moved back a day, nothing else touched.
+    "hash_chain": RAW + "UPDATE ledger_entries SET created_at = created_at - interval '1 day' "
+    "WHERE transaction_id = '{tx}' AND account_id = '{b}'",
+    # An anchor that the entries no longer reproduce (as after a rewrite of history).
+    "ledger_anchor": "INSERT INTO audit_logs (action, entity_type, entity_id, data) VALUES "
+    "('ledger.anchored', 'ledger', '2026-01-01', "
+    '\'{{"digest": "0000", "accounts": 1, "last_entry_id": 1}}\')',
     "nothing_stuck": "UPDATE transactions SET created_at = now() - interval '3 hours', updated_at = now() "
     "WHERE id = '{pending}'",
     # Holds (db/holds/verify.py). A release of the account's reservation that left its

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from db.session import get_engine
 from tests.fixtures.builders import pending_movement, pending_transfer
-from tests.fixtures.ledger import apply_now, balance, entries_of, ledger_problems, sql
+from tests.fixtures.ledger import apply_now, balance, entries_of, forge_entry, ledger_problems, sql
 
 
 @pytest.fixture
@@ -52,15 +52,10 @@ def test_money_moved_by_a_transaction_that_did_not_complete_is_reported(traffic)
     a, b = traffic
     failed = sql("SELECT id FROM transactions WHERE status = 'failed'")[0][0]
     assert entries_of(failed) == []
-    # Entries slipped in for the failed transfer, with balances kept in step: only the
-    # per-transaction invariant can notice.
-    sql(
-        "INSERT INTO ledger_entries (transaction_id, account_id, amount_minor, currency, balance_after_minor) "
-        "VALUES (:tx, :a, -1, 'USD', 11999), (:tx, :b, 1, 'USD', 1)",
-        tx=str(failed),
-        a=str(a),
-        b=str(b),
-    )
+    # Entries slipped in for the failed transfer, with balances and hash chains kept in
+    # step: only the per-transaction invariant can notice.
+    forge_entry(failed, a, -1, 11999)
+    forge_entry(failed, b, 1, 1)
     sql("UPDATE balances SET balance_minor = balance_minor - 1 WHERE account_id = :id", id=str(a))
     sql("UPDATE balances SET balance_minor = balance_minor + 1 WHERE account_id = :id", id=str(b))
 
