@@ -197,8 +197,10 @@ class World:
 
 def apply_one_checked(world: World, tx_id: str) -> None:
     """The `transactions.apply` actor for one row (a group of one), and the rules' oracle:
-    the decision and the balances after it follow from the balances before."""
-    from workers.transactions import process
+    the decision and the balances after it follow from the balances before. Its own row
+    only (`decide_own`): the actor then drains other pending rows, which the oracle
+    does not follow."""
+    from workers.transactions import decide_own
 
     (type_, minor, source, target, system), *_ = sql(
         "SELECT t.type, t.amount_minor, t.from_account_id, t.to_account_id, s.allow_negative"
@@ -208,7 +210,7 @@ def apply_one_checked(world: World, tx_id: str) -> None:
     before = dict(
         sql("SELECT account_id, balance_minor FROM balances WHERE account_id IN (:a, :b)", a=source, b=target)
     )
-    process(uuid.UUID(tx_id), claim_size=1)
+    decide_own(uuid.UUID(tx_id), 1)
     status, code = sql("SELECT status, failure_code FROM transactions WHERE id = :id", id=tx_id)[0]
     after = dict(
         sql("SELECT account_id, balance_minor FROM balances WHERE account_id IN (:a, :b)", a=source, b=target)
@@ -256,7 +258,7 @@ def drain(world: World) -> None:
 
 def run(world: World, ops: list[tuple]) -> None:
     from workers.maintenance import release_due_scheduled
-    from workers.transactions import process
+    from workers.transactions import decide_own, process
 
     accounts = world.accounts
     for op in ops:
@@ -288,7 +290,8 @@ def run(world: World, ops: list[tuple]) -> None:
             tx_id = world.with_status(op[1], ("completed", "failed", "cancelled"))
             if tx_id:
                 before = world.snapshot()
-                process(uuid.UUID(tx_id), claim_size=4)
+                # The message's own work; the actor would then drain other pending rows.
+                decide_own(uuid.UUID(tx_id), 4)
                 assert world.snapshot() == before, "a redelivered message changed something"
         elif kind == "cancel":
             tx_id = world.with_status(op[1], ("pending", "scheduled"))
