@@ -67,6 +67,7 @@ def build_scheduler(
     _add_batch_jobs(scheduler, settings)
     _add_event_jobs(scheduler, settings)
     _add_anchor_job(scheduler)
+    _add_analytics_job(scheduler)
     return scheduler
 
 
@@ -79,6 +80,19 @@ def _add_anchor_job(scheduler: BaseScheduler) -> None:
     from workers.maintenance import anchor_ledger
 
     scheduler.add_job(_send, "interval", args=[anchor_ledger], seconds=ANCHOR_TICK_S, id="ledger_anchor")
+
+
+# Closed days' rollup shards folded into one row each (workers/analytics.py): only
+# yesterday's are new after midnight, so hourly bounds how long a day reads 16 rows.
+ANALYTICS_FOLD_TICK_S = 3600
+
+
+def _add_analytics_job(scheduler: BaseScheduler) -> None:
+    from workers.analytics import fold_analytics
+
+    scheduler.add_job(
+        _send, "interval", args=[fold_analytics], seconds=ANALYTICS_FOLD_TICK_S, id="analytics_fold"
+    )
 
 
 def _add_event_jobs(scheduler: BaseScheduler, settings: Settings) -> None:

@@ -19,6 +19,6 @@ configure_tracing("worker")
 broker = build_broker(get_settings())
 dramatiq.set_broker(broker)
 
-from workers import batches, holds, maintenance, schedules, transactions, webhooks  # noqa: E402  (actors need the broker first)
+from workers import analytics, batches, holds, maintenance, schedules, transactions, webhooks  # noqa: E402  (actors need the broker first)
 
-__all__ = ["batches", "broker", "holds", "maintenance", "schedules", "transactions", "webhooks"]
+__all__ = ["analytics", "batches", "broker", "holds", "maintenance", "schedules", "transactions", "webhooks"]

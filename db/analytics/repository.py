@@ -153,3 +153,46 @@ def _correct(
             )
         )
     )
+
+
+# A closed day's shards folded into its shard 0, in one statement: the DELETE ...
+# RETURNING hands the removed rows to the INSERT ... ON CONFLICT that adds them to
+# shard 0, so no snapshot sees a share in both places or in neither.
+# - Shard rows a writer holds right now (a late status change of an old transaction)
+#   are skipped, not waited for (SKIP LOCKED): they stay where they are, still summed by
+#   reads, and the next fold takes them. The rows it does take are locked first, in key
+#   order, so the DELETE never waits; a row updated and committed since the statement
+#   began is deleted as it is now (its new share included), one inserted since is left.
+# - A writer that adds to a row the fold deleted waits for the fold's commit, then
+#   inserts a fresh shard row: reads sum it, the next fold takes it.
+# - Days are those before the current UTC day by the database's clock: today's shards
+#   are what spreads today's writers, and stay.
+FOLD_CLOSED_DAYS = f"""
+    WITH days AS (
+        SELECT DISTINCT day FROM analytics_daily
+        WHERE shard <> 0 AND day < (now() AT TIME ZONE 'UTC')::date
+        ORDER BY day LIMIT :days
+    ), taken AS MATERIALIZED (
+        SELECT r.day, r.currency, r.shard FROM analytics_daily AS r JOIN days USING (day)
+        WHERE r.shard <> 0
+        ORDER BY r.day, r.currency, r.shard
+        FOR UPDATE OF r SKIP LOCKED
+    ), folded AS (
+        DELETE FROM analytics_daily AS d USING taken AS t
+        WHERE (d.day, d.currency, d.shard) = (t.day, t.currency, t.shard)
+        RETURNING d.*
+    )
+    INSERT INTO analytics_daily AS a (day, currency, shard, {", ".join(DAILY_FIGURES)})
+    SELECT day, currency, 0, {", ".join(f"SUM({f})" for f in DAILY_FIGURES)}
+    FROM folded GROUP BY day, currency
+    ORDER BY day, currency  -- the triggers' order
+    ON CONFLICT (day, currency, shard) DO UPDATE SET {", ".join(f"{f} = a.{f} + EXCLUDED.{f}" for f in DAILY_FIGURES)}
+"""
+
+
+def fold_closed_days(session: Session, days: int) -> int:
+    """Fold the shards of the oldest `days` closed days that have any (FOLD_CLOSED_DAYS
+    says why no share is lost or doubled under concurrent writers); the (day, currency)
+    rows written, 0 when nothing was left to fold. `analytics_account_daily` is not
+    sharded, so has nothing to fold."""
+    return changed(session.execute(text(FOLD_CLOSED_DAYS), {"days": days}))

@@ -16,7 +16,8 @@ from db.core.principal import Principal
 from db.models import Account
 
 # The longest range one call may ask for, inclusive (a leap year): it bounds a response
-# to 366 days x the currencies in use, and a read to that many rollup rows x 16 shards.
+# to 366 days x the currencies in use, and a read to that many rollup rows (closed days
+# folded to one row each, today's 16 shards).
 MAX_RANGE_DAYS = 366
 # Without `from`/`to`: the 30 days up to today (UTC).
 DEFAULT_RANGE_DAYS = 30
@@ -68,3 +69,22 @@ def rebuild(session: Session) -> tuple[int, int]:
     # An operator's full pass over the history: not bound by the request-sized timeout.
     session.execute(text("SET LOCAL statement_timeout = 0"))
     return repository.correct_rollups(session)
+
+
+# Days per fold statement: a month of closed days (some 16 x currencies rows each) keeps
+# each statement, and the locks it holds, to milliseconds.
+FOLD_BATCH_DAYS = 31
+# The fold waits for a writer only on a day's shard 0 (its own upsert); past this it
+# gives up (the next fold retries) rather than hold its taken rows while a writer
+# queues behind them: well under `deadlock_timeout` (1 s), so in the rare cycle with a
+# writer the fold is the one that rolls back, never a posting.
+FOLD_LOCK_TIMEOUT = "200ms"
+
+
+def fold_closed_days(session: Session, days: int = FOLD_BATCH_DAYS) -> int:
+    """Fold the shards of up to `days` closed days (before today, UTC, by the database's
+    clock) into one row per (day, currency), so a long range reads one row per day
+    instead of 16; reads sum the shards either way, so the figures do not change. The
+    (day, currency) rows written, 0 when nothing was left."""
+    session.execute(text(f"SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'"))
+    return repository.fold_closed_days(session, days)

@@ -11,9 +11,10 @@ import pytest
 from dramatiq.errors import QueueJoinTimeout
 from sqlalchemy import exc as sa_exc
 
-from workers import batches, broker, holds, maintenance, schedules
+from workers import analytics, batches, broker, holds, maintenance, schedules
 
 TICKS = [
+    (analytics, analytics.fold_analytics),
     (holds, holds.expire_holds),
     (maintenance, maintenance.sweep_pending),
     (maintenance, maintenance.release_scheduled),

@@ -3,7 +3,8 @@
 Loads `analytics_transactions` (1M) transactions spread over the past year, with their
 ledger entries, into a database built by the migrations, by INSERT ... SELECT
 generate_series with the rollup triggers live (so the load also shows what the
-triggers cost a bulk writer); then, through the real API (gunicorn) on one keep-alive
+triggers cost a bulk writer), pads the daily rollup to all 16 shards of every day and
+folds the closed days as the scheduler's hourly tick does; then, through the real API (gunicorn) on one keep-alive
 connection, times `analytics_calls` calls of each kind and prints p50/p99, each divided
 by the latency of pgbench's select-only (one primary-key read, 1 client) measured on the
 same server in the same run, and beside GET /accounts/{id} timed the same way (what any
@@ -63,12 +64,14 @@ def analytics(bench: Any) -> Outcome:
                 "SELECT count(*) FROM ledger_entries WHERE account_id = %s", (hot,)
             ).fetchone()[0]  # type: ignore[index]
             # One loading connection wrote one shard; a busy system writes all 16 of every
-            # day: read the worst case (the added rows are zeros, the figures unchanged).
+            # day: the worst case (the added rows are zeros, the figures unchanged), then
+            # folded as the hourly tick would have: only today keeps its 16 shards.
             db.execute(
                 "INSERT INTO analytics_daily (day, currency, shard) SELECT day, currency, s "
                 "FROM (SELECT DISTINCT day, currency FROM analytics_daily) AS d, generate_series(0, 15) AS s "
                 "ON CONFLICT DO NOTHING"
             )
+            _fold(db, out)
             db.execute("VACUUM ANALYZE")
             _direct_figures(db, out)
             say("analytics: the triggers' cost on the write path, on and off in turn ...")
@@ -176,6 +179,25 @@ def _load(db: psycopg.Connection, creator: uuid.UUID, count: int) -> tuple[list[
 
 # The write shapes time the rollup triggers, not the hash chain (the engine computes it).
 _PLACEHOLDER_HASH = "0" * 64
+
+
+def _fold(db: psycopg.Connection, out: Outcome) -> None:
+    """The scheduler's fold of the closed days' shards, timed, with the daily rows
+    before and after."""
+    from workers.analytics import fold_closed_days
+
+    def rows() -> int:
+        return db.execute("SELECT count(*) FROM analytics_daily").fetchone()[0]  # type: ignore[index]
+
+    before = rows()
+    began = time.perf_counter()
+    folded = fold_closed_days()
+    out.details["fold"] = {
+        "daily_rows_before": before,
+        "daily_rows_after": rows(),
+        "day_currency_rows_folded": folded,
+        "seconds": round(time.perf_counter() - began, 2),
+    }
 
 
 def _direct_figures(db: psycopg.Connection, out: Outcome) -> None:
