@@ -61,6 +61,7 @@ REQUEST_EXAMPLES: dict[str, dict[str, object]] = {
         }
     },
     "captureTransaction": {JSON: {"amount": "62.40"}},
+    "reverseBatch": {JSON: {"mode": "atomic"}},
     "createExchange": {
         JSON: {
             "from_account_id": _ALICE_MAIN,

@@ -121,4 +121,5 @@ def batch(b: Batch) -> dict[str, Any]:
         "updated_at": _iso(b.updated_at),
         "started_at": _iso(b.started_at),
         "completed_at": _iso(b.completed_at),
+        "reverses": _id(b.reverses),
     }

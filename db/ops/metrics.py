@@ -62,6 +62,7 @@ FAMILIES: dict[str, frozenset[str]] = {
             "ledgerq_webhook_circuits",
             "ledgerq_webhook_circuits_opened",
             "ledgerq_events_pruned",
+            "ledgerq_holds_expired",
             _ENQUEUE,
         }
     ),

@@ -118,6 +118,7 @@ def test_documented_headers(spec):
                 with_location.append(f"{method.upper()} {path}")
     assert sorted(with_location) == [
         "POST /api/v1/batches",
+        "POST /api/v1/batches/{batch_id}/reverse",
         "POST /api/v1/transactions/credit",
         "POST /api/v1/transactions/debit",
         "POST /api/v1/transactions/exchange",
