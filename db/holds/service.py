@@ -84,17 +84,15 @@ def capture(
         captures=hold.id,
     )
     fingerprint = request.fingerprint()
-    if idempotency_key:
-        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
-        if existing is not None:
-            return idempotency.replay(existing, fingerprint, kind="transaction", differs="request body")
+    replayed = transactions_service.replay_if_seen(session, principal, idempotency_key, fingerprint)
+    if replayed is not None:
+        return replayed
 
-    hold = transactions_service._lock_or_conflict(session, hold_id, "captured")
-    if idempotency_key:
-        # A concurrent request with the same key held the lock before us and committed.
-        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
-        if existing is not None:
-            return idempotency.replay(existing, fingerprint, kind="transaction", differs="request body")
+    hold = transactions_service.lock_or_conflict(session, hold_id, "captured")
+    # A concurrent request with the same key held the lock before us and committed.
+    replayed = transactions_service.replay_if_seen(session, principal, idempotency_key, fingerprint)
+    if replayed is not None:
+        return replayed
     _require_held(session, hold, "capture")
     assert hold.expires_at is not None and hold.held_amount_minor is not None  # a hold's columns
     if hold.expires_at <= database_now(session):
@@ -142,9 +140,7 @@ def capture(
             raise
         raise Conflict("This hold already has a capture.", {"transaction_id": str(hold.id)}) from None
     if tx is None:
-        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key or "")
-        assert existing is not None
-        return idempotency.replay(existing, fingerprint, kind="transaction", differs="request body")
+        return transactions_service.replay_taken_key(session, principal, idempotency_key, fingerprint)
     audit.record(
         session,
         action="transaction.requested.capture",
@@ -164,7 +160,7 @@ def void(
 ) -> Transaction:
     """Release a `held` hold at once: `voided`, its reservation off the balance row."""
     _hold_for(session, principal, hold_id, "void")
-    hold = transactions_service._lock_or_conflict(session, hold_id, "voided")
+    hold = transactions_service.lock_or_conflict(session, hold_id, "voided")
     _require_held(session, hold, "void")
     _release(session, [hold], "voided", actor_id=principal.id, request_id=request_id)
     return hold

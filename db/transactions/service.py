@@ -142,13 +142,9 @@ def submit(
             else {}
         )
     except DomainError:
-        existing = (
-            transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
-            if idempotency_key
-            else None
-        )
-        if existing is not None:
-            return _replay(existing, fingerprint)
+        replayed = replay_if_seen(session, principal, idempotency_key, fingerprint)
+        if replayed is not None:
+            return replayed
         raise
     values = {
         "id": uuid.uuid4(),
@@ -171,10 +167,7 @@ def submit(
         values |= hold_columns(request.expires_in_seconds)
     tx = transactions_repo.insert_idempotent(session, values)
     if tx is None:
-        # The key is taken: a retry, or a concurrent request with it that committed first.
-        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key or "")
-        assert existing is not None
-        return _replay(existing, fingerprint)
+        return replay_taken_key(session, principal, idempotency_key, fingerprint)
 
     audit.record(
         session,
@@ -210,6 +203,26 @@ def hold_columns(expires_in_seconds: int | None) -> dict[str, Any]:
 
 def _replay(existing: Transaction, fingerprint: str) -> Submitted[Transaction]:
     return idempotency.replay(existing, fingerprint, kind="transaction", differs="request body")
+
+
+def replay_taken_key(
+    session: Session, principal: Principal, idempotency_key: str | None, fingerprint: str
+) -> Submitted[Transaction]:
+    """The insert found its Idempotency-Key taken (a retry, or a concurrent request with
+    it that committed first): the original, replayed (or refused if the body differs)."""
+    replayed = replay_if_seen(session, principal, idempotency_key, fingerprint)
+    assert replayed is not None
+    return replayed
+
+
+def replay_if_seen(
+    session: Session, principal: Principal, idempotency_key: str | None, fingerprint: str
+) -> Submitted[Transaction] | None:
+    """The replay of the caller's earlier request with this Idempotency-Key, if any."""
+    if not idempotency_key:
+        return None
+    existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
+    return _replay(existing, fingerprint) if existing is not None else None
 
 
 def _resolve_accounts(
@@ -478,17 +491,15 @@ def reverse(
         to_currency=exchange.get("to_currency"),
     )
     fingerprint = request.fingerprint()
-    if idempotency_key:
-        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, fingerprint)
+    replayed = replay_if_seen(session, principal, idempotency_key, fingerprint)
+    if replayed is not None:
+        return replayed
 
-    original = _lock_or_conflict(session, transaction_id, "reversed")
-    if idempotency_key:
-        # A concurrent request with the same key held the lock before us and committed.
-        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, fingerprint)
+    original = lock_or_conflict(session, transaction_id, "reversed")
+    # A concurrent request with the same key held the lock before us and committed.
+    replayed = replay_if_seen(session, principal, idempotency_key, fingerprint)
+    if replayed is not None:
+        return replayed
     if original.type == "reversal":
         raise Conflict(
             "A reversal cannot be reversed; make a new transaction instead.",
@@ -534,9 +545,7 @@ def reverse(
             "This transaction was already reversed.", {"transaction_id": str(original.id)}
         ) from None
     if tx is None:
-        existing = transactions_repo.by_idempotency_key(session, principal.id, idempotency_key or "")
-        assert existing is not None
-        return _replay(existing, fingerprint)
+        return replay_taken_key(session, principal, idempotency_key, fingerprint)
 
     audit.record(
         session,
@@ -557,7 +566,7 @@ def reverse(
     return idempotency.created(tx)
 
 
-def _lock_or_conflict(session: Session, transaction_id: uuid.UUID, verb: str) -> Transaction:
+def lock_or_conflict(session: Session, transaction_id: uuid.UUID, verb: str) -> Transaction:
     try:
         locked = transactions_repo.get_for_update(session, transaction_id)
     except OperationalError as exc:
