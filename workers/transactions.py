@@ -104,6 +104,10 @@ def _wake_another() -> None:
         log.warning("transactions.wake_not_sent", error=str(error)[:200])
 
 
+# What a posting decides a row to be (a hold's `held` among them): never `pending` again.
+DECIDED = ("completed", "held", "failed")
+
+
 class _RecentlyDecided:
     """Ids whose `completed`/`held`/`failed` decision this process committed, the newest
     `size` of them. None of them is ever `pending` again, so a message for one of these ids
@@ -188,7 +192,7 @@ def decide_own(tx_id: uuid.UUID, claim_size: int) -> bool:
         id=transaction_id,
         status=own.status,
         failure_code=own.failure_code,
-        group=sum(o.status in ("completed", "held", "failed") for o in outcomes),
+        group=sum(o.status in DECIDED for o in outcomes),
         ms=round(elapsed * 1000, 2),
     )
     return more
@@ -225,7 +229,7 @@ def drain(*, claim_size: int) -> None:
 
 
 def _record(outcomes: list[Outcome], elapsed: float) -> None:
-    decided = [o for o in outcomes if o.status in ("completed", "held", "failed")]
+    decided = [o for o in outcomes if o.status in DECIDED]
     _decided_here.add([o.transaction_id for o in decided])
     for outcome in decided:
         APPLIED.labels(outcome.status, outcome.failure_code or "", outcome.type, outcome.currency).inc()
