@@ -15,8 +15,8 @@ import uuid
 from flask import current_app, g, request
 
 from api.extensions.database import get_session
-from db.auth import token_repository as tokens_repo
 from db.auth.auth_states import states_for
+from db.auth.revoked_families import revoked_families_for
 from db.auth.tokens import issue_access_token
 from db.core import jwt_codec
 from db.core.config import Settings
@@ -37,19 +37,26 @@ def _bearer_token() -> str | None:
     return token.strip()
 
 
-def token_subject() -> uuid.UUID | None:
-    """The user id of a validly signed access token, without touching the database
-    (rate-limit keys are computed before the view runs); None otherwise."""
-    if "token_subject" not in g:
+def _access_claims() -> dict | None:
+    """The verified claims of this request's access token, decoded once per request
+    (the rate limiter needs the subject before the view runs, the view the rest);
+    None when there is no valid one."""
+    if "access_claims" not in g:
         token = _bearer_token()
         try:
-            claims = (
+            g.access_claims = (
                 jwt_codec.decode(current_app.config["LEDGERQ_SETTINGS"], token, "access") if token else None
             )
         except Unauthorized:
-            claims = None
-        g.token_subject = claims["sub_id"] if claims else None
-    return g.token_subject
+            g.access_claims = None
+    return g.access_claims
+
+
+def token_subject() -> uuid.UUID | None:
+    """The user id of a validly signed access token, without touching the database
+    (rate-limit keys are computed before the view runs); None otherwise."""
+    claims = _access_claims()
+    return claims["sub_id"] if claims else None
 
 
 def require_principal(roles: tuple[str, ...] = ()) -> Principal:
@@ -57,7 +64,9 @@ def require_principal(roles: tuple[str, ...] = ()) -> Principal:
     if token is None:
         raise Unauthorized("Authentication required: send 'Authorization: Bearer <access token>'.")
     settings = current_app.config["LEDGERQ_SETTINGS"]
-    claims = jwt_codec.decode(settings, token, "access")
+    claims = _access_claims()
+    if claims is None:
+        raise Unauthorized(jwt_codec.INVALID_TOKEN)
     user = states_for(settings.database_url).get(get_session(), claims["sub_id"])
     if user is None or not user.is_active or claims.get("ver") != user.token_version:
         raise Unauthorized(jwt_codec.INVALID_TOKEN)
@@ -75,7 +84,8 @@ def _family_revoked(family: object) -> bool:
         family_id = uuid.UUID(str(family))
     except ValueError:
         return True  # signed by us yet malformed: refuse rather than guess
-    return tokens_repo.family_revoked(get_session(), family_id)
+    settings = current_app.config["LEDGERQ_SETTINGS"]
+    return revoked_families_for(settings.database_url).get(get_session(), family_id)
 
 
 def current_principal() -> Principal:

@@ -4,20 +4,15 @@ tokens stop working at once".
 
 Each process caches the few columns the check needs, per user, for at most `TTL_S`.
 Every UPDATE of a user's role, is_active, token_version or username NOTIFYs
-`ledgerq_user_changed` at its commit (migration 0009's trigger); the process's listener
-(db/ops/notifications.py) drops that user's entry on receipt, typically a few ms after
-the commit. The cache is trusted only while the listener is connected: while it is not,
-every request reads the row, and the cache is emptied on every (re)connect. In the
-process that commits the change the entry is dropped synchronously, at the commit. A read that
-raced with a notification is not cached (generation check), so a stale state can never
-be put back after its invalidation. The TTL bounds the one remaining case: a listening
-connection that died without the process noticing (TCP keepalives detect it in ~25 s).
+`ledgerq_user_changed` at its commit (migration 0010's trigger), and every process drops
+that user's entry on receipt, typically a few ms after the commit; the process that made
+the change drops it at the commit itself. The rules that make this safe (trusted only
+while listening, no stale value put back, the TTL's one case) live in
+db/ops/notified_cache.py.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -26,9 +21,9 @@ from sqlalchemy.orm import Session
 
 from db.models import User
 from db.ops.notifications import USER_CHANGED, Listener, attached
+from db.ops.notified_cache import NotifiedCache
 
 TTL_S = 10.0
-MAX_ENTRIES = 50_000
 
 
 @dataclass(frozen=True)
@@ -49,38 +44,18 @@ def load(session: Session, user_id: uuid.UUID) -> AuthState | None:
     return AuthState(*row) if row else None
 
 
-class AuthStates:
+class AuthStates(NotifiedCache[uuid.UUID, AuthState | None]):
+    """Unknown users are not cached (their tokens are refused either way)."""
+
     def __init__(self, listener: Listener) -> None:
-        self.listener = listener
-        self._lock = threading.Lock()
-        self._cache: dict[uuid.UUID, tuple[float, AuthState]] = {}
-        self._generation = 0
-        listener.subscribe(USER_CHANGED, self._changed)
-
-    def _changed(self, ids: list[str] | None) -> None:
-        with self._lock:
-            self._generation += 1
-            if ids is None:
-                self._cache.clear()
-            else:
-                for user_id in ids:
-                    self._cache.pop(uuid.UUID(user_id), None)
-
-    def get(self, session: Session, user_id: uuid.UUID) -> AuthState | None:
-        self.listener.start()
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(user_id)
-            generation = self._generation
-        if hit and hit[0] > now and self.listener.is_listening:
-            return hit[1]
-        state = load(session, user_id)
-        with self._lock:
-            if state and self.listener.is_listening and generation == self._generation:
-                if len(self._cache) >= MAX_ENTRIES:
-                    self._cache.clear()
-                self._cache[user_id] = (now + TTL_S, state)
-        return state
+        super().__init__(
+            listener,
+            USER_CHANGED,
+            load=load,
+            key_of=uuid.UUID,
+            ttl_s=TTL_S,
+            keep=lambda state: state is not None,
+        )
 
 
 _states: dict[str, AuthStates] = {}
@@ -103,7 +78,7 @@ def _forget_changed_users(session: Session) -> None:
     changed = session.info.pop("ledgerq_users_changed", None)
     if changed:
         for cache in list(_states.values()):
-            cache._changed([str(user_id) for user_id in changed])
+            cache.forget(changed)
 
 
 @event.listens_for(Session, "after_rollback")

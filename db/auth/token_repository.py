@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import RefreshToken
@@ -22,14 +21,22 @@ def get_for_update(session: Session, token_id: uuid.UUID) -> RefreshToken | None
     ).one_or_none()
 
 
+# session.info key: families this transaction revoked, forgotten by every process's
+# cache at the commit (db/auth/revoked_families.py).
+REVOKED_FAMILIES = "ledgerq_revoked_families"
+
+
 def _revoke(session: Session, where, reason: str, now: datetime) -> int:
     statement = (
         update(RefreshToken)
         .where(where, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
+        .returning(RefreshToken.family_id)
         .execution_options(synchronize_session=False)
     )
-    return cast(CursorResult, session.execute(statement)).rowcount
+    families = list(session.scalars(statement))
+    session.info.setdefault(REVOKED_FAMILIES, set()).update(families)
+    return len(families)
 
 
 def family_revoked(session: Session, family_id: uuid.UUID) -> bool:

@@ -1,11 +1,13 @@
 """One LISTEN connection per process for every PostgreSQL notification we use.
 
 Triggers send the notifications at the commit of the change, whatever code path made it
-(migrations 0007 and 0009):
+(migrations 0008, 0010 and 0018):
 - `ledgerq_transaction_final`: ids of transactions that reached a final status (wakes
   long-polls, db/transactions/finality.py);
 - `ledgerq_user_changed`: ids of users whose role, activity or token version changed
-  (drops their cached auth state, db/auth/auth_states.py).
+  (drops their cached auth state, db/auth/auth_states.py);
+- `ledgerq_family_revoked`: ids of token families (login sessions) just revoked
+  (db/auth/revoked_families.py).
 
 A handler gets the list of ids, or None for "anything may have changed": on every
 (re)connect and disconnect, since notifications sent meanwhile are lost. While not
@@ -29,7 +31,8 @@ log = get_logger(__name__)
 
 TRANSACTION_FINAL = "ledgerq_transaction_final"
 USER_CHANGED = "ledgerq_user_changed"
-CHANNELS = (TRANSACTION_FINAL, USER_CHANGED)
+FAMILY_REVOKED = "ledgerq_family_revoked"
+CHANNELS = (TRANSACTION_FINAL, USER_CHANGED, FAMILY_REVOKED)
 
 T = TypeVar("T")
 Handler = Callable[[list[str] | None], None]
