@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from api.cli.bench import load, seed
 from api.cli.bench.analytics import analytics
 from api.cli.bench.baseline import Baselines, libpq_url
 from api.cli.bench.report import Outcome
-from api.cli.bench.stack import RssSampler, Run, Stack
+from api.cli.bench.stack import CpuMeter, RssSampler, Run, Stack
 from api.cli.bench.stats import percentiles, trend
 
 FULL_STACK = ("web", "worker", "scheduler")
@@ -301,6 +302,8 @@ def accept(bench: Bench) -> Outcome:
             ceiling = client_ceiling(bench, stack, out)
             say(f"accept: {o.clients} connections, {o.accept_seconds:g} s of POST /transactions/transfer ...")
             users = load_users(pop.customers)
+            meter = CpuMeter(stack)
+            meter.start()
             start, result = drive(
                 bench,
                 stack,
@@ -309,6 +312,7 @@ def accept(bench: Bench) -> Outcome:
                 duration=o.accept_seconds,
                 destinations=_ids(pop.all_accounts),
             )
+            meter.stop()
             summary = window(result, start, o.accept_seconds)
             accepted = ok_count(summary, (202,)) / o.accept_seconds
             out.add("accepted/s", accepted, "/s", "tpcb")
@@ -317,6 +321,7 @@ def accept(bench: Bench) -> Outcome:
             out.details["requests"] = summary
             out.details["errors"] = result.errors
             note_if_client_bound(out, accepted, ceiling)
+            _cpu_figures(out, meter, sum(1 for status in result.status if status == 202), "accepted transfer")
     return out
 
 
@@ -340,8 +345,11 @@ def apply(bench: Bench) -> Outcome:
                 launched = time.time()
                 sampler = RssSampler(stack)
                 sampler.start()
+                meter = CpuMeter(stack)
+                meter.start()
                 say("apply: workers started, draining ...")
                 done = db.wait_drained(o.drain_timeout)
+                meter.stop()
                 sampler.stop()
             first = db.first_completed()
             statuses = db.statuses()
@@ -355,6 +363,7 @@ def apply(bench: Bench) -> Outcome:
             out.add("applied/s", final / max(done - first, 1e-6), "/s", "tpcb")
             out.add("drain time", done - first, "s")
             out.add("worker start-up (launch to first completion)", first - launched, "s")
+            _cpu_figures(out, meter, final, "applied transfer")
         out.add("failed or dead-lettered", sum(n for s, n in statuses.items() if s != "completed"), "")
         _rss_figures(out, sampler)
         out.details["statuses"] = statuses
@@ -392,6 +401,8 @@ def e2e(bench: Bench, hot: bool = False) -> Outcome:
                 say(f"{name}: {o.clients} connections, {o.duration:g} s, {what} ...")
                 sampler = RssSampler(stack)
                 sampler.start()
+                meter = CpuMeter(stack)
+                meter.start()
                 start, result = drive(
                     bench,
                     stack,
@@ -402,6 +413,7 @@ def e2e(bench: Bench, hot: bool = False) -> Outcome:
                     **extra,
                 )
                 drained = db.wait_drained(o.drain_timeout)
+                meter.stop()
                 sampler.stop()
                 summary = window(result, start, o.duration)
                 accepted = ok_count(summary, (202,)) / o.duration
@@ -421,6 +433,7 @@ def e2e(bench: Bench, hot: bool = False) -> Outcome:
                     out.notes.append("the backlog did not drain after the load")
                 _latency_figures(out, "accept", summary)
                 _completion_figures(out, db, created)
+                _cpu_figures(out, meter, len(result.created), "transfer (accepted and applied)")
                 out.add("non-202 answers", errors_of(summary, (202,)), "")
                 out.details["requests"] = summary
                 out.details["errors"] = result.errors
@@ -833,6 +846,30 @@ def _completion_figures(out: Outcome, db: Db, created: list[tuple[str, float]], 
     ps = percentiles(latencies, (50, 99))
     out.add(f"{prefix}submit to completed p50", ps["p50"], "ms")
     out.add(f"{prefix}submit to completed p99", ps["p99"], "ms")
+
+
+def _cpu_figures(out: Outcome, meter: CpuMeter, done: int, what: str) -> None:
+    """What one transfer cost in CPU, by part of the machine, and the rate the machine's
+    cores would allow at that cost if they did nothing else (the load generator
+    excluded): a ratio target above that ceiling's ratio cannot be met by tuning, only
+    by making a transfer cheaper."""
+    if not done or not meter.seconds:
+        return
+    cores = psutil.cpu_count() or 1
+    parts = {group: seconds for group, seconds in meter.seconds.items() if group != "machine"}
+    for group, seconds in sorted(parts.items()):
+        out.add(f"CPU per {what}: {group}", seconds * 1000 / done, "ms")
+    stack_ms = sum(parts.values()) * 1000 / done
+    out.add(f"CPU per {what}: stack total (excl. load generator)", stack_ms, "ms")
+    machine = meter.seconds.get("machine", 0.0)
+    out.add("machine CPU busy", 100 * machine / max(meter.elapsed * cores, 1e-9), "%")
+    out.add(
+        f"CPU ceiling: {cores} cores / stack CPU per transfer",
+        cores * 1000 / max(stack_ms, 1e-9),
+        "/s",
+        "tpcb",
+    )
+    out.details["cpu_seconds"] = {**meter.seconds, "elapsed": meter.elapsed, "transfers": done}
 
 
 def _rss_figures(out: Outcome, sampler: RssSampler) -> None:

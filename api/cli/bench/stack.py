@@ -341,6 +341,68 @@ class RssSampler(threading.Thread):
         self.join(5)
 
 
+class CpuMeter:
+    """CPU seconds (user + system) each part of the machine spent between `start()` and
+    `stop()`: the stack's process groups (web, worker, scheduler), every PostgreSQL and
+    Redis process on the box, and the whole machine (so the load generator and anything
+    else is the rest). Divided by the transfers done, it says what one transfer costs,
+    and so what the 2 cores could do at best: the ceiling a ratio target must fit under.
+    A process that starts and exits inside the window is missed (none does on the
+    measured paths; the machine total still counts it); one born inside it counts whole."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self._before: dict[str, float] = {}
+        self._by_pid: dict[int, tuple[str, psutil.Process]] = {}
+        self.seconds: dict[str, float] = {}
+        self.elapsed = 0.0
+
+    def _processes(self) -> list[tuple[str, psutil.Process]]:
+        found = [(label.split(".")[0], proc) for label, proc in self.stack.labelled()]
+        for proc in psutil.process_iter(["name"]):
+            name = proc.info["name"] or ""
+            if name.startswith(("postgres", "postmaster")):
+                found.append(("postgres", proc))
+            elif name.startswith("redis-server"):
+                found.append(("redis", proc))
+        return found
+
+    def _snapshot(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for group, proc in self._processes():
+            # One Process object per pid, so a pid reused by another process is not mixed in.
+            known = self._by_pid.setdefault(proc.pid, (group, proc))
+            with contextlib.suppress(psutil.Error):
+                times = known[1].cpu_times()
+                key = f"{known[0]}@{proc.pid}"
+                totals[key] = times.user + times.system
+        machine = psutil.cpu_times()
+        totals["machine"] = (
+            machine.user
+            + machine.system
+            + getattr(machine, "nice", 0.0)
+            + getattr(machine, "softirq", 0.0)
+            + getattr(machine, "irq", 0.0)
+            + getattr(machine, "steal", 0.0)
+        )
+        return totals
+
+    def start(self) -> None:
+        self._before = self._snapshot()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        after = self._snapshot()
+        self.elapsed = time.perf_counter() - self._t0
+        groups: dict[str, float] = {}
+        for key, value in after.items():
+            # A process born inside the window (a connection's backend) spent it all there.
+            group = key.split("@")[0]
+            groups[group] = groups.get(group, 0.0) + value - self._before.get(key, 0.0)
+        self.seconds = groups
+        return groups
+
+
 def new_workdir() -> Path:
     # Short: it holds Unix sockets (gunicorn's control socket), whose paths are capped
     # at about 100 bytes.
