@@ -60,8 +60,7 @@ def token_subject() -> uuid.UUID | None:
 
 
 def require_principal(roles: tuple[str, ...] = ()) -> Principal:
-    token = _bearer_token()
-    if token is None:
+    if _bearer_token() is None:
         raise Unauthorized("Authentication required: send 'Authorization: Bearer <access token>'.")
     settings = current_app.config["LEDGERQ_SETTINGS"]
     claims = _access_claims()

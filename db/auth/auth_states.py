@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from db.models import User
 from db.ops.notifications import USER_CHANGED, Listener, attached
-from db.ops.notified_cache import NotifiedCache
+from db.ops.notified_cache import NotifiedCache, forget_at_commit
 
 TTL_S = 10.0
 
@@ -59,6 +59,8 @@ class AuthStates(NotifiedCache[uuid.UUID, AuthState | None]):
 
 
 _states: dict[str, AuthStates] = {}
+# session.info key: users this transaction changed (forgotten at its commit).
+_USERS_CHANGED = "ledgerq_users_changed"
 
 
 def states_for(database_url: str) -> AuthStates:
@@ -70,17 +72,7 @@ def _note_user_changes(session: Session, _flush_context) -> None:
     # Still the pre-flush view here: `dirty` lists the users this flush updated.
     changed = {obj.id for obj in session.dirty if isinstance(obj, User)}
     if changed:
-        session.info.setdefault("ledgerq_users_changed", set()).update(changed)
+        session.info.setdefault(_USERS_CHANGED, set()).update(changed)
 
 
-@event.listens_for(Session, "after_commit")
-def _forget_changed_users(session: Session) -> None:
-    changed = session.info.pop("ledgerq_users_changed", None)
-    if changed:
-        for cache in list(_states.values()):
-            cache.forget(changed)
-
-
-@event.listens_for(Session, "after_rollback")
-def _nothing_changed(session: Session) -> None:
-    session.info.pop("ledgerq_users_changed", None)
+forget_at_commit(_USERS_CHANGED, _states)

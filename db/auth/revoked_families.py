@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import event
-from sqlalchemy.orm import Session
-
 from db.auth import token_repository
 from db.ops.notifications import FAMILY_REVOKED, Listener, attached
-from db.ops.notified_cache import NotifiedCache
+from db.ops.notified_cache import NotifiedCache, forget_at_commit
 
 TTL_S = 10.0
 
@@ -37,14 +34,4 @@ def revoked_families_for(database_url: str) -> RevokedFamilies:
     return attached(_caches, database_url, RevokedFamilies)
 
 
-@event.listens_for(Session, "after_commit")
-def _forget_revoked_families(session: Session) -> None:
-    revoked = session.info.pop(token_repository.REVOKED_FAMILIES, None)
-    if revoked:
-        for cache in list(_caches.values()):
-            cache.forget(revoked)
-
-
-@event.listens_for(Session, "after_rollback")
-def _nothing_revoked(session: Session) -> None:
-    session.info.pop(token_repository.REVOKED_FAMILIES, None)
+forget_at_commit(token_repository.REVOKED_FAMILIES, _caches)

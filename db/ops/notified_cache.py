@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from db.ops.notifications import Listener
@@ -82,3 +83,20 @@ class NotifiedCache(Generic[K, V]):
                     self._cache.clear()
                 self._cache[key] = (now + self._ttl_s, value)
         return value
+
+
+def forget_at_commit(info_key: str, caches: Mapping[str, NotifiedCache]) -> None:
+    """In the committing process, drop the keys a transaction collected under
+    `session.info[info_key]` from every cache of `caches` at its commit (before the
+    NOTIFY comes back), and forget them on rollback."""
+
+    @event.listens_for(Session, "after_commit")
+    def _forget(session: Session) -> None:
+        changed = session.info.pop(info_key, None)
+        if changed:
+            for cache in list(caches.values()):
+                cache.forget(changed)
+
+    @event.listens_for(Session, "after_rollback")
+    def _nothing_changed(session: Session) -> None:
+        session.info.pop(info_key, None)
