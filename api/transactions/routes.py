@@ -35,8 +35,12 @@ blp = Blueprint(
 
 
 def _accept(movement: MoneyMovement, idempotency_key: str | None):
-    """Record the request durably, then (after commit) enqueue it: the 202 promise."""
+    """Record the request durably, then (after commit) enqueue it: the 202 promise.
+
+    `submit` writes one statement (its row, audit row and event together) and holds no
+    lock, so it runs without an explicit transaction."""
     uow = get_uow()
+    uow.without_transaction()
     result = submit(
         uow.session,
         current_principal(),

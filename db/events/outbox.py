@@ -76,30 +76,34 @@ def transaction_events(
 
     txs = list(txs)
     session.flush()
-    # A transaction just recorded cannot have been reversed yet: no query for it.
-    reversed_by = {} if created else transactions_repo.reversed_by(session, [tx.id for tx in txs])
+    if created:
+        return transaction_events_of_new(txs)
+    reversed_by = transactions_repo.reversed_by(session, [tx.id for tx in txs])
     events = []
     originals = []
     for tx in txs:
-        if created:
-            kind = "created"
-        elif tx.status in TRANSACTION_STATUS_EVENTS:
-            kind = tx.status
-        else:
+        if tx.status not in TRANSACTION_STATUS_EVENTS:
             continue
+        kind = tx.status
         events.append(
             NewEvent(f"transaction.{kind}", render.transaction(tx, reversed_by.get(tx.id)), _accounts_of(tx))
         )
-        if not created and tx.type == "reversal" and tx.status == "completed" and tx.reverses:
+        if tx.type == "reversal" and tx.status == "completed" and tx.reverses:
             originals.append(tx.reverses)
     if originals:
         events += _reversed(session, originals)
-    events += _captured(session, [tx.captures for tx in txs if _completes_capture(tx, created)])
+    events += _captured(session, [tx.captures for tx in txs if _completes_capture(tx)])
     return events
 
 
-def _completes_capture(tx: Transaction, created: bool) -> bool:
-    return not created and tx.type == "capture" and tx.status == "completed" and tx.captures is not None
+def transaction_events_of_new(txs: Iterable[Transaction]) -> list[NewEvent]:
+    """`transaction.created` of transactions just recorded, rendered from the objects
+    with no query: a transaction not yet committed cannot have been reversed or captured."""
+    return [NewEvent("transaction.created", render.transaction(tx), _accounts_of(tx)) for tx in txs]
+
+
+def _completes_capture(tx: Transaction) -> bool:
+    return tx.type == "capture" and tx.status == "completed" and tx.captures is not None
 
 
 def _captured(session: Session, hold_ids: list[uuid.UUID | None]) -> list[NewEvent]:

@@ -16,6 +16,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import String, case, extract, func
 from sqlalchemy.orm import Session
 
 from db.core.money import format_minor
@@ -25,6 +26,19 @@ from db.models import Account, Batch, Transaction
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
+
+
+def iso_sql(column: Any) -> Any:
+    """`_iso` in SQL, for a statement that renders a timestamp it sets itself
+    (db/transactions/recording.py): the text Python's isoformat gives the UTC datetime
+    psycopg reads (microseconds only when not zero); NULL stays NULL. Both are pinned
+    to each other by tests/db/events/test_render.py."""
+    utc = func.timezone("UTC", column)
+    fraction = case(
+        (extract("microseconds", column) % 1000000 == 0, ""),
+        else_=func.to_char(utc, ".US", type_=String),
+    )
+    return func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS', type_=String) + fraction + "+00:00"
 
 
 def _id(value: uuid.UUID | None) -> str | None:

@@ -32,7 +32,7 @@ from db.holds import repository as holds_repo
 from db.idempotency import Submitted
 from db.models import Transaction
 from db.session import database_now
-from db.transactions import repository as transactions_repo
+from db.transactions import recording
 from db.transactions import service as transactions_service
 from db.transactions.service import MoneyMovement
 from db.transactions.views import visible
@@ -134,24 +134,23 @@ def capture(
     }
     try:
         with session.begin_nested():
-            tx = transactions_repo.insert_idempotent(session, values)
+            tx = recording.record_new(
+                session,
+                values,
+                audit_action="transaction.requested.capture",
+                audit_data={
+                    "captures": str(hold.id),
+                    "amount_minor": amount_minor,
+                    "currency": hold.currency,
+                },
+                request_id=request_id,
+            )
     except IntegrityError as exc:
         if "uq_transactions_captures" not in str(exc.orig):
             raise
         raise Conflict("This hold already has a capture.", {"transaction_id": str(hold.id)}) from None
     if tx is None:
         return transactions_service.replay_taken_key(session, principal, idempotency_key, fingerprint)
-    audit.record(
-        session,
-        action="transaction.requested.capture",
-        entity_type="transaction",
-        entity_id=tx.id,
-        actor_id=principal.id,
-        data={"captures": str(hold.id), "amount_minor": amount_minor, "currency": hold.currency},
-        request_id=request_id,
-    )
-    session.flush()
-    outbox.record(session, outbox.transaction_events(session, [tx], created=True))
     return idempotency.created(tx)
 
 

@@ -5,7 +5,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -65,21 +64,6 @@ def reversed_by(session: Session, transaction_ids: list[uuid.UUID]) -> dict[uuid
         )
     ).all()
     return {original: reversal for original, reversal in rows if original is not None}
-
-
-def insert_idempotent(session: Session, values: dict[str, Any]) -> Transaction | None:
-    """Insert a transaction and return it (INSERT ... RETURNING the whole row: no reload);
-    None if (created_by, idempotency_key) already exists.
-
-    A concurrent request with the same key blocks on the unique index until the first
-    commits, then sees the conflict: exactly one row per key, whatever the timing.
-    """
-    return session.scalars(
-        insert(Transaction)
-        .values(**values)
-        .on_conflict_do_nothing(constraint="uq_transactions_created_by_idempotency_key")
-        .returning(Transaction)
-    ).one_or_none()
 
 
 def by_idempotency_key(session: Session, created_by: uuid.UUID, key: str) -> Transaction | None:

@@ -39,6 +39,7 @@ from db.fx.rates import RateError, parse_rate, render_rate
 from db.idempotency import Submitted
 from db.ledger import limits as limits_rules
 from db.models import Account, Transaction
+from db.transactions import recording
 from db.transactions import repository as transactions_repo
 
 
@@ -165,21 +166,19 @@ def submit(
     }
     if request.type == "hold":
         values |= hold_columns(request.expires_in_seconds)
-    tx = transactions_repo.insert_idempotent(session, values)
-    if tx is None:
-        return replay_taken_key(session, principal, idempotency_key, fingerprint)
-
-    audit.record(
+    tx = recording.record_new(
         session,
-        action=f"transaction.requested.{request.type}",
-        entity_type="transaction",
-        entity_id=tx.id,
-        actor_id=principal.id,
-        data={"amount_minor": amount_minor, "currency": request.currency, **quotes.audit_data(exchange)},
+        values,
+        audit_action=f"transaction.requested.{request.type}",
+        audit_data={
+            "amount_minor": amount_minor,
+            "currency": request.currency,
+            **quotes.audit_data(exchange),
+        },
         request_id=request_id,
     )
-    session.flush()
-    outbox.record(session, outbox.transaction_events(session, [tx], created=True))
+    if tx is None:
+        return replay_taken_key(session, principal, idempotency_key, fingerprint)
     return idempotency.created(tx)
 
 
@@ -534,9 +533,21 @@ def reverse(
         "request_id": request_id,
         "reverses": original.id,
     }
+    audit_data = {
+        "reverses": str(original.id),
+        "amount_minor": amount_minor,
+        "currency": currency,
+        **quotes.audit_data(exchange),
+    }
     try:
         with session.begin_nested():
-            tx = transactions_repo.insert_idempotent(session, values)
+            tx = recording.record_new(
+                session,
+                values,
+                audit_action="transaction.requested.reversal",
+                audit_data=audit_data,
+                request_id=request_id,
+            )
     except IntegrityError as exc:
         if "uq_transactions_reverses" not in str(exc.orig):
             raise
@@ -546,23 +557,6 @@ def reverse(
         ) from None
     if tx is None:
         return replay_taken_key(session, principal, idempotency_key, fingerprint)
-
-    audit.record(
-        session,
-        action="transaction.requested.reversal",
-        entity_type="transaction",
-        entity_id=tx.id,
-        actor_id=principal.id,
-        data={
-            "reverses": str(original.id),
-            "amount_minor": amount_minor,
-            "currency": currency,
-            **quotes.audit_data(exchange),
-        },
-        request_id=request_id,
-    )
-    session.flush()
-    outbox.record(session, outbox.transaction_events(session, [tx], created=True))
     return idempotency.created(tx)
 
 

@@ -1,0 +1,53 @@
+"""The accept path's database budget (api/transactions/routes.py `_accept`): a transfer
+is recorded by one read (both accounts) and one write (row, audit row and event in one
+statement, db/transactions/recording.py) with no BEGIN or COMMIT, and the write is still
+one database transaction."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+from db.auth.auth_states import states_for
+from db.core.config import get_settings
+from db.session import get_engine
+from tests.fixtures.http import accepted, transfer
+from tests.fixtures.ledger import sql
+from tests.fixtures.scheduling import wait_until
+
+
+@contextmanager
+def statements():
+    """The SQL sent through the app's engine meanwhile, and whether each ran in autocommit."""
+    sent: list[tuple[str, bool]] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        sent.append((statement.split()[0].upper(), conn.connection.dbapi_connection.autocommit))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def test_a_transfer_costs_one_read_and_one_write_outside_an_explicit_transaction(client, make):
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    transfer(client, alice, a, b, "1.00")  # starts the auth cache's listener
+    listener = states_for(get_settings().database_url).listener
+    assert wait_until(lambda: listener.is_listening)
+    transfer(client, alice, a, b, "1.00")  # the auth cache holds alice from here on
+    with statements() as sent:
+        tx_id = accepted(transfer(client, alice, a, b, "2.00"))
+    assert [kind for kind, _ in sent] == ["SELECT", "WITH"], sent
+    assert all(autocommit for _, autocommit in sent), "no BEGIN/COMMIT round trips"
+    (row,) = sql(
+        "SELECT t.xmin::text, a.xmin::text, e.xid::text FROM transactions t "
+        "JOIN audit_logs a ON a.entity_id = t.id::text JOIN events e ON e.data->>'id' = t.id::text "
+        "WHERE t.id = :id",
+        id=tx_id,
+    )
+    assert row[0] == row[1] and int(row[2]) % 2**32 == int(row[0]), "one transaction wrote all three"

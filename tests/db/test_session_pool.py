@@ -1,0 +1,49 @@
+"""The pool's checkout check (db/session.py `_check_out`): a connection that sat idle is
+pinged and replaced if its backend is gone; one in use a moment ago costs no ping."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import exc, text
+
+from db import session as db_session
+from db.core.config import get_settings
+
+
+@pytest.fixture
+def engine():
+    """A pool of its own (one connection), so killing its backend touches nothing else."""
+    settings = get_settings().model_copy(update={"db_pool_size": 1})
+    url = settings.database_url + ("&" if "?" in settings.database_url else "?") + "application_name=pooltest"
+    engine = db_session._engine(url, settings)
+    yield engine
+    engine.dispose()
+    db_session._engines.pop(url, None)
+
+
+def _backend(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def _kill(pid: int) -> None:
+    with db_session.get_engine().begin() as connection:
+        assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+
+
+def test_an_idle_connection_whose_backend_died_is_replaced_at_checkout(engine, monkeypatch):
+    monkeypatch.setattr(db_session, "PING_WHEN_IDLE_FOR_S", 0.0)  # every checkout counts as idle
+    first = _backend(engine)
+    _kill(first)
+    assert _backend(engine) != first  # the ping failed, the pool connected afresh: no error
+
+
+def test_a_connection_used_a_moment_ago_is_not_pinged(engine, monkeypatch):
+    monkeypatch.setattr(db_session, "PING_WHEN_IDLE_FOR_S", 3600.0)
+    first = _backend(engine)
+    _kill(first)
+    # No ping, so the dead connection is handed out and the statement fails (the request
+    # would answer 503); the pool then drops it and the next checkout connects afresh.
+    with pytest.raises(exc.OperationalError):
+        _backend(engine)
+    assert _backend(engine) != first
