@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -196,7 +195,7 @@ def hold_columns(expires_in_seconds: int | None) -> dict[str, Any]:
     return {
         "held_amount_minor": 0,
         "captured_amount_minor": 0,
-        "expires_at": func.now() + timedelta(seconds=seconds),
+        "expires_at": timedelta(seconds=seconds),  # after the database's now() (recording.py)
     }
 
 
