@@ -80,10 +80,11 @@ class _Slot:
 
 def wait_final(
     session: Session, tx: Transaction, *, user_id: uuid.UUID, seconds: float, settings: Settings
-) -> None:
-    """Return once `tx` is final or `seconds` passed; `tx` is fresh on return."""
+) -> bool:
+    """Return once `tx` is final or `seconds` passed; `tx` is fresh on return. False
+    (and nothing read) if there was nothing to wait for."""
     if seconds <= 0 or tx.status in FINAL_STATUSES:
-        return
+        return False
     slot = _Slot(settings, user_id, seconds)
     deadline = time.monotonic() + seconds
     hub = hub_for(settings.database_url)
@@ -94,7 +95,7 @@ def wait_final(
                 session.refresh(tx)
                 remaining = deadline - time.monotonic()
                 if tx.status in FINAL_STATUSES or remaining <= 0:
-                    return
+                    return True
                 session.rollback()  # give the connection back while parked
                 recheck = RECHECK_S if hub.is_listening else RECHECK_NOT_LISTENING_S
                 finalised.wait(min(remaining, recheck))

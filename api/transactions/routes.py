@@ -195,10 +195,11 @@ class TransactionById(MethodView):
         settings = current_app.config["LEDGERQ_SETTINGS"]
         session = get_session()
         principal = current_principal()
-        tx = transaction_views.visible(session, principal, transaction_id)
+        shown = transaction_views.shown(session, principal, transaction_id)
         seconds = min(args["wait"], settings.long_poll_max_s)
-        wait_final(session, tx, user_id=principal.id, seconds=seconds, settings=settings)
-        return transaction_views.view(session, principal, tx)
+        if wait_final(session, shown.transaction, user_id=principal.id, seconds=seconds, settings=settings):
+            return transaction_views.view(session, principal, shown.transaction)  # as it is now
+        return shown
 
 
 @blp.route("/<uuid:transaction_id>/cancel")

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db.ledger.limits import USAGE_TYPES, Usage
 from db.models import Account, Transaction
@@ -51,6 +51,27 @@ def reversal_of(session: Session, transaction_id: uuid.UUID) -> Transaction | No
             Transaction.reverses == transaction_id, Transaction.status.not_in(_INEFFECTIVE)
         )
     ).one_or_none()
+
+
+def with_parties(
+    session: Session, transaction_id: uuid.UUID
+) -> tuple[Transaction, uuid.UUID | None, uuid.UUID | None, uuid.UUID | None] | None:
+    """The transaction, the owners of its source and target accounts, and its effective
+    reversal's id: what showing one transaction to someone needs, in one query."""
+    source, target = aliased(Account), aliased(Account)
+    reversal = aliased(Transaction)
+    reversal_id = (
+        select(reversal.id)
+        .where(reversal.reverses == Transaction.id, reversal.status.not_in(_INEFFECTIVE))
+        .scalar_subquery()
+    )
+    row = session.execute(
+        select(Transaction, source.owner_id, target.owner_id, reversal_id)
+        .join(source, source.id == Transaction.from_account_id)
+        .join(target, target.id == Transaction.to_account_id)
+        .where(Transaction.id == transaction_id)
+    ).one_or_none()
+    return (row[0], row[1], row[2], row[3]) if row is not None else None
 
 
 def reversed_by(session: Session, transaction_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:

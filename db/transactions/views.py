@@ -99,6 +99,20 @@ def visible(session: Session, principal: Principal, transaction_id: uuid.UUID) -
     return tx
 
 
+def shown(session: Session, principal: Principal, transaction_id: uuid.UUID) -> TransactionView:
+    """`view` of `visible` in one query (GET /transactions/{id}, the path clients poll):
+    404 unless the principal is staff or owns one of its accounts; reduced unless staff,
+    its creator or the owner of its source account (as `_sender_side` decides)."""
+    found = transactions_repo.with_parties(session, transaction_id)
+    if found is None:
+        raise NotFound("transaction not found")
+    tx, source_owner, target_owner, reversal_id = found
+    if not (principal.sees_everything or principal.id in (source_owner, target_owner)):
+        raise NotFound("transaction not found")
+    sender_side = principal.sees_everything or principal.id in (tx.created_by, source_owner)
+    return TransactionView(tx, reversal_id, reduced=not sender_side)
+
+
 def history(
     session: Session,
     principal: Principal,

@@ -12,7 +12,7 @@ from sqlalchemy import event
 from db.auth.auth_states import states_for
 from db.core.config import get_settings
 from db.session import get_engine
-from tests.fixtures.http import accepted, transfer
+from tests.fixtures.http import API, accepted, transfer
 from tests.fixtures.ledger import sql
 from tests.fixtures.scheduling import wait_until
 
@@ -51,3 +51,18 @@ def test_a_transfer_costs_one_read_and_one_write_outside_an_explicit_transaction
         id=tx_id,
     )
     assert row[0] == row[1] and int(row[2]) % 2**32 == int(row[0]), "one transaction wrote all three"
+
+
+def test_reads_run_outside_an_explicit_transaction_and_a_poll_is_one_statement(client, make):
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    tx_id = accepted(transfer(client, alice, a, b, "1.00"))
+    listener = states_for(get_settings().database_url).listener
+    assert wait_until(lambda: listener.is_listening)
+    client.get(f"{API}/transactions/{tx_id}", headers=bob.headers)  # bob's auth state is cached from here on
+    with statements() as polled:
+        assert client.get(f"{API}/transactions/{tx_id}", headers=bob.headers).status_code == 200
+    assert polled == [("SELECT", True)], "a poll is one statement: the row, its parties, its reversal"
+    with statements() as sent:
+        assert client.get(f"{API}/balances/current?account_id={b}", headers=bob.headers).status_code == 200
+    assert sent and all(autocommit for _, autocommit in sent), sent
