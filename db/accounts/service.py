@@ -108,22 +108,24 @@ def views(session: Session, pairs: list[tuple[Account, Balance]]) -> list[Accoun
     """The accounts' views; every figure of one account from one snapshot (the balances
     in `pairs` may be older than this statement and are not used)."""
     found = accounts_repo.figures(session, [account.id for account, _ in pairs])
-    return [
-        AccountView(
-            account=account,
-            balance_minor=found[account.id].balance_minor,
-            available_minor=found[account.id].available_minor,
-            overdraft_limit_minor=found[account.id].overdraft_limit_minor,
-        )
-        for account, _ in pairs
-    ]
+    return [_view(account, found[account.id]) for account, _ in pairs]
 
 
 def view(session: Session, account: Account) -> AccountView:
-    balance = accounts_repo.balance_of(session, account.id)
-    if balance is None:
+    """One account's view: its figures in one statement (no balance row, no account)."""
+    figures = accounts_repo.figures(session, [account.id]).get(account.id)
+    if figures is None:
         raise NotFound("account not found")
-    return views(session, [(account, balance)])[0]
+    return _view(account, figures)
+
+
+def _view(account: Account, figures: accounts_repo.Figures) -> AccountView:
+    return AccountView(
+        account=account,
+        balance_minor=figures.balance_minor,
+        available_minor=figures.available_minor,
+        overdraft_limit_minor=figures.overdraft_limit_minor,
+    )
 
 
 # action -> (statuses it may start from, status it leads to). `closed` is final.

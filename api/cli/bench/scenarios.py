@@ -266,10 +266,22 @@ def client_ceiling(bench: Bench, stack: Stack, out: Outcome) -> float:
     """What the load generator pushes against /healthz (the cheapest route) with the
     same processes and threads: the most any scenario's figure can be."""
     seconds = bench.options.probe_seconds
+    meter = CpuMeter(stack)
+    meter.start()
     start, result = drive(bench, stack, "healthz", [load.User("", [])], duration=seconds)
+    meter.stop()
     summary = window(result, start, seconds)
     rate = ok_count(summary, (200,)) / seconds
     out.add("load generator ceiling (/healthz)", rate, "req/s")
+    answered = sum(1 for status in result.status if status == 200)
+    if answered and meter.seconds.get("web"):
+        # The web tier's floor: gunicorn, gevent, Flask and the app's own request hooks
+        # (request id, access log, metrics) around a route that does nothing.
+        out.add(
+            "web CPU per /healthz request (the framework's floor)",
+            meter.seconds["web"] * 1000 / answered,
+            "ms",
+        )
     out.details["healthz"] = summary
     return rate
 
