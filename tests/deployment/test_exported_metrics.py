@@ -47,9 +47,13 @@ def _sample_names(text: str) -> set[str]:
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-@pytest.fixture
-def stack(tmp_path):
-    processes = Processes(tmp_path)
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """One stack for the module: its start (three processes importing the app) was the
+    larger part of each test. Both tests only read what the processes export; the one
+    that runs after the traffic sees more of it, which its "only its own" checks are
+    no weaker for."""
+    processes = Processes(tmp_path_factory.mktemp("exported-metrics"))
     ports = {"web": free_port(), "worker": free_port(), "scheduler": free_port()}
     common = {"WEB_HOST": "127.0.0.1", "SWEEPER_STALE_AFTER_SECONDS": "600"}
     web = processes.start(

@@ -1,14 +1,13 @@
 """Every check of `ledgerq verify`, proven by breaking it: a copy of a sound database is
-corrupted the way the review did (or the way the check exists for), and `ledgerq verify`
-against the copy exits 1 naming that check. The suite's own database is never touched.
-A check of computed figures, which no edit of the data can break, is broken instead by
-running `verify` with the regression it exists for patched in (REGRESSIONS)."""
+corrupted the way the review did (or the way the check exists for), and `verify` against
+the copy exits 1 naming that check. The sound database (a template built once) is never
+touched. A check of computed figures, which no edit of the data can break, is broken
+instead by running `verify` with the regression it exists for patched in (REGRESSIONS)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -17,12 +16,14 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from api.cli import report_verification
+from db.accounts import repository
 from db.core.config import get_settings
-from db.ledger.verify import CHECKS
+from db.ledger.verify import CHECKS, verify_ledger
 from db.ops import notifications
-from db.session import get_engine
+from db.session import get_engine, unit_of_work
 from tests.api.transactions.test_holds import capture, hold
-from tests.fixtures.builders import pending_movement, pending_transfer
+from tests.fixtures.builders import Builders, pending_movement, pending_transfer
 from tests.fixtures.http import accepted
 from tests.fixtures.ledger import apply_now, sql
 from tests.fixtures.processes import LEDGERQ
@@ -115,8 +116,9 @@ CORRUPTIONS = {
 # make the two differ; what breaks it is a `figures` that forgets a term.
 REGRESSIONS = {
     # Available that forgets what is held.
-    "available_balances": "from db.accounts import repository\n"
-    "repository.Figures.available_minor = property(lambda f: f.balance_minor - f.pending_minor)",
+    "available_balances": lambda patch: patch.setattr(
+        repository.Figures, "available_minor", property(lambda f: f.balance_minor - f.pending_minor)
+    ),
 }
 
 
@@ -125,10 +127,14 @@ def test_every_check_has_a_corruption():
     assert names == {case.split("/")[0] for case in CORRUPTIONS | REGRESSIONS}
 
 
-@pytest.fixture
-def sound_database(client, make):
+@pytest.fixture(scope="module")
+def sound_database(app):
     """A sound ledger (transfers, a debit, a `held` hold, a hold partly captured, one
-    pending) and the ids the corruptions use."""
+    pending), built once for the module and kept as a template database: (its name, the
+    ids the corruptions use, its fingerprint). Each case corrupts a copy of the template;
+    a quiet template copies in a fraction of a second, where copying the suite's own
+    database meant ending its connections and rebuilding the ledger every case."""
+    client, make = app.test_client(), Builders(app)
     alice, bob, carol = make.user(), make.user(), make.user()
     a, b, c = make.account(alice, balance="100.00"), make.account(bob), make.account(carol)
     tx = pending_transfer(alice, a, b, "20.00")
@@ -142,7 +148,7 @@ def sound_database(client, make):
     assert apply_now(capture_id) == "completed"
     pending = pending_transfer(alice, a, b, "1.00")
     x, fx, fees = _an_exchange(make, alice, a)
-    return {
+    ids = {
         "a": a,
         "b": b,
         "c": c,
@@ -155,6 +161,17 @@ def sound_database(client, make):
         "fx": fx,
         "fees": fees,
     }
+    template = f"{make_url(get_settings().database_url).database}_verify_sound_{uuid.uuid4().hex[:8]}"
+    # CREATE DATABASE ... TEMPLATE needs the source idle: no pool, and no LISTEN
+    # connection (the app's notification listener, once an earlier test started it; it
+    # is started again on first use). Anything else still connected is ended.
+    get_engine().dispose()
+    notifications.stop_all()
+    _copy(make_url(get_settings().database_url).database, template, terminate=True)
+    try:
+        yield template, ids, fingerprint(_url_of(template))
+    finally:
+        _drop(template)
 
 
 def _an_exchange(make, alice, source):
@@ -183,44 +200,74 @@ def _an_exchange(make, alice, source):
     return x, fx, fees
 
 
-@contextmanager
-def database_copy():
-    url = make_url(get_settings().database_url)
-    copy = f"{url.database}_verify_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    # CREATE DATABASE ... TEMPLATE needs the source idle: no pool, and no LISTEN
-    # connection (the app's notification listener, once an earlier test started it; it
-    # is started again on first use). Anything else still connected is ended.
-    get_engine().dispose()
-    notifications.stop_all()
-    with psycopg.connect(admin, autocommit=True) as connection:
+def _url_of(database: str) -> str:
+    return make_url(get_settings().database_url).set(database=database).render_as_string(hide_password=False)
+
+
+def _admin() -> str:
+    return make_url(_url_of("postgres")).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _copy(source: str, copy: str, terminate: bool = False) -> None:
+    with psycopg.connect(_admin(), autocommit=True) as connection:
         for attempt in range(20):
-            connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (url.database,),
-            )
+            if terminate:
+                connection.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (source,)
+                )
             try:
-                connection.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{url.database}"')
-                break
+                connection.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{source}"')
+                return
             except psycopg.errors.ObjectInUse:
                 if attempt == 19:
                     raise
                 time.sleep(0.25)
+
+
+def _drop(database: str) -> None:
+    with psycopg.connect(_admin(), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def fingerprint(database_url: str) -> list:
+    """Every row of every table, and every trigger and constraint with its state: what a
+    corruption that went to the wrong database would change."""
+    with psycopg.connect(database_url.replace("+psycopg", "")) as connection:
+        tables = connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        ).fetchall()
+        rows = [
+            connection.execute(
+                f"SELECT {table!r}, count(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM \"{table}\" t"
+            ).fetchone()
+            for (table,) in tables
+        ]
+        guards = connection.execute(
+            "SELECT string_agg(t, ',' ORDER BY t) FROM (SELECT concat(tgrelid::regclass, '.', tgname, '=', "
+            "tgenabled) AS t FROM pg_trigger WHERE NOT tgisinternal) guards"
+        ).fetchone()
+        constraints = connection.execute(
+            "SELECT string_agg(c, ',' ORDER BY c) FROM (SELECT concat(conrelid::regclass, '.', conname) AS c "
+            "FROM pg_constraint WHERE connamespace = 'public'::regnamespace) checks"
+        ).fetchone()
+    return [*rows, guards, constraints]
+
+
+@contextmanager
+def database_copy(template: str):
+    """A copy of the sound template: its SQLAlchemy URL, dropped afterwards."""
+    copy = f"{template}_{uuid.uuid4().hex[:8]}"
+    _copy(template, copy)
     try:
-        yield url.set(database=copy).render_as_string(hide_password=False)
+        yield _url_of(copy)
     finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+        _drop(copy)
 
 
-def verify(database_url: str, regression: str | None = None) -> subprocess.CompletedProcess:
-    """`ledgerq verify` against `database_url`; with `regression`, Python run first in
-    the same process (the code patched as a bug would have it), then the same command."""
-    command = [LEDGERQ, "verify"]
-    if regression is not None:
-        command = [sys.executable, "-c", f"{regression}\nfrom api.cli import main\nmain(['verify'])"]
+def verify(database_url: str) -> subprocess.CompletedProcess:
+    """`ledgerq verify`, the real command in its own process, against `database_url`."""
     return subprocess.run(
-        command,
+        [LEDGERQ, "verify"],
         env={**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json"},
         capture_output=True,
         text=True,
@@ -228,33 +275,53 @@ def verify(database_url: str, regression: str | None = None) -> subprocess.Compl
     )
 
 
+def verify_here(database_url: str, capsys) -> tuple[int, str]:
+    """The body of `ledgerq verify` (api/cli verify) run in this process against
+    `database_url`: (its exit code, what it wrote to stderr). A process per case cost a
+    Python start and the app's imports; the command's own exit code is proven by
+    test_the_copy_of_the_sound_database_verifies and tests/api/cli/test_verify.py."""
+    settings = get_settings().model_copy(update={"database_url": database_url})
+    capsys.readouterr()
+    try:
+        with unit_of_work(settings) as uow:
+            report_verification(verify_ledger(uow.session))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        get_engine(settings).dispose()  # nothing left connected to the copy
+    return code, capsys.readouterr().err
+
+
 def test_the_copy_of_the_sound_database_verifies(sound_database):
-    with database_copy() as copy:
+    template, _, _ = sound_database
+    with database_copy(template) as copy:
         sound = verify(copy)
     assert sound.returncode == 0 and "ledger OK" in sound.stdout, sound.stderr
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPTIONS))
-def test_verify_exits_1_naming_the_broken_check(sound_database, case):
-    entries = sql("SELECT count(*), sum(amount_minor * id) FROM ledger_entries")
-    with database_copy() as copy:
+def test_verify_exits_1_naming_the_broken_check(sound_database, case, capsys):
+    template, ids, original = sound_database
+    with database_copy(template) as copy:
         with psycopg.connect(copy.replace("+psycopg", ""), autocommit=True) as connection:
-            for statement in CORRUPTIONS[case].format(**sound_database).split("; "):
+            for statement in CORRUPTIONS[case].format(**ids).split("; "):
                 connection.execute(statement)
-        broken = verify(copy)
+        code, report = verify_here(copy, capsys)
     check = case.split("/")[0]
-    assert broken.returncode == 1, (broken.stdout, broken.stderr)
-    assert f"  - {check}: " in broken.stderr, broken.stderr
-    assert sql("SELECT count(*), sum(amount_minor * id) FROM ledger_entries") == entries, (
-        "the original is untouched"
-    )
+    assert code == 1, report
+    assert f"  - {check}: " in report, report
+    assert fingerprint(_url_of(template)) == original, "the original is untouched"
 
 
 @pytest.mark.parametrize("case", sorted(REGRESSIONS))
-def test_verify_exits_1_naming_the_check_a_regression_breaks(sound_database, case):
-    with database_copy() as copy:
-        broken = verify(copy, REGRESSIONS[case])
-        sound = verify(copy)
-    assert broken.returncode == 1, (broken.stdout, broken.stderr)
-    assert f"  - {case}: " in broken.stderr, broken.stderr
-    assert sound.returncode == 0, ("the data itself is sound", sound.stderr)
+def test_verify_exits_1_naming_the_check_a_regression_breaks(sound_database, case, capsys, monkeypatch):
+    template, _, _ = sound_database
+    with database_copy(template) as copy:
+        with monkeypatch.context() as patched:
+            REGRESSIONS[case](patched)
+            broken, report = verify_here(copy, capsys)
+        sound, sound_report = verify_here(copy, capsys)
+    assert broken == 1, report
+    assert f"  - {case}: " in report, report
+    assert sound == 0, ("the data itself is sound", sound_report)
