@@ -8,6 +8,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from db.core.sql import constant
 from db.models import Account, Balance, Transaction
 
 
@@ -117,7 +118,7 @@ def figures(session: Session, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, F
         return {}
     pending = (
         select(func.coalesce(func.sum(Transaction.amount_minor), 0))
-        .where(Transaction.status == "pending", Transaction.from_account_id == Balance.account_id)
+        .where(Transaction.status == constant("pending"), Transaction.from_account_id == Balance.account_id)
         .correlate(Balance)
         .scalar_subquery()
     )

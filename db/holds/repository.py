@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
+from db.core.sql import constant
 from db.models import AuditLog, Transaction
 
 # A capture that moved nothing (failed, cancelled) does not use up the hold's one capture.
@@ -127,7 +128,7 @@ def claim_expired(session: Session, *, now: datetime, limit: int) -> list[Transa
     holds = list(
         session.scalars(
             select(Transaction)
-            .where(Transaction.status == "held", Transaction.expires_at <= now)
+            .where(Transaction.status == constant("held"), Transaction.expires_at <= now)
             .order_by(Transaction.expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)

@@ -8,6 +8,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from db.core.sql import constant
 from db.models import Account, Schedule, Transaction
 
 
@@ -65,7 +66,7 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> list[Schedule]:
     return list(
         session.scalars(
             select(Schedule)
-            .where(Schedule.status == "active", Schedule.next_run_at <= now)
+            .where(Schedule.status == constant("active"), Schedule.next_run_at <= now)
             .order_by(Schedule.next_run_at)
             .limit(limit)
             .with_for_update(skip_locked=True)

@@ -8,6 +8,7 @@ from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, te
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
+from db.core.sql import constant
 from db.ledger.limits import USAGE_TYPES, Usage
 from db.models import Account, Transaction
 
@@ -26,6 +27,12 @@ def get_for_update(session: Session, transaction_id: uuid.UUID) -> Transaction |
 
 
 _INEFFECTIVE = ("failed", "cancelled")  # reversals that moved nothing and block nothing
+
+
+def _effective(status: Any) -> ColumnElement[bool]:
+    """`status NOT IN ('failed', 'cancelled')` in constants: the only index on
+    `reverses` is partial on that predicate (see db/core/sql.py `constant`)."""
+    return status.not_in([constant(value) for value in _INEFFECTIVE])
 
 
 def open_created_by(session: Session, user_id: uuid.UUID, statuses: tuple[str, ...]) -> list[Transaction]:
@@ -47,9 +54,7 @@ def open_created_by(session: Session, user_id: uuid.UUID, statuses: tuple[str, .
 def reversal_of(session: Session, transaction_id: uuid.UUID) -> Transaction | None:
     """The effective reversal of `transaction_id` (any status but failed/cancelled)."""
     return session.scalars(
-        select(Transaction).where(
-            Transaction.reverses == transaction_id, Transaction.status.not_in(_INEFFECTIVE)
-        )
+        select(Transaction).where(Transaction.reverses == transaction_id, _effective(Transaction.status))
     ).one_or_none()
 
 
@@ -62,7 +67,7 @@ def with_parties(
     reversal = aliased(Transaction)
     reversal_id = (
         select(reversal.id)
-        .where(reversal.reverses == Transaction.id, reversal.status.not_in(_INEFFECTIVE))
+        .where(reversal.reverses == Transaction.id, _effective(reversal.status))
         .scalar_subquery()
     )
     row = session.execute(
@@ -81,7 +86,7 @@ def reversed_by(session: Session, transaction_ids: list[uuid.UUID]) -> dict[uuid
         return {}
     rows = session.execute(
         select(Transaction.reverses, Transaction.id).where(
-            Transaction.reverses.in_(transaction_ids), Transaction.status.not_in(_INEFFECTIVE)
+            Transaction.reverses.in_(transaction_ids), _effective(Transaction.status)
         )
     ).all()
     return {original: reversal for original, reversal in rows if original is not None}
@@ -157,7 +162,7 @@ def claim_stale_pending(
     ids = list(
         session.scalars(
             select(Transaction.id)
-            .where(Transaction.status == "pending", idle_for > literal(stale_after_s) + retry_wait)
+            .where(Transaction.status == constant("pending"), idle_for > literal(stale_after_s) + retry_wait)
             # Batch lines are applied by their chunk (in file order, all-or-nothing when
             # atomic); workers.batches.sweep_stalled_batches re-sends a lost chunk instead.
             .where(Transaction.batch_id.is_(None))
@@ -176,7 +181,7 @@ def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[
     ids = list(
         session.scalars(
             select(Transaction.id)
-            .where(Transaction.status == "scheduled", Transaction.scheduled_for <= now)
+            .where(Transaction.status == constant("scheduled"), Transaction.scheduled_for <= now)
             .where(Transaction.batch_id.is_(None))  # a scheduled batch is released as a whole
             .order_by(Transaction.scheduled_for)
             .limit(limit)
@@ -199,10 +204,12 @@ def outgoing_usage(session: Session, account_id: uuid.UUID, *, include_pending: 
     now = func.now()
     day_start = func.timezone("UTC", func.date_trunc("day", func.timezone("UTC", now)))
     minute_start = now - literal(timedelta(seconds=60))
-    completed = Transaction.status == "completed"
-    pending = Transaction.status == "pending"
+    # Constants: ix_transactions_completed_from and ix_transactions_pending_from are
+    # partial on these (db/core/sql.py).
+    completed = Transaction.status == constant("completed")
+    pending = Transaction.status == constant("pending")
     # A `held` hold counts as sent (db/ledger/limits.py), by its request time.
-    held = Transaction.status == "held"
+    held = Transaction.status == constant("held")
     amount_today: ColumnElement[int] = func.coalesce(
         func.sum(Transaction.amount_minor).filter(completed, Transaction.completed_at >= day_start), 0
     ) + func.coalesce(func.sum(Transaction.amount_minor).filter(held, Transaction.created_at >= day_start), 0)

@@ -24,6 +24,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from db.core.config import Settings
+from db.core.sql import constant
 from db.events.feed import HORIZON
 from db.models import WebhookDelivery, WebhookSubscription
 from db.webhooks import breaker
@@ -107,7 +108,7 @@ def claim_for(
             select(WebhookDelivery.id)
             .where(
                 WebhookDelivery.subscription_id == sub.id,
-                WebhookDelivery.status == "pending",
+                WebhookDelivery.status == constant("pending"),  # ix_webhook_deliveries_due
                 WebhookDelivery.next_attempt_at <= now,
             )
             .order_by(WebhookDelivery.next_attempt_at)
@@ -133,7 +134,7 @@ def claim_due(session: Session, settings: Settings, *, now: datetime | None = No
     now = now or session.scalar(select(func.now()))
     assert now is not None
     due_subscriptions = select(WebhookDelivery.subscription_id).where(
-        WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now
+        WebhookDelivery.status == constant("pending"), WebhookDelivery.next_attempt_at <= now
     )
     subs = session.scalars(
         select(WebhookSubscription)

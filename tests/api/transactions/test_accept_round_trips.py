@@ -18,12 +18,15 @@ from tests.fixtures.scheduling import wait_until
 
 
 @contextmanager
-def statements():
-    """The SQL sent through the app's engine meanwhile, and whether each ran in autocommit."""
+def statements(texts: list[str] | None = None):
+    """The SQL sent through the app's engine meanwhile (its first word, and whether it
+    ran in autocommit; the whole text into `texts`)."""
     sent: list[tuple[str, bool]] = []
 
     def before(conn, cursor, statement, parameters, context, executemany):
         sent.append((statement.split()[0].upper(), conn.connection.dbapi_connection.autocommit))
+        if texts is not None:
+            texts.append(statement)
 
     engine = get_engine()
     event.listen(engine, "before_cursor_execute", before)
@@ -66,3 +69,19 @@ def test_reads_run_outside_an_explicit_transaction_and_a_poll_is_one_statement(c
     with statements() as sent:
         assert client.get(f"{API}/balances/current?account_id={b}", headers=bob.headers).status_code == 200
     assert sent == [("SELECT", True)] * 2, "the account, then its figures from one snapshot"
+
+
+def test_the_polled_reads_state_their_partial_index_predicates_as_constants(client, make):
+    """A predicate a partial index is defined on must reach PostgreSQL as a constant:
+    from a statement's 5th execution psycopg prepares it, and a generic plan cannot
+    prove `status = $1` implies the index's `status = 'pending'` (db/core/sql.py)."""
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    tx_id = accepted(transfer(client, alice, a, b, "1.00"))
+    texts: list[str] = []
+    with statements(texts):
+        client.get(f"{API}/transactions/{tx_id}", headers=alice.headers)
+        client.get(f"{API}/balances/current?account_id={a}", headers=alice.headers)
+    joined = "\n".join(texts)
+    assert "status NOT IN ('failed', 'cancelled')" in joined  # uq_transactions_reverses
+    assert "transactions.status = 'pending'" in joined  # ix_transactions_pending_from
