@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, literal, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
@@ -35,6 +35,26 @@ def _effective(status: Any) -> ColumnElement[bool]:
     return status.not_in([constant(value) for value in _INEFFECTIVE])
 
 
+def _with_parties() -> Any:
+    # Built once: aliasing an entity per call cost more CPU than the query (cProfile:
+    # 60 column proxies and event registrations per GET).
+    source, target, reversal = aliased(Account), aliased(Account), aliased(Transaction)
+    reversal_id = (
+        select(reversal.id)
+        .where(reversal.reverses == Transaction.id, _effective(reversal.status))
+        .scalar_subquery()
+    )
+    return (
+        select(Transaction, source.owner_id, target.owner_id, reversal_id)
+        .join(source, source.id == Transaction.from_account_id)
+        .join(target, target.id == Transaction.to_account_id)
+        .where(Transaction.id == bindparam("transaction_id"))
+    )
+
+
+_WITH_PARTIES = _with_parties()
+
+
 def open_created_by(session: Session, user_id: uuid.UUID, statuses: tuple[str, ...]) -> list[Transaction]:
     """The user's own transactions (not batch lines) in `statuses`, locked; one the
     worker is applying right now (row locked) is skipped: it was in flight already."""
@@ -63,19 +83,7 @@ def with_parties(
 ) -> tuple[Transaction, uuid.UUID | None, uuid.UUID | None, uuid.UUID | None] | None:
     """The transaction, the owners of its source and target accounts, and its effective
     reversal's id: what showing one transaction to someone needs, in one query."""
-    source, target = aliased(Account), aliased(Account)
-    reversal = aliased(Transaction)
-    reversal_id = (
-        select(reversal.id)
-        .where(reversal.reverses == Transaction.id, _effective(reversal.status))
-        .scalar_subquery()
-    )
-    row = session.execute(
-        select(Transaction, source.owner_id, target.owner_id, reversal_id)
-        .join(source, source.id == Transaction.from_account_id)
-        .join(target, target.id == Transaction.to_account_id)
-        .where(Transaction.id == transaction_id)
-    ).one_or_none()
+    row = session.execute(_WITH_PARTIES, {"transaction_id": transaction_id}).one_or_none()
     return (row[0], row[1], row[2], row[3]) if row is not None else None
 
 
