@@ -152,8 +152,10 @@ class UnitOfWork:
         """Run this unit's statements outside an explicit transaction (autocommit): no
         BEGIN and COMMIT round trips. Only for a unit whose writes are ONE statement
         (atomic on its own) and that takes no lock it must hold to its end: the API's
-        accept path (db/transactions/recording.py). Its reads lose nothing: under READ
-        COMMITTED each statement takes its own snapshot either way.
+        accept path of a transfer or a hold (db/transactions/recording.py), and requests
+        that only read. Reads lose nothing: under READ COMMITTED each statement takes
+        its own snapshot either way. It lasts until the session's first commit or
+        rollback (a long-poll's later reads run in ordinary transactions).
 
         Must come first: False, and nothing changed, once the session has begun."""
         if self.session.in_transaction():

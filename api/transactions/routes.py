@@ -37,10 +37,19 @@ blp = Blueprint(
 def _accept(movement: MoneyMovement, idempotency_key: str | None):
     """Record the request durably, then (after commit) enqueue it: the 202 promise.
 
-    `submit` writes one statement (its row, audit row and event together) and holds no
-    lock, so it runs without an explicit transaction."""
+    A transfer or a hold is recorded by one statement (its row, audit row and event
+    together, db/transactions/recording.py) with no lock held, so it runs without an
+    explicit transaction. Credits, debits and exchanges may first create a system account
+    (its account and balance rows, two statements: db/accounts/repository.py
+    `system_account`), so they keep theirs: autocommit there could commit an account
+    without its balance row.
+
+    Without a transaction the row is committed when `submit` returns: nothing between
+    it and the 202 may fail (`view_of_new` reads nothing; the send after "commit" never
+    raises, and a lost send is recovered by the sweeper)."""
     uow = get_uow()
-    uow.without_transaction()
+    if movement.type in ONE_STATEMENT_TYPES:
+        uow.without_transaction()
     result = submit(
         uow.session,
         current_principal(),
@@ -50,6 +59,10 @@ def _accept(movement: MoneyMovement, idempotency_key: str | None):
         request_id=g.request_id,
     )
     return _enqueue_and_commit(result)
+
+
+# Types whose accept path writes exactly one statement (see `_accept`).
+ONE_STATEMENT_TYPES = frozenset({"transfer", "hold"})
 
 
 def _enqueue_and_commit(result: Submitted[Transaction]):

@@ -23,10 +23,7 @@ def record(
     request_id: str | None = None,
 ) -> None:
     """Append one audit row in the caller's transaction (it commits or vanishes with it)."""
-    if request_id is None:
-        from structlog.contextvars import get_contextvars
-
-        request_id = get_contextvars().get("request_id")
+    request_id = request_id_or_current(request_id)
     session.add(
         AuditLog(
             action=action,
@@ -37,6 +34,15 @@ def record(
             request_id=request_id,
         )
     )
+
+
+def request_id_or_current(request_id: str | None) -> str | None:
+    """The request id an audit row carries: the one given, else the current request's."""
+    if request_id is None:
+        from structlog.contextvars import get_contextvars
+
+        request_id = get_contextvars().get("request_id")
+    return request_id
 
 
 def list_logs(

@@ -1,4 +1,6 @@
-"""The transactional outbox: the one writer of `events`.
+"""The transactional outbox: the writer of `events` (with db/transactions/recording.py,
+which writes a new transaction's `transaction.created` event in the statement that
+records it, rendered by `transaction_events_of_new`).
 
 `record` inserts events in the caller's session, so they commit or roll back with the
 change they describe: no event for a rolled-back change, none missing for a committed
@@ -8,7 +10,7 @@ flush adds its events with one call.
 Callers:
 - db/ledger/posting.py `apply_transaction` (completed/failed, reversal completions),
 - db/batches/posting.py (lines decided in bulk) and db/batches/states.py (a batch's end),
-- db/transactions/service.py (created, cancelled), db/schedules/service.py (a standing
+- db/transactions/service.py (cancelled), db/schedules/service.py (a standing
   order's run created), workers/transactions.py (dead-lettered),
 - db/accounts/rules.py (frozen, unfrozen, closed).
 """

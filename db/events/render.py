@@ -32,7 +32,9 @@ def iso_sql(column: Any) -> Any:
     """`_iso` in SQL, for a statement that renders a timestamp it sets itself
     (db/transactions/recording.py): the text Python's isoformat gives the UTC datetime
     psycopg reads (microseconds only when not zero); NULL stays NULL. Both are pinned
-    to each other by tests/db/events/test_render.py."""
+    to each other by tests/db/transactions/test_recording.py. Needs PostgreSQL 14+
+    (EXTRACT returns numeric, so the modulo is exact) and the connection's UTC time zone
+    (db/session.py sets it), as psycopg then reads the datetime in UTC."""
     utc = func.timezone("UTC", column)
     fraction = case(
         (extract("microseconds", column) % 1000000 == 0, ""),

@@ -30,6 +30,7 @@ from sqlalchemy import Interval, Select, Table, bindparam, func, inspect, litera
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from db.audit import repository as audit
 from db.events import outbox, render
 from db.models import AuditLog, Event, Transaction
 
@@ -65,7 +66,7 @@ def record_new(
         "audit_action": audit_action,
         "audit_entity_id": str(values["id"]),
         "audit_data": audit_data,
-        "audit_request_id": request_id,
+        "audit_request_id": audit.request_id_or_current(request_id),
         "event_id": uuid.uuid4(),
         "event_data": event.data,
         "event_account_ids": list(event.account_ids),

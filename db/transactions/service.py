@@ -160,7 +160,10 @@ def submit(
         "idempotency_key": idempotency_key,
         "request_hash": fingerprint,
         "request_id": request_id,
-        "scheduled_for": request.scheduled_for if scheduled else None,
+        # In UTC, as the row reads back: the created event is rendered from this value.
+        "scheduled_for": request.scheduled_for.astimezone(UTC)
+        if scheduled and request.scheduled_for
+        else None,
         **exchange,
     }
     if request.type == "hold":

@@ -12,7 +12,7 @@ from sqlalchemy import event
 from db.auth.auth_states import states_for
 from db.core.config import get_settings
 from db.session import get_engine
-from tests.fixtures.http import API, accepted, transfer
+from tests.fixtures.http import API, accepted, credit, transfer
 from tests.fixtures.ledger import sql
 from tests.fixtures.scheduling import wait_until
 
@@ -54,6 +54,16 @@ def test_a_transfer_costs_one_read_and_one_write_outside_an_explicit_transaction
         id=tx_id,
     )
     assert row[0] == row[1] and int(row[2]) % 2**32 == int(row[0]), "one transaction wrote all three"
+
+
+def test_a_credit_keeps_its_transaction(client, make):
+    """A credit may create its currency's `external` account first (an account row, then
+    its balance row): autocommit could commit one without the other."""
+    alice, finance = make.user(), make.user("finance")
+    a = make.account(alice, currency="EUR")
+    with statements() as sent:
+        accepted(credit(client, finance, a, "5.00", currency="EUR"))
+    assert sent and not any(autocommit for _, autocommit in sent), sent
 
 
 def test_reads_run_outside_an_explicit_transaction_and_a_poll_is_one_statement(client, make):

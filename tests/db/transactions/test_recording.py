@@ -5,7 +5,7 @@ timestamps the database sets included."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import literal, select
@@ -47,6 +47,15 @@ def test_a_hold_and_its_capture_carry_the_timestamps_the_database_set(client, ma
     captured = _answer(capture(client, alice, held["id"], "4.00"))
     assert _created_event(captured["id"]) == captured
     assert audit_actions(captured["id"]) == ["transaction.requested.capture"]
+
+
+def test_a_scheduled_transfer_sent_with_an_offset_is_announced_as_the_api_shows_it(client, make):
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="100.00"), make.account(bob)
+    due = (datetime.now(UTC) + timedelta(days=1)).astimezone(timezone(timedelta(hours=2)))
+    body = _answer(transfer(client, alice, a, b, "1.00", scheduled_for=due.isoformat()))
+    assert body["status"] == "scheduled" and body["scheduled_for"].endswith("+00:00")
+    assert _created_event(body["id"]) == body
 
 
 def test_a_replay_writes_no_second_row_audit_row_or_event(client, make):
