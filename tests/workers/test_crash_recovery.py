@@ -178,7 +178,14 @@ def assert_applied_exactly_once(procs, outcome) -> None:
         problems = verify_ledger(uow.session)
     assert codes == {"insufficient_funds"}
     entries = entries_per_transaction([uuid.UUID(i) for i in outcome["tx_ids"]])
-    assert entries == dict.fromkeys(completed, 2), "a transfer was applied twice or half"
+    # Whatever differs, say it with the rows' state, so a failure on CI can be read.
+    assert entries == dict.fromkeys(completed, 2), (
+        "a transfer was applied twice or half",
+        {i: (statuses.get(i), n) for i, n in entries.items() if n != 2 or statuses.get(i) != "completed"},
+        [i for i in completed if i not in entries],
+        attempts(outcome["tx_ids"]),
+        procs.logs(),
+    )
     assert problems == []
     assert balance(outcome["source"]) == "1.00"
     assert balance(outcome["target"]) == "99.00"
