@@ -19,8 +19,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
+from db.core.sql import copy_rows as _copy
 from db.events import outbox
-from db.ledger.repository import copy_rows as _copy
 from db.models import Account, BatchRejectedLine, Transaction
 
 TRANSACTION_COPY_COLUMNS = (

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 from sqlalchemy import ColumnElement, literal_column
+from sqlalchemy.orm import Session
 
 
 def constant(value: str) -> ColumnElement[str]:
@@ -16,3 +20,27 @@ def constant(value: str) -> ColumnElement[str]:
     reversal; of a balance read: every transaction the account ever sent). Only for our
     own constants, never for input."""
     return literal_column("'" + value.replace("'", "''") + "'")
+
+
+def still_pending(alias: str) -> str:
+    """`<alias>.status = 'pending'` as the re-check of rows an UPDATE picks by primary key
+    (`id = ANY (...)`), written so the planner cannot serve it from a partial index on
+    `status = 'pending'`.
+
+    The statistics of `transactions` are a burst behind its pending rows (autovacuum
+    analyses after the fact), so the planner takes a 5,000-row backlog for 3 rows and
+    reads every pending row through the partial index instead of 100 keys: a worker's
+    claim took 120 ms behind a 5,000 backlog joined to its CTE, 14 ms with `id = ANY`
+    and the plain predicate, and this way the primary key alone serves it."""
+    return f"({alias}.status = 'pending') IS TRUE"
+
+
+def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY `rows` into `table` on the session's own connection, in its transaction: a
+    block of thousands of rows is one round trip, and a rollback takes them back."""
+    session.flush()
+    dbapi = session.connection().connection.driver_connection
+    assert dbapi is not None
+    with dbapi.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)

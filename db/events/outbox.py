@@ -4,7 +4,7 @@ records it, rendered by `transaction_events_of_new`).
 
 `record` inserts events in the caller's session, so they commit or roll back with the
 change they describe: no event for a rolled-back change, none missing for a committed
-one. Every caller goes through `record` (one INSERT for many events), so a bulk posting
+one. Every caller goes through `record` (one COPY for many events), so a bulk posting
 flush adds its events with one call.
 
 Callers:
@@ -22,9 +22,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
+from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
+from db.core.sql import copy_rows
 from db.events import render
 from db.models import EVENT_TYPES, Account, Batch, Event, Transaction
 
@@ -43,23 +44,22 @@ class NewEvent:
 
 
 def record(session: Session, events: Sequence[NewEvent]) -> None:
-    """Append `events` in the caller's transaction (one INSERT, whatever their number)."""
+    """Append `events` in the caller's transaction (one COPY, whatever their number)."""
     if not events:
         return
     for event in events:
         if event.type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event.type!r}")
-    session.execute(
-        insert(Event),
-        [
-            {
-                "id": uuid.uuid4(),
-                "type": event.type,
-                "data": event.data,
-                "account_ids": [a for a in event.account_ids if a is not None],
-            }
+    # COPY: the ORM's bulk insert sent one INSERT per event (psycopg's executemany), 13 %
+    # of a worker group's time for 100 events.
+    copy_rows(
+        session,
+        Event.__tablename__,
+        ("id", "type", "data", "account_ids"),
+        (
+            (uuid.uuid4(), event.type, Jsonb(event.data), [a for a in event.account_ids if a is not None])
             for event in events
-        ],
+        ),
     )
 
 

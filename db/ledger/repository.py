@@ -5,14 +5,16 @@ each, audit rows by one multi-row INSERT. Every write runs in the caller's trans
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from psycopg.types.json import Jsonb
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from db.core.sql import copy_rows, still_pending
 from db.ledger import hash_chain
 from db.models import Account, AuditLog, Balance, LedgerEntry
 
@@ -75,17 +77,6 @@ def balance_at(session: Session, account_id: uuid.UUID, at: datetime) -> int:
         .limit(1)
     )
     return session.scalars(query).first() or 0
-
-
-def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """COPY `rows` into `table` on the session's own connection, in its transaction: a
-    block of thousands of rows is one round trip, and a rollback takes them back."""
-    session.flush()
-    dbapi = session.connection().connection.driver_connection
-    assert dbapi is not None
-    with dbapi.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
 
 
 def changed(result: Any) -> int:
@@ -168,6 +159,17 @@ def write_balances(
     )
 
 
+# Final statuses in one statement. By primary key: db.core.sql.still_pending says why.
+WRITE_DECISIONS = text(
+    "UPDATE transactions AS t SET status = v.status, failure_code = v.code, "
+    "failure_message = v.message, updated_at = now(), "
+    "completed_at = CASE WHEN v.status = 'completed' THEN now() END "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]), "
+    "CAST(:messages AS text[])) AS v(id, status, code, message) "
+    "WHERE t.id = v.id AND t.id = ANY (CAST(:ids AS uuid[])) AND " + still_pending("t")
+)
+
+
 def write_decisions(session: Session, decisions: list[tuple[uuid.UUID, str, str | None, str | None]]) -> int:
     """Final status of each (id, status, failure_code, failure_message); only rows still
     `pending` change, and the count tells the caller whether all of them did."""
@@ -176,20 +178,21 @@ def write_decisions(session: Session, decisions: list[tuple[uuid.UUID, str, str 
     ids, statuses, codes, messages = (list(column) for column in zip(*decisions, strict=True))
     return changed(
         session.execute(
-            text(
-                "UPDATE transactions AS t SET status = v.status, failure_code = v.code, "
-                "failure_message = v.message, updated_at = now(), "
-                "completed_at = CASE WHEN v.status = 'completed' THEN now() END "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]), "
-                "CAST(:messages AS text[])) AS v(id, status, code, message) "
-                "WHERE t.id = v.id AND t.status = 'pending'"
-            ),
-            {"ids": ids, "statuses": statuses, "codes": codes, "messages": messages},
+            WRITE_DECISIONS, {"ids": ids, "statuses": statuses, "codes": codes, "messages": messages}
         )
     )
 
 
+_AUDIT_COPY_COLUMNS = ("action", "entity_type", "entity_id", "data", "request_id")
+
+
 def insert_audit_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    """One multi-row INSERT of audit rows (action, entity_type, entity_id, data, request_id)."""
-    if rows:
-        session.execute(insert(AuditLog), rows)
+    """Audit rows (action, entity_type, entity_id, data, request_id) in one COPY: the
+    ORM's bulk insert sent one INSERT per row (psycopg's executemany), 7 % of a worker
+    group's time for 100 rows."""
+    copy_rows(
+        session,
+        AuditLog.__tablename__,
+        _AUDIT_COPY_COLUMNS,
+        ((r["action"], r["entity_type"], r["entity_id"], Jsonb(r["data"]), r["request_id"]) for r in rows),
+    )

@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, case, func, literal, or_,
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
-from db.core.sql import constant
+from db.core.sql import constant, still_pending
 from db.ledger.limits import USAGE_TYPES, Usage
 from db.models import Account, Transaction
 
@@ -329,7 +329,7 @@ _OWN_ROW = """
         FOR NO KEY UPDATE SKIP LOCKED
     ), """
 
-_CLAIM = text(
+CLAIM = text(
     _OWN_ROW
     + """fresh AS (
         SELECT id FROM transactions
@@ -343,12 +343,14 @@ _CLAIM = text(
         -- counted here, committed with their decision.
         UPDATE transactions AS t
         SET attempts = t.attempts + CASE WHEN t.id = :own THEN 0 ELSE 1 END, updated_at = now()
-        FROM (SELECT id FROM own UNION ALL SELECT id FROM fresh) AS c
-        WHERE t.id = c.id
+        -- By primary key (db.core.sql.still_pending says why).
+        WHERE t.id = ANY (ARRAY(SELECT id FROM own UNION ALL SELECT id FROM fresh))
           -- Re-checked on the row's latest version: a row another claim counted since
           -- this statement's snapshot is not `fresh` any more (a predicate the planner
           -- takes from the partial index is not re-checked when the lock is taken).
-          AND t.status = 'pending'
+          AND """
+    + still_pending("t")
+    + """
           AND (t.attempts = 0 OR t.id = :own)
         RETURNING t.id
     )
@@ -375,7 +377,7 @@ def claim_for_apply(
     sweeper's re-send), which keeps Dramatiq's retry and dead-letter bookkeeping per row.
     Exactly-once does not rest on this: the applier re-locks the rows and decides only
     those still `pending`."""
-    row = connection.execute(_CLAIM, {"own": own_id, "others": max(0, size - 1)}).one()
+    row = connection.execute(CLAIM, {"own": own_id, "others": max(0, size - 1)}).one()
     return row.status, list(row.claimed or [])
 
 
@@ -411,7 +413,7 @@ def count_failed_attempts(session: Session, transaction_ids: list[uuid.UUID]) ->
     )
 
 
-_CLAIM_FRESH = text(
+CLAIM_FRESH = text(
     """
     WITH fresh AS (
         SELECT id FROM transactions
@@ -421,9 +423,10 @@ _CLAIM_FRESH = text(
         FOR NO KEY UPDATE SKIP LOCKED
     )
     UPDATE transactions AS t SET attempts = t.attempts + 1, updated_at = now()
-    FROM fresh
-    -- Re-checked on the row's latest version, as in claim_for_apply.
-    WHERE t.id = fresh.id AND t.status = 'pending' AND t.attempts = 0
+    -- By primary key (db.core.sql.still_pending), re-checked on the row's latest version.
+    WHERE t.id = ANY (ARRAY(SELECT id FROM fresh)) AND """
+    + still_pending("t")
+    + """ AND t.attempts = 0
     RETURNING t.id
     """
 )
@@ -435,4 +438,4 @@ def claim_fresh(connection: Connection, *, size: int) -> list[uuid.UUID]:
     rows of coalesced wake-ups, see workers/wake_ups.py). Run it inside the
     transaction that applies them, like claim_for_apply (SKIP LOCKED: rows another
     worker holds are left to it)."""
-    return list(connection.execute(_CLAIM_FRESH, {"size": size}).scalars())
+    return list(connection.execute(CLAIM_FRESH, {"size": size}).scalars())
