@@ -2,8 +2,9 @@
 
 A `transactions.apply` message is a wake-up. Its worker claims a group (its own row, if
 nobody holds it, plus the oldest never-tried pending transfers, up to
-LEDGERQ_APPLY_CLAIM_SIZE) in one short committed statement that also counts each claim as
-an attempt, then applies the group through the posting engine in one DB transaction.
+LEDGERQ_APPLY_CLAIM_SIZE) by locking them, and applies the group through the posting
+engine in the same DB transaction, whose decisions' UPDATE counts each fresh row's
+attempt.
 While its claims come back full it keeps claiming (`drain`): the API sends a wake-up
 only when none is queued (workers/wake_ups.py), so most rows have no message of their
 own and a queued wake-up's worker takes every row committed before it started.

@@ -160,9 +160,13 @@ def write_balances(
 
 
 # Final statuses in one statement. By primary key: db.core.sql.still_pending says why.
+# A worker's claim writes nothing (db.transactions.repository.claim_for_apply): a row it
+# claimed fresh (`attempts` 0) has that attempt counted here, with its decision; a row a
+# message counted (begin_attempt) or a batch line keeps its count.
 WRITE_DECISIONS = text(
     "UPDATE transactions AS t SET status = v.status, failure_code = v.code, "
     "failure_message = v.message, updated_at = now(), "
+    "attempts = CASE WHEN t.attempts = 0 AND t.batch_id IS NULL THEN 1 ELSE t.attempts END, "
     "completed_at = CASE WHEN v.status = 'completed' THEN now() END "
     "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]), "
     "CAST(:messages AS text[])) AS v(id, status, code, message) "

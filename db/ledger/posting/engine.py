@@ -184,7 +184,7 @@ def _side_writes(session: Session, decided: list[Decided], *, audit_each: bool) 
     hold releases belong here too, built from the same decided items)."""
     # The outbox: each decided transaction's event, rendered as the API shows it now
     # (db/events/outbox.py), in the transaction that decides it.
-    outbox.record(session, outbox.transactions_by_id(session, [d.item.id for d in decided]))
+    outbox.record(session, outbox.decided_events(session, [d.item.id for d in decided]))
     if audit_each:
         ledger_repo.insert_audit_rows(
             session,

@@ -1,7 +1,8 @@
 """The workers' bulk claim (db.transactions.repository.claim_for_apply) against real
 PostgreSQL: a decided row's message claims nothing; a pending one claims its own row and
-the oldest never-tried ones, counting the attempts; rows another claim holds are skipped;
-a row once tried is left to its own message."""
+the oldest never-tried ones; the claim writes nothing, and a claimed row's attempt is
+counted with its decision; rows another claim holds are skipped; a row once tried is
+left to its own message."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import uuid
 
 from sqlalchemy import text
 
-from db.session import get_engine
+from db.ledger.posting import apply_group
+from db.session import get_engine, unit_of_work
 from db.transactions.repository import begin_attempt, claim_for_apply
 from tests.fixtures.builders import bulk_pending
 from tests.fixtures.ledger import sql
@@ -19,13 +21,31 @@ def attempts(ids) -> dict[str, int]:
     return {str(i): n for i, n in sql("SELECT id, attempts FROM transactions WHERE id = ANY(:ids)", ids=ids)}
 
 
+def statuses(ids) -> dict[str, str]:
+    return {str(i): s for i, s in sql("SELECT id, status FROM transactions WHERE id = ANY(:ids)", ids=ids)}
+
+
 def claim(own, size: int):
-    """What a message does: count its own attempt, then (if pending) claim a group."""
+    """A message's first steps: count its own attempt, then (if pending) claim a group;
+    committed with nothing applied."""
     with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         status, _ = begin_attempt(connection, uuid.UUID(own))
         if status != "pending":
             return status, []
         status, claimed = claim_for_apply(connection, uuid.UUID(own), size=size)
+    return status, [str(c) for c in claimed]
+
+
+def decide(own, size: int):
+    """What a message does (workers/transactions.py): count its own attempt, then claim
+    a group and apply it in one transaction."""
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        status, _ = begin_attempt(connection, uuid.UUID(own))
+    if status != "pending":
+        return status, []
+    with unit_of_work() as uow:
+        status, claimed = claim_for_apply(uow.session.connection(), uuid.UUID(own), size=size)
+        apply_group(uow.session, claimed)
     return status, [str(c) for c in claimed]
 
 
@@ -40,22 +60,37 @@ def test_a_decided_or_unknown_row_claims_nothing_and_counts_nothing(make):
     assert set(attempts(others).values()) == {0}
 
 
-def test_a_pending_row_claims_itself_and_the_oldest_never_tried_ones(make):
+def test_a_pending_row_claims_itself_and_the_oldest_never_tried_ones_and_writes_nothing(make):
     alice, bob = make.user(), make.user()
     a, b = make.account(alice, balance="10.00"), make.account(bob)
     ids = bulk_pending(alice, a, b, 6)
+    sql("UPDATE transactions SET attempts = 1 WHERE id = :id", id=ids[0])  # tried once: its own message's
     own = ids[4]
 
     status, claimed = claim(own, 3)
 
     assert status == "pending"
-    assert sorted(claimed) == sorted([own, ids[0], ids[1]])
-    assert attempts(ids) == {**dict.fromkeys(ids, 0), own: 1, ids[0]: 1, ids[1]: 1}
-    # Another message claims what is left; the rows already tried are not taken again...
-    assert sorted(claim(ids[5], 10)[1]) == sorted([ids[5], ids[2], ids[3]])
-    # ... except by their own message (a redelivery or a retry).
-    assert claim(ids[0], 10) == ("pending", [ids[0]])
-    assert attempts([ids[0]]) == {ids[0]: 2}
+    assert sorted(claimed) == sorted([own, ids[1], ids[2]])
+    # Only the message's own attempt is counted: the others' wait for their decision.
+    assert attempts(ids) == {**dict.fromkeys(ids, 0), ids[0]: 1, own: 1}
+    assert set(statuses(ids).values()) == {"pending"}
+    # The tried row is claimed by its own message only (a redelivery or a retry).
+    assert claim(ids[0], 10) == ("pending", sorted([ids[0], ids[1], ids[2], ids[3], ids[5]], key=ids.index))
+
+
+def test_a_claimed_group_counts_one_attempt_per_row_with_its_decisions(make):
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    ids = bulk_pending(alice, a, b, 6)
+
+    status, claimed = decide(ids[4], 3)
+
+    assert status == "pending" and sorted(claimed) == sorted([ids[4], ids[0], ids[1]])
+    assert statuses(claimed) == dict.fromkeys(claimed, "completed")
+    assert attempts(ids) == {**dict.fromkeys(ids, 0), **dict.fromkeys(claimed, 1)}
+    # Another message claims what is left, not the decided rows.
+    assert sorted(decide(ids[5], 10)[1]) == sorted([ids[5], ids[2], ids[3]])
+    assert attempts(ids) == dict.fromkeys(ids, 1)
 
 
 def test_rows_an_open_claim_holds_are_skipped_by_another(make):
@@ -75,22 +110,23 @@ def test_rows_an_open_claim_holds_are_skipped_by_another(make):
 
 
 def test_a_row_a_group_holds_is_not_counted_by_its_own_message(make):
-    """A group's claim stays locked and uncounted until the group commits, so the row's
-    own wake-up arriving meanwhile counts nothing: one decision, one attempt."""
+    """A group's claim stays locked and uncounted until the group commits its decisions,
+    so the row's own wake-up arriving meanwhile counts nothing: one decision, one attempt."""
     alice, bob = make.user(), make.user()
     a, b = make.account(alice, balance="10.00"), make.account(bob)
     ids = bulk_pending(alice, a, b, 3)
 
-    with get_engine().connect() as group:
-        group.begin()
+    with unit_of_work() as uow:
+        group = uow.session.connection()
         begin_attempt(group, uuid.UUID(ids[2]))
         _, held = claim_for_apply(group, uuid.UUID(ids[2]), size=3)  # ids[0], ids[1] taken along
         with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as own:
             assert begin_attempt(own, uuid.UUID(ids[0])) == ("pending", False)
-        group.commit()
+        apply_group(uow.session, held)
 
     assert sorted(str(i) for i in held) == sorted(ids)
     assert attempts(ids) == dict.fromkeys(ids, 1)
+    assert statuses(ids) == dict.fromkeys(ids, "completed")
 
 
 def _reads_of_t(plan: dict) -> set[str]:
@@ -116,13 +152,12 @@ def _walk(plan: dict):
         yield from _walk(child)
 
 
-def test_claims_and_decisions_find_their_rows_by_key_behind_a_burst_the_statistics_missed(make):
-    """The statistics say no row is pending (analysed before the burst): the UPDATEs of a
-    worker's claim and of its decisions must still find their rows by primary key, not
+def test_decisions_find_their_rows_by_key_behind_a_burst_the_statistics_missed(make):
+    """The statistics say no row is pending (analysed before the burst): the UPDATE of a
+    worker's decisions must still find its rows by primary key, not
     through a partial `pending` index the planner takes for 1 row and walks once per
     claimed row (120 ms a claim behind a 5,000 backlog, seen in the apply bench)."""
     from db.ledger.repository import WRITE_DECISIONS
-    from db.transactions.repository import CLAIM, CLAIM_FRESH
 
     alice, bob = make.user(), make.user()
     a, b = make.account(alice, balance="10.00"), make.account(bob)
@@ -132,8 +167,6 @@ def test_claims_and_decisions_find_their_rows_by_key_behind_a_burst_the_statisti
     ids = bulk_pending(alice, a, b, 3000)  # the burst the statistics have not seen
     hundred = ids[:100]
     statements = {
-        "claim_fresh": (CLAIM_FRESH, {"size": 100}),
-        "claim_for_apply": (CLAIM, {"own": ids[0], "others": 99}),
         "write_decisions": (
             WRITE_DECISIONS,
             {
