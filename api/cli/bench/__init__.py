@@ -25,7 +25,7 @@ import click
 
 from api.cli import main
 
-NAMES = ("accept", "apply", "e2e", "hot", "poll", "longpoll", "batch", "soak", "analytics")
+NAMES = ("accept", "floor", "apply", "e2e", "hot", "poll", "longpoll", "batch", "soak", "analytics")
 
 
 def _option(name: str, kind: type, help_text: str) -> Any:
@@ -110,7 +110,9 @@ def bench(
     """Benchmark scenarios against their own stack; every figure with its ratio to a
     baseline measured on the same server in the same run.
 
-    Scenarios (default: all, in this order): accept (API alone), apply (workers alone
+    Scenarios (default: all, in this order): accept (API alone), floor (the fixed
+    stack's least cost for the same requests: what accept and poll can reach at best),
+    apply (workers alone
     draining a backlog), e2e (sustained load), hot (every transfer into one account),
     poll (reads), longpoll (other clients beside 200 waiters), batch (a 100k-line
     file), soak (10 min at 70 % of e2e capacity), analytics (the /analytics reads on

@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import psycopg
 
+from api.cli.bench import floor as floor_app
 from api.cli.bench import load, seed
 from api.cli.bench.analytics import analytics
 from api.cli.bench.baseline import Baselines, libpq_url
@@ -109,7 +110,7 @@ class Bench:
             for process in processes:
                 stack.start(process, worker_args if process == "worker" else None)
             out.details["commands"] = dict(stack.commands)
-            if "web" in processes:
+            if {"web", "floor"} & set(processes):
                 stack.wait_web()
             if "worker" in processes:
                 stack.wait_workers()
@@ -334,6 +335,66 @@ def accept(bench: Bench) -> Outcome:
             out.details["errors"] = result.errors
             note_if_client_bound(out, accepted, ceiling)
             _cpu_figures(out, meter, sum(1 for status in result.status if status == 202), "accepted transfer")
+    return out
+
+
+def floor(bench: Bench) -> Outcome:
+    """The fixed stack's floor (api/cli/bench/floor.py): the same gunicorn settings, load
+    generator and connections as `accept` and `poll`, serving an app that does only the
+    I/O an accepted transfer and a status read need. Its ratios bound what the real API
+    can reach on this machine."""
+    from db.core import jwt_codec
+    from db.core.config import get_settings
+
+    o = bench.options
+    out = Outcome("floor")
+    tpcb(bench, out)
+    with bench.run.database("floor") as url:
+        pop = seed.population(o.users, o.accounts_per_user)
+        with psycopg.connect(libpq_url(url), autocommit=True) as connection:
+            connection.execute(floor_app.DDL)
+        settings = get_settings()
+        for customer in pop.customers:  # the floor has no login: tokens as /auth/login signs them
+            customer.token = jwt_codec.encode(settings, typ="access", subject=customer.id, ttl_s=7200)
+        with bench.stack(url, "floor", ("floor",), out) as stack:
+            ceiling = client_ceiling(bench, stack, out)
+            users = load_users(pop.customers)
+            say(f"floor: {o.clients} connections, {o.accept_seconds:g} s of POST /transactions/transfer ...")
+            meter = CpuMeter(stack)
+            meter.start()
+            start, result = drive(
+                bench,
+                stack,
+                "transfer",
+                users,
+                duration=o.accept_seconds,
+                destinations=_ids(pop.all_accounts),
+            )
+            meter.stop()
+            summary = window(result, start, o.accept_seconds)
+            accepted = ok_count(summary, (202,)) / o.accept_seconds
+            out.add("accepted/s", accepted, "/s", "tpcb")
+            _latency_figures(out, "accept", summary)
+            out.add("non-202 answers", errors_of(summary, (202,)), "")
+            out.details["requests"] = summary
+            note_if_client_bound(out, accepted, ceiling)
+            _cpu_figures(out, meter, sum(1 for status in result.status if status == 202), "accepted transfer")
+            with psycopg.connect(libpq_url(url)) as connection:
+                created: dict[uuid.UUID, list[str]] = dict(
+                    connection.execute(
+                        f"SELECT created_by, array_agg(id::text) FROM {floor_app.TABLE} GROUP BY created_by"
+                    ).fetchall()
+                )
+            readers = load_users(pop.customers, created)
+            readers = [u for u in readers if u.transactions]
+            say(f"floor: {o.clients} connections, {o.poll_seconds:g} s of GET /transactions/{{id}} ...")
+            start, result = drive(bench, stack, "get", readers, duration=o.poll_seconds)
+            summary = window(result, start, o.poll_seconds)
+            rate = ok_count(summary, (200,)) / o.poll_seconds
+            out.add("GET /transactions/{id} /s", rate, "/s", "tpcb")
+            out.add("GET /transactions/{id} p99", summary["p99"], "ms")
+            out.add("GET /transactions/{id} non-200 answers", errors_of(summary, (200,)), "")
+            out.details["get"] = summary
     return out
 
 
@@ -928,6 +989,7 @@ def _write_batch_file(path: Path, o: Options, payers: list[uuid.UUID], payees: l
 
 SCENARIOS: dict[str, Callable[[Bench], Outcome]] = {
     "accept": accept,
+    "floor": floor,
     "apply": apply,
     "e2e": e2e,
     "hot": hot,

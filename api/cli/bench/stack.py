@@ -170,6 +170,10 @@ def _gunicorn_has_control_socket(binary: str) -> bool:
     return "--control-socket" in out.stdout
 
 
+WEB_APP = "'api:create_app()'"
+FLOOR_APP = "'api.cli.bench.floor:create_app()'"
+
+
 class Stack:
     """The Procfile's processes for one scenario."""
 
@@ -198,8 +202,15 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self, process: str, extra: list[str] | None = None) -> str:
-        command = self.procfile[process]
-        if process == "web":
+        if process == "floor":
+            # The web process's own command serving the floor app (api/cli/bench/floor.py).
+            command = self.procfile["web"]
+            if WEB_APP not in command:
+                raise RuntimeError(f"the Procfile's web command does not serve {WEB_APP}: {command}")
+            command = command.replace(WEB_APP, FLOOR_APP)
+        else:
+            command = self.procfile[process]
+        if process in ("web", "floor"):
             gunicorn = shutil.which("gunicorn", path=self.env["PATH"]) or "gunicorn"
             if _gunicorn_has_control_socket(gunicorn):
                 # gunicorn >= 24 opens a control socket at ~/.gunicorn/gunicorn.ctl by

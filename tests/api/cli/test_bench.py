@@ -1,6 +1,6 @@
 """`ledgerq bench`: the plumbing (stack, baselines, load, JSON), never its speed.
 
-The smoke runs the smallest `apply` there is (a tiny backlog, a 1-second pgbench) as an
+The smoke runs the smallest `apply` and `floor` there are (a tiny backlog, a 1-second pgbench) as an
 operator would, in a separate process, and checks the JSON has every field a reader of
 the results needs. The shipped set-based posting script is checked to keep the ledger
 sound, since it is the ceiling batches are compared to."""
@@ -16,7 +16,9 @@ import pytest
 from api.cli.bench import load
 from api.cli.bench.baseline import Baselines, Pgbench, find_pgbench
 from api.cli.bench.report import Outcome
+from api.cli.bench.stack import FLOOR_APP, WEB_APP
 from api.cli.bench.stats import percentiles, trend
+from api.cli.up import PROCFILE, read_procfile
 from db.core.config import get_settings
 from tests.fixtures.processes import LEDGERQ
 
@@ -158,3 +160,39 @@ def test_smallest_apply_run_writes_every_field_of_the_json(tmp_path):
     assert apply["details"]["statuses"] == {"completed": 20}
     assert apply["details"]["ledger_verify"] == "OK"
     assert "worker" in apply["details"]["commands"]
+
+
+@pytest.mark.slow
+def test_the_floor_serves_the_same_requests_as_the_api_from_the_web_command(tmp_path):
+    """`bench floor`: the web process's gunicorn command serving the floor app, answering
+    the load generator's transfers with 202 and its reads of them with 200, every one."""
+    results = tmp_path / "bench.json"
+    run = subprocess.run(
+        [
+            LEDGERQ,
+            "bench",
+            "floor",
+            "--quick",
+            "--users",
+            "2",
+            "--pgbench-seconds",
+            "1",
+            "--json",
+            str(results),
+        ],
+        env={**os.environ, "LOG_FORMAT": "json"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    floor = json.loads(results.read_text())["scenarios"]["floor"]
+    web = read_procfile(PROCFILE)["web"]
+    assert floor["details"]["commands"]["floor"].startswith(web.replace(WEB_APP, FLOOR_APP))
+    assert floor["figures"]["accepted/s"]["value"] > 0
+    assert set(floor["details"]["requests"]["statuses"]) == {"202"}
+    assert set(floor["details"]["get"]["statuses"]) == {"200"}
+    assert floor["ratios"]["accepted/s"] == pytest.approx(
+        floor["figures"]["accepted/s"]["value"] / floor["baselines"]["tpcb"]["tps"]
+    )
