@@ -312,30 +312,35 @@ def accept(bench: Bench) -> Outcome:
         pop = seed.population(o.users, o.accounts_per_user)
         with bench.stack(url, "accept", ("web",), out) as stack:
             seed.log_in(stack.url, pop.customers)
-            ceiling = client_ceiling(bench, stack, out)
-            say(f"accept: {o.clients} connections, {o.accept_seconds:g} s of POST /transactions/transfer ...")
-            users = load_users(pop.customers)
-            meter = CpuMeter(stack)
-            meter.start()
-            start, result = drive(
-                bench,
-                stack,
-                "transfer",
-                users,
-                duration=o.accept_seconds,
-                destinations=_ids(pop.all_accounts),
-            )
-            meter.stop()
-            summary = window(result, start, o.accept_seconds)
-            accepted = ok_count(summary, (202,)) / o.accept_seconds
-            out.add("accepted/s", accepted, "/s", "tpcb")
-            _latency_figures(out, "accept", summary)
-            out.add("non-202 answers", errors_of(summary, (202,)), "")
-            out.details["requests"] = summary
-            out.details["errors"] = result.errors
-            note_if_client_bound(out, accepted, ceiling)
-            _cpu_figures(out, meter, sum(1 for status in result.status if status == 202), "accepted transfer")
+            _transfers_alone(bench, stack, pop, out, "accept")
     return out
+
+
+def _transfers_alone(
+    bench: Bench, stack: Stack, pop: seed.Population, out: Outcome, name: str
+) -> list[load.User]:
+    """`accept`'s load (closed loop, POST /transactions/transfer for the bench's
+    duration) against `stack`, with its figures; the load's users."""
+    o = bench.options
+    ceiling = client_ceiling(bench, stack, out)
+    say(f"{name}: {o.clients} connections, {o.accept_seconds:g} s of POST /transactions/transfer ...")
+    users = load_users(pop.customers)
+    meter = CpuMeter(stack)
+    meter.start()
+    start, result = drive(
+        bench, stack, "transfer", users, duration=o.accept_seconds, destinations=_ids(pop.all_accounts)
+    )
+    meter.stop()
+    summary = window(result, start, o.accept_seconds)
+    accepted = ok_count(summary, (202,)) / o.accept_seconds
+    out.add("accepted/s", accepted, "/s", "tpcb")
+    _latency_figures(out, "accept", summary)
+    out.add("non-202 answers", errors_of(summary, (202,)), "")
+    out.details["requests"] = summary
+    out.details["errors"] = result.errors
+    note_if_client_bound(out, accepted, ceiling)
+    _cpu_figures(out, meter, sum(1 for status in result.status if status == 202), "accepted transfer")
+    return users
 
 
 def floor(bench: Bench) -> Outcome:
@@ -357,28 +362,7 @@ def floor(bench: Bench) -> Outcome:
         for customer in pop.customers:  # the floor has no login: tokens as /auth/login signs them
             customer.token = jwt_codec.encode(settings, typ="access", subject=customer.id, ttl_s=7200)
         with bench.stack(url, "floor", ("floor",), out) as stack:
-            ceiling = client_ceiling(bench, stack, out)
-            users = load_users(pop.customers)
-            say(f"floor: {o.clients} connections, {o.accept_seconds:g} s of POST /transactions/transfer ...")
-            meter = CpuMeter(stack)
-            meter.start()
-            start, result = drive(
-                bench,
-                stack,
-                "transfer",
-                users,
-                duration=o.accept_seconds,
-                destinations=_ids(pop.all_accounts),
-            )
-            meter.stop()
-            summary = window(result, start, o.accept_seconds)
-            accepted = ok_count(summary, (202,)) / o.accept_seconds
-            out.add("accepted/s", accepted, "/s", "tpcb")
-            _latency_figures(out, "accept", summary)
-            out.add("non-202 answers", errors_of(summary, (202,)), "")
-            out.details["requests"] = summary
-            note_if_client_bound(out, accepted, ceiling)
-            _cpu_figures(out, meter, sum(1 for status in result.status if status == 202), "accepted transfer")
+            _transfers_alone(bench, stack, pop, out, "floor")
             with psycopg.connect(libpq_url(url)) as connection:
                 created: dict[uuid.UUID, list[str]] = dict(
                     connection.execute(

@@ -7,9 +7,7 @@ sound, since it is the ceiling batches are compared to."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 
 import pytest
 
@@ -20,7 +18,7 @@ from api.cli.bench.stack import FLOOR_APP, WEB_APP
 from api.cli.bench.stats import percentiles, trend
 from api.cli.up import PROCFILE, read_procfile
 from db.core.config import get_settings
-from tests.fixtures.processes import LEDGERQ
+from tests.fixtures.processes import run_bench
 
 
 def test_percentiles_are_nearest_rank():
@@ -113,22 +111,16 @@ def test_setbased_script_posts_whole_transfers_and_keeps_the_ledger_sound(make):
 
 @pytest.mark.slow
 def test_smallest_apply_run_writes_every_field_of_the_json(tmp_path):
-    results = tmp_path / "bench.json"
-    run = subprocess.run(
-        [
-            LEDGERQ,
-            "bench",
-            "apply",
-            "--quick",
-            "--backlog",
-            "20",
-            "--users",
-            "2",
-            "--pgbench-seconds",
-            "1",
-            "--json",
-            str(results),
-        ],
+    document = run_bench(
+        tmp_path,
+        "apply",
+        "--quick",
+        "--backlog",
+        "20",
+        "--users",
+        "2",
+        "--pgbench-seconds",
+        "1",
         # As on a fresh machine: no LEDGERQ_ENV (production by default), no JWT_SECRET.
         env={
             **{
@@ -138,15 +130,7 @@ def test_smallest_apply_run_writes_every_field_of_the_json(tmp_path):
             },
             "LOG_FORMAT": "json",
         },
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
     )
-    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
-    assert "applied/s" in run.stdout  # the table
-
-    document = json.loads(results.read_text())
     assert set(document) >= {"date", "git", "machine", "servers", "options", "stack_settings", "scenarios"}
     assert len(document["git"]["commit"]) == 40
     assert document["machine"]["cpus"] >= 1
@@ -166,28 +150,8 @@ def test_smallest_apply_run_writes_every_field_of_the_json(tmp_path):
 def test_the_floor_serves_the_same_requests_as_the_api_from_the_web_command(tmp_path):
     """`bench floor`: the web process's gunicorn command serving the floor app, answering
     the load generator's transfers with 202 and its reads of them with 200, every one."""
-    results = tmp_path / "bench.json"
-    run = subprocess.run(
-        [
-            LEDGERQ,
-            "bench",
-            "floor",
-            "--quick",
-            "--users",
-            "2",
-            "--pgbench-seconds",
-            "1",
-            "--json",
-            str(results),
-        ],
-        env={**os.environ, "LOG_FORMAT": "json"},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
-    floor = json.loads(results.read_text())["scenarios"]["floor"]
+    document = run_bench(tmp_path, "floor", "--quick", "--users", "2", "--pgbench-seconds", "1")
+    floor = document["scenarios"]["floor"]
     web = read_procfile(PROCFILE)["web"]
     assert floor["details"]["commands"]["floor"].startswith(web.replace(WEB_APP, FLOOR_APP))
     assert floor["figures"]["accepted/s"]["value"] > 0

@@ -4,42 +4,27 @@ transactions with the triggers live and must find the rollups equal to a direct 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-
 import pytest
 
-from tests.fixtures.processes import LEDGERQ
+from tests.fixtures.processes import run_bench
 
 
 @pytest.mark.slow
 def test_smallest_analytics_run_agrees_with_a_direct_count_and_divides_by_its_baselines(tmp_path):
-    results = tmp_path / "bench.json"
-    run = subprocess.run(
-        [
-            LEDGERQ,
-            "bench",
-            "analytics",
-            "--analytics-transactions",
-            "3000",
-            "--analytics-calls",
-            "3",
-            "--pgbench-seconds",
-            "1",
-            "--pgbench-scale",
-            "1",
-            "--json",
-            str(results),
-        ],
-        env={**os.environ, "LOG_FORMAT": "json"},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
+    document = run_bench(
+        tmp_path,
+        "analytics",
+        "--analytics-transactions",
+        "3000",
+        "--analytics-calls",
+        "3",
+        "--pgbench-seconds",
+        "1",
+        "--pgbench-scale",
+        "1",
         timeout=300,
     )
-    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
-    scenario = json.loads(results.read_text())["scenarios"]["analytics"]
+    scenario = document["scenarios"]["analytics"]
     assert scenario["details"]["verify_check"] == "OK"
     assert scenario["details"]["rows"]["transactions"] > 2000
     assert scenario["details"]["rows"]["ledger_entries"] > 0
