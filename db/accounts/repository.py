@@ -3,9 +3,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import any_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
 from db.core.sql import constant
@@ -14,6 +16,49 @@ from db.models import Account, Balance, Transaction
 
 def get(session: Session, account_id: uuid.UUID) -> Account | None:
     return session.get(Account, account_id)
+
+
+class AccountFacts(Protocol):
+    """What the request-time rules read of an account (db/transactions/service.py,
+    db/ledger/limits.py): an ORM `Account` or a plain row from `facts`."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def owner_id(self) -> uuid.UUID | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def max_per_transaction_minor(self) -> int | None: ...
+    @property
+    def daily_outgoing_limit_minor(self) -> int | None: ...
+    @property
+    def per_minute_outgoing_count(self) -> int | None: ...
+    @property
+    def system_role(self) -> str | None: ...
+
+
+# Built once: building the IN clause per call cost a sixth of the lookup.
+_FACTS = select(Account.__table__).where(
+    Account.__table__.c.id == any_(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))))
+)
+
+
+def facts(session: Session, account_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, AccountFacts]:
+    """These accounts as plain rows, in one Core query on the session's connection: the
+    accept path's two accounts without building ORM objects (the ORM load was a fifth
+    of an accepted transfer's CPU)."""
+    wanted = [account_id for account_id in set(account_ids) if account_id is not None]
+    if not wanted:
+        return {}
+    rows = session.connection().execute(_FACTS, {"ids": wanted}).all()
+    return {row.id: row for row in rows}
 
 
 def preload(session: Session, account_ids: Iterable[uuid.UUID | None]) -> None:

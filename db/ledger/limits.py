@@ -26,10 +26,13 @@ never jointly exceed a limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from db.core.config import Settings
 from db.core.money import format_minor, to_minor
-from db.models import Account
+
+if TYPE_CHECKING:
+    from db.accounts.repository import AccountFacts
 
 LIMITED_TYPES = ("transfer", "debit", "hold", "exchange")
 # What counts toward an account's outgoing usage (see the docstring).
@@ -68,11 +71,11 @@ class Breach:
     details: dict
 
 
-def applies(tx_type: str, source: Account) -> bool:
+def applies(tx_type: str, source: AccountFacts) -> bool:
     return source.kind == "user" and tx_type in LIMITED_TYPES
 
 
-def effective(account: Account, settings: Settings) -> Limits:
+def effective(account: AccountFacts, settings: Settings) -> Limits:
     """The account's overrides, else the configured defaults (in its currency)."""
     currency = account.currency
 

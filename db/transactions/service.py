@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from db import idempotency
 from db.accounts import repository as accounts_repo
+from db.accounts.repository import AccountFacts
 from db.accounts.service import require_known_currency
 from db.audit import repository as audit
 from db.core.config import Settings
@@ -228,36 +231,44 @@ def replay_if_seen(
 
 def _resolve_accounts(
     session: Session, principal: Principal, request: MoneyMovement
-) -> tuple[Account, Account]:
+) -> tuple[AccountFacts, AccountFacts]:
     if request.type in ("transfer", "hold", "exchange"):  # a hold: the transfer it will become
-        accounts_repo.preload(session, (request.from_account_id, request.to_account_id))
-        source = _own_account(session, principal, request.from_account_id, "from_account_id")
-        target = _existing_account(session, request.to_account_id, "to_account_id")
+        found = accounts_repo.facts(session, (request.from_account_id, request.to_account_id))
+        source = _own_account(found.get, principal, request.from_account_id, "from_account_id")
+        target = _existing_account(found.get, request.to_account_id, "to_account_id")
         if source.id == target.id:
             raise RuleViolation("from and to accounts must differ", code="same_account")
         return source, target
     if request.type == "credit":
         if not principal.sees_everything:
             raise Forbidden("only finance or admin may credit accounts")
-        target = _existing_account(session, request.account_id, "account_id")
+        target = _existing_account(partial(accounts_repo.get, session), request.account_id, "account_id")
         return accounts_repo.system_account(session, target.currency), target
     if request.type == "debit":
-        source = _own_account(session, principal, request.account_id, "account_id")
+        source = _own_account(
+            partial(accounts_repo.get, session), principal, request.account_id, "account_id"
+        )
         return source, accounts_repo.system_account(session, source.currency)
     raise ValidationFailed.field("type", f"unknown transaction type {request.type!r}")
 
 
-def _own_account(session: Session, principal: Principal, account_id: uuid.UUID | None, name: str) -> Account:
-    account = _existing_account(session, account_id, name)
+# How the two functions below find an account by id (None: no such account).
+_Lookup = Callable[[uuid.UUID], "AccountFacts | None"]
+
+
+def _own_account(
+    lookup: _Lookup, principal: Principal, account_id: uuid.UUID | None, name: str
+) -> AccountFacts:
+    account = _existing_account(lookup, account_id, name)
     if not (principal.sees_everything or account.owner_id == principal.id):
         raise NotFound(f"{name}: account not found")
     return account
 
 
-def _existing_account(session: Session, account_id: uuid.UUID | None, name: str) -> Account:
+def _existing_account(lookup: _Lookup, account_id: uuid.UUID | None, name: str) -> AccountFacts:
     if account_id is None:
         raise ValidationFailed.field(name, "Missing data for required field.")
-    account = accounts_repo.get(session, account_id)
+    account = lookup(account_id)
     if account is None:
         raise NotFound(f"{name}: account not found")
     if account.kind == "system":
@@ -270,7 +281,7 @@ def check_limits(
     settings: Settings,
     request: MoneyMovement,
     amount_minor: int,
-    source: Account,
+    source: AccountFacts,
     *,
     scheduled: bool,
 ) -> None:
@@ -292,14 +303,14 @@ def check_limits(
 
 
 def check_request_time_rules(
-    request: MoneyMovement, source: Account, target: Account, caller: Principal | None
+    request: MoneyMovement, source: AccountFacts, target: AccountFacts, caller: Principal | None
 ) -> None:
     """Both accounts active and in the request's currency. The answer names the status
     and currency only of accounts the caller may read (`caller` None: a staff-only path,
     such as batch validation): a customer learns that a stranger's account cannot take
     the transfer, never what state or currency it is in."""
 
-    def readable(account: Account) -> bool:
+    def readable(account: AccountFacts) -> bool:
         return caller is None or caller.sees_everything or account.owner_id == caller.id
 
     for account in (source, target):
@@ -319,7 +330,7 @@ def check_request_time_rules(
         )
 
 
-def _currency_problem(request: MoneyMovement, source: Account, target: Account) -> str | None:
+def _currency_problem(request: MoneyMovement, source: AccountFacts, target: AccountFacts) -> str | None:
     """What is wrong with the accounts' currencies for `request`, if anything. An
     exchange's source holds its currency and its target another one; the reversal of one
     gives back `currency` and receives `to_currency`; anything else is one currency."""
@@ -347,7 +358,7 @@ def check_horizon(moment: datetime | None, now: datetime, settings: Settings, fi
 
 def _validated(
     session: Session, principal: Principal, request: MoneyMovement, settings: Settings
-) -> tuple[int, Account, Account]:
+) -> tuple[int, AccountFacts, AccountFacts]:
     """Currency, amount, accounts and the request-time account rules, in that order:
     (amount in minor units, source, target)."""
     require_known_currency(request.currency)
@@ -362,7 +373,7 @@ def _validated(
 
 def check_request(
     session: Session, principal: Principal, request: MoneyMovement, *, settings: Settings
-) -> tuple[int, Account, Account]:
+) -> tuple[int, AccountFacts, AccountFacts]:
     """Every request-time rule of `submit`, recording nothing: standing orders validate
     their transfer template with it. Returns (amount in minor units, source, target)."""
     amount_minor, source, target = _validated(session, principal, request, settings)
