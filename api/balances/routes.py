@@ -85,8 +85,7 @@ class CurrentBalance(MethodView):
         session = get_session()
         principal = current_principal()
         if args["account_id"]:
-            account = accounts.visible_account(session, principal, args["account_id"])
-            return _snapshots([accounts.view(session, account)])[0]
+            return _snapshots([accounts.visible_view(session, principal, args["account_id"])])[0]
         body = accounts.list_visible(session, principal, page)
         body["items"] = _snapshots(body["items"])
         # A Response, so that @blp.response does not dump the page again with BalanceSchema.

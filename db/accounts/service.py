@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.accounts import repository as accounts_repo
+from db.accounts.repository import AccountFacts
 from db.audit import repository as audit
 from db.auth import repository as users_repo
 from db.core.config import Settings
@@ -35,7 +36,7 @@ from db.pagination import KeysetPage
 class AccountView:
     """An account with its balance figures, as the API renders it."""
 
-    account: Account
+    account: AccountFacts  # an ORM Account, or a plain row (a balance read)
     balance_minor: int
     available_minor: int
     overdraft_limit_minor: int
@@ -73,10 +74,23 @@ def open_account(
     return account
 
 
+def visible_view(session: Session, principal: Principal, account_id: uuid.UUID) -> AccountView:
+    """`view(visible_account(...))` in one statement (a balance read): 404 alike for an
+    account that does not exist and one the principal may not see."""
+    found = accounts_repo.account_and_figures(session, account_id)
+    if found is None or not _may_see(principal, found[0]):
+        raise NotFound("account not found")
+    return _view(*found)
+
+
+def _may_see(principal: Principal, account: AccountFacts) -> bool:
+    return principal.sees_everything or account.owner_id == principal.id
+
+
 def visible_account(session: Session, principal: Principal, account_id: uuid.UUID) -> Account:
     """The account if the principal may see it; otherwise 404 (no enumeration)."""
     account = accounts_repo.get(session, account_id)
-    if account is None or not (principal.sees_everything or account.owner_id == principal.id):
+    if account is None or not _may_see(principal, account):
         raise NotFound("account not found")
     return account
 
@@ -119,7 +133,7 @@ def view(session: Session, account: Account) -> AccountView:
     return _view(account, figures)
 
 
-def _view(account: Account, figures: accounts_repo.Figures) -> AccountView:
+def _view(account: AccountFacts, figures: accounts_repo.Figures) -> AccountView:
     return AccountView(
         account=account,
         balance_minor=figures.balance_minor,
