@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -114,13 +115,31 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+# One sessionmaker per engine, made once: each sessionmaker() builds a new Session
+# subclass, whose first transaction sets up SQLAlchemy's event dispatch for that class;
+# made per request, that was a tenth of a GET /transactions/{id}'s CPU (py-spy).
+# Keyed by engine, then autoflush (without a replica, reads share the primary's engine).
+_SESSIONMAKERS: weakref.WeakKeyDictionary[Engine, dict[bool, sessionmaker[Session]]] = (
+    weakref.WeakKeyDictionary()
+)
+_SESSIONMAKERS_LOCK = threading.Lock()
+
+
+def _sessionmaker_of(engine: Engine, *, autoflush: bool) -> sessionmaker[Session]:
+    with _SESSIONMAKERS_LOCK:
+        makers = _SESSIONMAKERS.setdefault(engine, {})
+        if autoflush not in makers:
+            makers[autoflush] = sessionmaker(bind=engine, expire_on_commit=False, autoflush=autoflush)
+        return makers[autoflush]
+
+
 def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(settings), expire_on_commit=False, autoflush=True)
+    return _sessionmaker_of(get_engine(settings), autoflush=True)
 
 
 def read_session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     """Sessions for reads that may lag (see Settings.database_read_url); never written."""
-    return sessionmaker(bind=get_read_engine(settings), expire_on_commit=False, autoflush=False)
+    return _sessionmaker_of(get_read_engine(settings), autoflush=False)
 
 
 class Sendable(Protocol):
