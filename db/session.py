@@ -142,6 +142,13 @@ def read_session_factory(settings: Settings | None = None) -> sessionmaker[Sessi
     return _sessionmaker_of(get_read_engine(settings), autoflush=False)
 
 
+def bind_in_autocommit(session: Session) -> None:
+    """Give a session that has not begun its connection in autocommit: each statement
+    commits on its own, with no BEGIN or COMMIT round trip (the one place that says so;
+    UnitOfWork.without_transaction says when that is safe)."""
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 class Sendable(Protocol):
     """What `enqueue` needs of an actor (a Dramatiq actor satisfies it)."""
 
@@ -179,7 +186,7 @@ class UnitOfWork:
         Must come first: False, and nothing changed, once the session has begun."""
         if self.session.in_transaction():
             return False
-        self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        bind_in_autocommit(self.session)
         return True
 
     def commit(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Flask, g, request
 from sqlalchemy.orm import Session
 
-from db.session import UnitOfWork, read_session_factory, session_factory
+from db.session import UnitOfWork, bind_in_autocommit, read_session_factory, session_factory
 
 # Requests that only read: their statements run outside an explicit transaction (see
 # UnitOfWork.without_transaction: under READ COMMITTED each statement has its own
@@ -40,7 +40,7 @@ def _read_session() -> Session:
         from flask import current_app
 
         session = read_session_factory(current_app.config["LEDGERQ_SETTINGS"])()
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})  # only reads
+        bind_in_autocommit(session)  # only reads
         g.read_session = session
     return session
 

@@ -61,18 +61,6 @@ def facts(session: Session, account_ids: Iterable[uuid.UUID | None]) -> dict[uui
     return {row.id: row for row in rows}
 
 
-def preload(session: Session, account_ids: Iterable[uuid.UUID | None]) -> None:
-    """Load these accounts in one query, so that the `get`s that follow are identity-map
-    hits instead of one round trip each (the two accounts of a transfer)."""
-    wanted = {account_id for account_id in account_ids if account_id is not None}
-    if len(wanted) > 1:
-        loaded = session.scalars(select(Account).where(Account.id.in_(wanted))).all()
-        # The identity map holds its objects weakly: without a strong reference they are
-        # collected at once and every `get` below went back to the database (measured:
-        # three account SELECTs per transfer). The session's lifetime is the request's.
-        session.info.setdefault("preloaded_accounts", []).extend(loaded)
-
-
 def lock_in_order(
     session: Session, account_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[Account, Balance]]:

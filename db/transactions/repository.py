@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, func, literal, or_, select, text, update
 from sqlalchemy.engine import Connection
@@ -79,13 +79,20 @@ def reversal_of(session: Session, transaction_id: uuid.UUID) -> Transaction | No
     ).one_or_none()
 
 
-def with_parties(
-    session: Session, transaction_id: uuid.UUID
-) -> tuple[Transaction, uuid.UUID | None, uuid.UUID | None, uuid.UUID | None] | None:
+class Parties(NamedTuple):
+    """A transaction with what deciding who may see it needs."""
+
+    transaction: Transaction
+    source_owner: uuid.UUID | None
+    target_owner: uuid.UUID | None
+    reversal_id: uuid.UUID | None  # its effective reversal's
+
+
+def with_parties(session: Session, transaction_id: uuid.UUID) -> Parties | None:
     """The transaction, the owners of its source and target accounts, and its effective
     reversal's id: what showing one transaction to someone needs, in one query."""
     row = session.execute(_WITH_PARTIES, {"transaction_id": transaction_id}).one_or_none()
-    return (row[0], row[1], row[2], row[3]) if row is not None else None
+    return Parties(*row) if row is not None else None
 
 
 # Every column of a transaction under its ORM attribute name (`metadata_`), so a plain

@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.accounts import repository as accounts_repo
 from db.accounts.service import visible_account
 from db.core.errors import NotFound
 from db.core.principal import Principal
@@ -79,38 +78,34 @@ def _sender_side(session: Session, principal: Principal, txs: list[Transaction])
     return {tx.id for tx in txs if tx.created_by == principal.id or tx.from_account_id in owned}
 
 
-def visible(session: Session, principal: Principal, transaction_id: uuid.UUID) -> Transaction:
-    """The transaction if the principal may see it; otherwise 404 (no enumeration)."""
-    tx = transactions_repo.get(session, transaction_id)
-    if tx is None:
+def _parties_if_visible(
+    session: Session, principal: Principal, transaction_id: uuid.UUID
+) -> transactions_repo.Parties:
+    """The one visibility rule for one transaction, in one query: staff see it, and so
+    does the owner of either of its accounts; anyone else gets 404 (no enumeration)."""
+    found = transactions_repo.with_parties(session, transaction_id)
+    if found is None or not (
+        principal.sees_everything or principal.id in (found.source_owner, found.target_owner)
+    ):
         raise NotFound("transaction not found")
-    if not principal.sees_everything:
-        accounts_repo.preload(session, (tx.from_account_id, tx.to_account_id))  # one query, not two
-        own = {
-            a.id
-            for a in (
-                accounts_repo.get(session, tx.from_account_id),
-                accounts_repo.get(session, tx.to_account_id),
-            )
-            if a is not None and a.owner_id == principal.id
-        }
-        if not own:
-            raise NotFound("transaction not found")
-    return tx
+    return found
+
+
+def visible(session: Session, principal: Principal, transaction_id: uuid.UUID) -> Transaction:
+    """The transaction if the principal may see it; otherwise 404."""
+    return _parties_if_visible(session, principal, transaction_id).transaction
 
 
 def shown(session: Session, principal: Principal, transaction_id: uuid.UUID) -> TransactionView:
     """`view` of `visible` in one query (GET /transactions/{id}, the path clients poll):
-    404 unless the principal is staff or owns one of its accounts; reduced unless staff,
-    its creator or the owner of its source account (as `_sender_side` decides)."""
-    found = transactions_repo.with_parties(session, transaction_id)
-    if found is None:
-        raise NotFound("transaction not found")
-    tx, source_owner, target_owner, reversal_id = found
-    if not (principal.sees_everything or principal.id in (source_owner, target_owner)):
-        raise NotFound("transaction not found")
-    sender_side = principal.sees_everything or principal.id in (tx.created_by, source_owner)
-    return TransactionView(tx, reversal_id, reduced=not sender_side)
+    reduced unless staff, its creator or the owner of its source account (as
+    `_sender_side` decides for pages)."""
+    found = _parties_if_visible(session, principal, transaction_id)
+    sender_side = principal.sees_everything or principal.id in (
+        found.transaction.created_by,
+        found.source_owner,
+    )
+    return TransactionView(found.transaction, found.reversal_id, reduced=not sender_side)
 
 
 def history(
