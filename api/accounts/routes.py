@@ -74,8 +74,7 @@ class AccountById(MethodView):
 
         Someone else's account is 404, exactly like one that does not exist (finance/admin see
         every account), so account ids cannot be enumerated."""
-        session = get_session()
-        return accounts.view(session, accounts.visible_account(session, current_principal(), account_id))
+        return accounts.visible_view(get_session(), current_principal(), account_id)
 
 
 @blp.route("/<uuid:account_id>/entries")
