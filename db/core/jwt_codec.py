@@ -9,7 +9,10 @@ learns nothing about which check failed.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,8 +49,52 @@ def encode(
     return jwt.encode(payload, settings.jwt_secret, algorithm=ALGORITHM)
 
 
+class _Verified:
+    """Tokens this process has verified, by their exact text (and the secret, issuer and
+    audience they were checked against), with their claims: a client sends the same
+    access token on every request, and checking its signature and parsing it again cost
+    8 % of a GET /transactions/{id}'s CPU. A hit is re-checked for `exp` and `nbf` (PyJWT
+    takes no leeway either); what can revoke a valid token (a deactivated user, a changed
+    password, a revoked session) is checked by the caller on every request, as before.
+    Bounded: the oldest entries go first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._claims: OrderedDict[tuple[str, str, str, str, str], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str, str, str]) -> dict[str, Any] | None:
+        with self._lock:
+            claims = self._claims.get(key)
+        if claims is None:
+            return None
+        now = time.time()
+        if not claims.get("nbf", 0) <= now < claims["exp"]:
+            return None
+        return dict(claims)  # callers may add to theirs
+
+    def put(self, key: tuple[str, str, str, str, str], claims: dict[str, Any]) -> None:
+        with self._lock:
+            self._claims[key] = dict(claims)
+            while len(self._claims) > self._size:
+                self._claims.popitem(last=False)
+
+
+_verified = _Verified(20_000)
+
+
 def decode(settings: Settings, token: str, expected_type: str) -> dict[str, Any]:
     """The verified claims, or `Unauthorized` (one message for every failure)."""
+    key = (token, expected_type, settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience)
+    cached = _verified.get(key)
+    if cached is not None:
+        return cached
+    claims = _verify(settings, token, expected_type)
+    _verified.put(key, claims)
+    return claims
+
+
+def _verify(settings: Settings, token: str, expected_type: str) -> dict[str, Any]:
     try:
         claims = jwt.decode(
             token,
