@@ -12,6 +12,25 @@ from tests.fixtures.http import accepted, concurrently
 from tests.fixtures.ledger import balance, ledger_problems, sql, transaction, wait_final
 
 
+def _queue_state(tx_ids) -> dict:
+    """What a stuck row's wake-up looks like: its attempts, the coalescing flag, the
+    queue's Redis keys and their sizes."""
+    from dramatiq import get_broker
+
+    from workers import wake_ups
+
+    client = get_broker().client
+    keys = {k.decode(): client.type(k).decode() for k in client.scan_iter(match=f"{get_broker().namespace}*")}
+    return {
+        "attempts": dict(sql("SELECT id::text, attempts FROM transactions WHERE id = ANY(:ids)", ids=tx_ids)),
+        "wake_flag_ttl_ms": client.pttl(wake_ups._key()),
+        "queues": {
+            k: client.llen(k) if t == "list" else client.hlen(k) if t == "hash" else t
+            for k, t in keys.items()
+        },
+    }
+
+
 def _available(client, user, account_id) -> str:
     return client.get(f"/api/v1/accounts/{account_id}", headers=user.headers).json["available_balance"]
 
@@ -40,7 +59,9 @@ def test_capture_racing_void_exactly_one_wins(app, client, make, worker):
     source = make.account(alice, balance="100.00")
     target = make.account(bob)
     holds = [accepted(hold(client, alice, source, target, "5.00")) for _ in range(10)]
-    assert set(wait_final(holds).values()) == {"held"}
+    finals = wait_final(holds)
+    # Seen once on CI (1 of 3 full runs): some holds still pending after 20 s. Say why.
+    assert set(finals.values()) == {"held"}, (finals, _queue_state(holds))
 
     outcomes = []
     for hold_id in holds:
