@@ -579,7 +579,10 @@ def poll(bench: Bench) -> Outcome:
             users = [u for u in users if u.transactions]
             for kind, label in (("get", "GET /transactions/{id}"), ("balance", "GET /balances/current")):
                 say(f"poll: {o.clients} connections, {o.poll_seconds:g} s of {label} ...")
+                meter = CpuMeter(stack)
+                meter.start()
                 start, result = drive(bench, stack, kind, users, duration=o.poll_seconds)
+                meter.stop()
                 summary = window(result, start, o.poll_seconds)
                 rate = ok_count(summary, (200,)) / o.poll_seconds
                 out.add(f"{label} /s", rate, "/s", "tpcb")
@@ -589,6 +592,8 @@ def poll(bench: Bench) -> Outcome:
                 out.add(f"{label} non-200 answers", errors_of(summary, (200,)), "")
                 out.details[kind] = summary
                 note_if_client_bound(out, rate, ceiling)
+                answered = sum(1 for status in result.status if status == 200)
+                _cpu_figures(out, meter, answered, f"{label} request", prefix=f"{label}: ")
         verify(out)
     return out
 
@@ -903,7 +908,7 @@ def _completion_figures(out: Outcome, db: Db, created: list[tuple[str, float]], 
     out.add(f"{prefix}submit to completed p99", ps["p99"], "ms")
 
 
-def _cpu_figures(out: Outcome, meter: CpuMeter, done: int, what: str) -> None:
+def _cpu_figures(out: Outcome, meter: CpuMeter, done: int, what: str, prefix: str = "") -> None:
     """What one transfer cost in CPU, by part of the machine, and the rate the machine's
     cores would allow at that cost if they did nothing else (the load generator
     excluded): a ratio target above that ceiling's ratio cannot be met by tuning, only
@@ -917,14 +922,14 @@ def _cpu_figures(out: Outcome, meter: CpuMeter, done: int, what: str) -> None:
     stack_ms = sum(parts.values()) * 1000 / done
     out.add(f"CPU per {what}: stack total (excl. load generator)", stack_ms, "ms")
     machine = meter.seconds.get("machine", 0.0)
-    out.add("machine CPU busy", 100 * machine / max(meter.elapsed * cores, 1e-9), "%")
+    out.add(f"{prefix}machine CPU busy", 100 * machine / max(meter.elapsed * cores, 1e-9), "%")
     out.add(
-        f"CPU ceiling: {cores} cores / stack CPU per transfer",
+        f"{prefix}CPU ceiling: {cores} cores / stack CPU per {'request' if prefix else 'transfer'}",
         cores * 1000 / max(stack_ms, 1e-9),
         "/s",
         "tpcb",
     )
-    out.details["cpu_seconds"] = {**meter.seconds, "elapsed": meter.elapsed, "transfers": done}
+    out.details[f"{prefix}cpu_seconds"] = {**meter.seconds, "elapsed": meter.elapsed, "transfers": done}
 
 
 def _rss_figures(out: Outcome, sampler: RssSampler) -> None:
