@@ -44,10 +44,14 @@ class AccountFacts(Protocol):
     def system_role(self) -> str | None: ...
 
 
-# Built once: building the IN clause per call cost a sixth of the lookup.
-_FACTS = select(Account.__table__).where(
-    Account.__table__.c.id == any_(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))))
-)
+def _in_ids(column: Any) -> Any:
+    """`column = ANY(:ids)`, `ids` a list of UUIDs: one bound array, so a statement built
+    once serves any number of ids (building an IN clause per call cost a sixth of the
+    accounts lookup)."""
+    return column == any_(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))))
+
+
+_FACTS = select(Account.__table__).where(_in_ids(Account.__table__.c.id))
 
 
 def facts(session: Session, account_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, AccountFacts]:
@@ -159,9 +163,7 @@ _FIGURE_COLUMNS = (
     _PENDING,
     Balance.held_minor,
 )
-_FIGURES = select(Balance.account_id, *_FIGURE_COLUMNS).where(
-    Balance.account_id == any_(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))))
-)
+_FIGURES = select(Balance.account_id, *_FIGURE_COLUMNS).where(_in_ids(Balance.account_id))
 _ACCOUNT_AND_FIGURES = (
     select(*Account.__table__.c, *_FIGURE_COLUMNS)
     .join(Balance, Balance.account_id == Account.id)

@@ -1,6 +1,6 @@
 """Ledger reads (entries, balance history) and the posting engine's bulk writes: the
 account locks, entries by COPY, balances and statuses by one `UPDATE ... FROM unnest`
-each, audit rows by one multi-row INSERT. Every write runs in the caller's transaction."""
+each, audit rows by COPY. Every write runs in the caller's transaction."""
 
 from __future__ import annotations
 

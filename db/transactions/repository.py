@@ -409,8 +409,9 @@ def begin_attempt(connection: Connection, own_id: uuid.UUID) -> tuple[str | None
     """A message's first statement, in autocommit: the own row's status (None: no such
     row) and whether this message's attempt was counted on it: only when the row is
     `pending` and nobody holds it (a group that claimed it counts the attempt with its
-    decision, so one decision is never counted twice). Committed at once, so an attempt that crashes the
-    worker stays counted. For a decided row this one read is all a wake-up costs."""
+    decision, so one decision is never counted twice). Committed at once, so an attempt
+    that crashes the worker stays counted. For a decided row this one read is all a
+    wake-up costs."""
     row = connection.execute(_BEGIN_ATTEMPT, {"own": own_id}).one()
     return row.status, bool(row.counted)
 
