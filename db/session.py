@@ -33,7 +33,7 @@ ENQUEUE_FAILURES = Counter(
 )
 
 _lock = threading.Lock()
-_engines: dict[str, Engine] = {}
+_engines: dict[tuple[str, bool], Engine] = {}
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
@@ -42,18 +42,34 @@ def get_engine(settings: Settings | None = None) -> Engine:
     return _engine(settings.database_url, settings)
 
 
-def get_read_engine(settings: Settings | None = None) -> Engine:
-    """The replica's engine (DATABASE_READ_URL), or the primary's when there is none."""
+def get_autocommit_engine(settings: Settings | None = None) -> Engine:
+    """The primary's engine for requests that only read: its connections are in
+    autocommit from the start, so a checkout sets nothing and a return resets nothing
+    (on the shared engine `bind_in_autocommit` set the isolation level at checkout, reset
+    it at return, and the teardown rolled back: a sixth of a GET's CPU, py-spy). Its own
+    pool, of the same size: a web process holds two (deployment/README.md)."""
     settings = settings or get_settings()
-    return _engine(settings.database_read_url or settings.database_url, settings)
+    return _engine(settings.database_url, settings, autocommit=True)
 
 
-def _engine(url: str, settings: Settings) -> Engine:
+def get_read_engine(settings: Settings | None = None) -> Engine:
+    """The replica's engine (DATABASE_READ_URL), or the primary's autocommit one when
+    there is none: only reads, so in autocommit either way."""
+    settings = settings or get_settings()
+    return _engine(settings.database_read_url or settings.database_url, settings, autocommit=True)
+
+
+def _engine(url: str, settings: Settings, *, autocommit: bool = False) -> Engine:
     with _lock:
-        engine = _engines.get(url)
+        engine = _engines.get((url, autocommit))
         if engine is None:
+            options: dict[str, Any] = (
+                # Nothing to roll back on return: no statement ever opens a transaction.
+                {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}
+            )
             engine = create_engine(
                 url,
+                **options,
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_pool_size,
                 # No pool_pre_ping: it costs a round trip on every checkout, one in seven of
@@ -71,7 +87,7 @@ def _engine(url: str, settings: Settings) -> Engine:
             tracing.instrument_engine(engine)  # a span per statement, when tracing is on
             event.listen(engine, "checkout", _check_out)
             event.listen(engine, "checkin", _checked_in)
-            _engines[url] = engine
+            _engines[(url, autocommit)] = engine
         return engine
 
 
@@ -137,6 +153,12 @@ def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     return _sessionmaker_of(get_engine(settings), autoflush=True)
 
 
+def autocommit_session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
+    """Sessions whose every statement commits on its own (see get_autocommit_engine);
+    for units of work made with `autocommit=True`."""
+    return _sessionmaker_of(get_autocommit_engine(settings), autoflush=True)
+
+
 def read_session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
     """Sessions for reads that may lag (see Settings.database_read_url); never written."""
     return _sessionmaker_of(get_read_engine(settings), autoflush=False)
@@ -158,8 +180,12 @@ class Sendable(Protocol):
 
 
 class UnitOfWork:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, autocommit: bool = False) -> None:
+        """`autocommit`: the session is on an autocommit engine (a request that only
+        reads): each statement commits on its own, so `rollback` has nothing to undo and
+        skips the session's (which would expunge every loaded object for nothing)."""
         self.session = session
+        self.autocommit = autocommit
         self._after_commit: list[Callable[[], None]] = []
 
     def enqueue(self, actor: Sendable, *, delay_ms: int | None = None, **kwargs: Any) -> None:
@@ -178,10 +204,10 @@ class UnitOfWork:
         """Run this unit's statements outside an explicit transaction (autocommit): no
         BEGIN and COMMIT round trips. Only for a unit whose writes are ONE statement
         (atomic on its own) and that takes no lock it must hold to its end: the API's
-        accept path of a transfer or a hold (db/transactions/recording.py), and requests
-        that only read. Reads lose nothing: under READ COMMITTED each statement takes
-        its own snapshot either way. It lasts until the session's first commit or
-        rollback (a long-poll's later reads run in ordinary transactions).
+        accept path of a transfer or a hold (db/transactions/recording.py). (Requests
+        that only read go further: their whole unit is on the autocommit engine,
+        `autocommit_session_factory`.) It lasts until the session's first commit or
+        rollback.
 
         Must come first: False, and nothing changed, once the session has begun."""
         if self.session.in_transaction():
@@ -203,7 +229,8 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         self._after_commit.clear()
-        self.session.rollback()
+        if not self.autocommit:
+            self.session.rollback()
 
     def abandon(self, exc: BaseException) -> None:
         """End the unit after `exc`. An interruption (a time limit, a shutdown: not an

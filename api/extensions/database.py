@@ -8,11 +8,12 @@ from __future__ import annotations
 from flask import Flask, g, request
 from sqlalchemy.orm import Session
 
-from db.session import UnitOfWork, bind_in_autocommit, read_session_factory, session_factory
+from db.session import UnitOfWork, autocommit_session_factory, read_session_factory, session_factory
 
-# Requests that only read: their statements run outside an explicit transaction (see
-# UnitOfWork.without_transaction: under READ COMMITTED each statement has its own
-# snapshot either way), which saves the BEGIN and the ROLLBACK round trips of every GET.
+# Requests that only read: their statements run outside an explicit transaction, on the
+# autocommit engine (db/session.py get_autocommit_engine; under READ COMMITTED each
+# statement has its own snapshot either way), which saves the BEGIN and the ROLLBACK
+# round trips of every GET, and the isolation level's set and reset.
 _READS_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -21,9 +22,11 @@ def get_uow() -> UnitOfWork:
     if uow is None:
         from flask import current_app
 
-        uow = UnitOfWork(session_factory(current_app.config["LEDGERQ_SETTINGS"])())
+        settings = current_app.config["LEDGERQ_SETTINGS"]
         if request.method in _READS_ONLY:
-            uow.without_transaction()
+            uow = UnitOfWork(autocommit_session_factory(settings)(), autocommit=True)
+        else:
+            uow = UnitOfWork(session_factory(settings)())
         g.uow = uow
     return uow
 
@@ -39,8 +42,7 @@ def _read_session() -> Session:
     if session is None:
         from flask import current_app
 
-        session = read_session_factory(current_app.config["LEDGERQ_SETTINGS"])()
-        bind_in_autocommit(session)  # only reads
+        session = read_session_factory(current_app.config["LEDGERQ_SETTINGS"])()  # autocommit
         g.read_session = session
     return session
 

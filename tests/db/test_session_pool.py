@@ -4,7 +4,8 @@ pinged and replaced if its backend is gone; one in use a moment ago costs no pin
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import exc, text
+from sqlalchemy import exc, select, text
+from sqlalchemy.pool.base import ResetStyle
 
 from db import session as db_session
 from db.core.config import get_settings
@@ -18,7 +19,7 @@ def engine():
     engine = db_session._engine(url, settings)
     yield engine
     engine.dispose()
-    db_session._engines.pop(url, None)
+    db_session._engines.pop((url, False), None)
 
 
 def _backend(engine) -> int:
@@ -47,3 +48,26 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(engine, monkeypatch):
     with pytest.raises(exc.OperationalError):
         _backend(engine)
     assert _backend(engine) != first
+
+
+def test_the_autocommit_engine_hands_out_connections_in_autocommit_from_the_start():
+    """Requests that only read use it: nothing is set at checkout or reset at return."""
+    engine = db_session.get_autocommit_engine(get_settings())
+    assert engine.pool._reset_on_return is ResetStyle.reset_none  # no rollback at return
+    for _ in range(2):  # a fresh connection, then one back from the pool: still autocommit
+        with db_session.autocommit_session_factory()() as session:
+            dbapi = session.connection().connection.dbapi_connection
+            assert dbapi.autocommit
+            assert session.execute(text("SELECT now() = statement_timestamp()")).scalar_one()
+
+
+def test_an_autocommit_units_rollback_keeps_what_it_loaded():
+    """Nothing to undo: the teardown's rollback does not expunge (and reload) the
+    request's objects."""
+    from db.models import User
+
+    uow = db_session.UnitOfWork(db_session.autocommit_session_factory()(), autocommit=True)
+    users = uow.session.scalars(select(User).limit(1)).all()
+    uow.rollback()
+    assert all(user in uow.session for user in users)
+    uow.close()

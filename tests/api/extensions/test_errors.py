@@ -13,6 +13,7 @@ from db.core.config import Settings, get_settings
 from tests.fixtures.http import assert_error, credit, transfer
 from tests.fixtures.infra import closed_port
 from tests.fixtures.ledger import apply_now, balance, sql
+from tests.fixtures.scheduling import wait_until
 from tests.fixtures.tokens import claims, unsigned
 
 TRANSFER = "/api/v1/transactions/transfer"
@@ -105,6 +106,10 @@ def test_bad_or_missing_token_is_401_unauthorized(client, alice, own_accounts):
 def test_deactivated_users_token_is_401(client, alice):
     assert client.get("/api/v1/auth/me", headers=alice.headers).status_code == 200
     sql("UPDATE users SET is_active = false WHERE id = :id", id=str(alice.id))
+    # Plain SQL, not through this process: its auth cache drops alice when the commit's
+    # NOTIFY arrives, a few ms later (deployment/AUTH.md "How fast, exactly"; the
+    # mechanism is tested in tests/api/auth/test_auth_states.py).
+    wait_until(lambda: client.get("/api/v1/auth/me", headers=alice.headers).status_code == 401, timeout=5)
     assert_error(client.get("/api/v1/auth/me", headers=alice.headers), 401, "unauthorized")
 
 

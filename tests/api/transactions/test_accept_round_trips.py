@@ -11,7 +11,7 @@ from sqlalchemy import event
 
 from db.auth.auth_states import states_for
 from db.core.config import get_settings
-from db.session import get_engine
+from db.session import get_autocommit_engine, get_engine
 from tests.fixtures.http import API, accepted, credit, transfer
 from tests.fixtures.ledger import sql
 from tests.fixtures.scheduling import wait_until
@@ -19,7 +19,7 @@ from tests.fixtures.scheduling import wait_until
 
 @contextmanager
 def statements(texts: list[str] | None = None):
-    """The SQL sent through the app's engine meanwhile (its first word, and whether it
+    """The SQL sent through the app's engines meanwhile (its first word, and whether it
     ran in autocommit; the whole text into `texts`)."""
     sent: list[tuple[str, bool]] = []
 
@@ -28,12 +28,14 @@ def statements(texts: list[str] | None = None):
         if texts is not None:
             texts.append(statement)
 
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", before)
+    engines = (get_engine(), get_autocommit_engine())  # writes, and requests that only read
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", before)
     try:
         yield sent
     finally:
-        event.remove(engine, "before_cursor_execute", before)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", before)
 
 
 def test_a_transfer_costs_one_read_and_one_write_outside_an_explicit_transaction(client, make):
