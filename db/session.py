@@ -154,8 +154,7 @@ def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
 
 
 def autocommit_session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
-    """Sessions whose every statement commits on its own (see get_autocommit_engine);
-    for units of work made with `autocommit=True`."""
+    """Sessions whose every statement commits on its own (see get_autocommit_engine)."""
     return _sessionmaker_of(get_autocommit_engine(settings), autoflush=True)
 
 
@@ -181,9 +180,9 @@ class Sendable(Protocol):
 
 class UnitOfWork:
     def __init__(self, session: Session, *, autocommit: bool = False) -> None:
-        """`autocommit`: the session is on an autocommit engine (a request that only
-        reads): each statement commits on its own, so `rollback` has nothing to undo and
-        skips the session's (which would expunge every loaded object for nothing)."""
+        """`autocommit`: the session is on the autocommit engine (`reading_unit` pairs
+        the two): each statement commits on its own, so `rollback` has nothing to undo
+        and skips the session's (which would expire every loaded object for nothing)."""
         self.session = session
         self.autocommit = autocommit
         self._after_commit: list[Callable[[], None]] = []
@@ -206,7 +205,7 @@ class UnitOfWork:
         (atomic on its own) and that takes no lock it must hold to its end: the API's
         accept path of a transfer or a hold (db/transactions/recording.py). (Requests
         that only read go further: their whole unit is on the autocommit engine,
-        `autocommit_session_factory`.) It lasts until the session's first commit or
+        `reading_unit`.) It lasts until the session's first commit or
         rollback.
 
         Must come first: False, and nothing changed, once the session has begun."""
@@ -249,6 +248,12 @@ class UnitOfWork:
     def close(self) -> None:
         self._after_commit.clear()
         self.session.close()
+
+
+def reading_unit(settings: Settings | None = None) -> UnitOfWork:
+    """The unit of work of a request that only reads: on the autocommit engine, with
+    nothing to roll back."""
+    return UnitOfWork(autocommit_session_factory(settings)(), autocommit=True)
 
 
 def database_now(session: Session) -> datetime:

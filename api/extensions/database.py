@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Flask, g, request
 from sqlalchemy.orm import Session
 
-from db.session import UnitOfWork, autocommit_session_factory, read_session_factory, session_factory
+from db.session import UnitOfWork, read_session_factory, reading_unit, session_factory
 
 # Requests that only read: their statements run outside an explicit transaction, on the
 # autocommit engine (db/session.py get_autocommit_engine; under READ COMMITTED each
@@ -24,7 +24,7 @@ def get_uow() -> UnitOfWork:
 
         settings = current_app.config["LEDGERQ_SETTINGS"]
         if request.method in _READS_ONLY:
-            uow = UnitOfWork(autocommit_session_factory(settings)(), autocommit=True)
+            uow = reading_unit(settings)
         else:
             uow = UnitOfWork(session_factory(settings)())
         g.uow = uow
