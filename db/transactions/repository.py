@@ -355,7 +355,6 @@ CLAIM = text(
     + """fresh AS (
         SELECT id FROM transactions
         WHERE status = 'pending' AND attempts = 0 AND batch_id IS NULL AND id <> :own
-          AND EXISTS (SELECT 1 FROM own_row WHERE status = 'pending')
         ORDER BY seq
         LIMIT :others
         FOR NO KEY UPDATE SKIP LOCKED
@@ -369,9 +368,15 @@ CLAIM = text(
 def claim_for_apply(
     connection: Connection, own_id: uuid.UUID, *, size: int
 ) -> tuple[str | None, list[uuid.UUID]]:
-    """The own row's status (None: no such row) and, only if it is `pending`, a claimed
-    group of up to `size`: the own row (if no one holds it) and the oldest never-tried
-    pending transfers, locked.
+    """The own row's status (None: no such row) and a claimed group of up to `size`: the
+    own row (if it is `pending` and no one holds it) and the oldest never-tried pending
+    transfers, locked.
+
+    The fresh rows are claimed whatever the own row's status: the caller's begin_attempt
+    saw it `pending`, and if another group decided it since, this message has still
+    cleared the wake-up flag (workers/wake_ups.py), so the rows whose senders coalesced
+    onto it are this claim's to take. Claiming them only while the own row was pending
+    left them with no wake-up at all (seen as holds stuck `pending` with 0 attempts).
 
     Nothing is written: a fresh row's attempt is counted by the statement that writes
     its decision (db.ledger.repository.WRITE_DECISIONS: `attempts` 0 becomes 1), the own

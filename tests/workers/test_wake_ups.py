@@ -9,6 +9,8 @@ from dramatiq import Worker
 from sqlalchemy import exc as sa_exc
 
 import db.ledger.posting
+from db.session import unit_of_work
+from db.transactions import repository as transactions_repo
 from tests.fixtures.broker import drain, flush_namespace
 from tests.fixtures.http import accepted, transfer
 from tests.fixtures.ledger import balance, entries_of, transaction, wait_final
@@ -158,3 +160,32 @@ def test_a_failed_group_with_an_own_row_gives_the_others_messages(client, make, 
     drain(worker)
     assert all(len(entries_of(i)) == 2 for i in ids)
     assert (balance(a), balance(b)) == ("85.00", "15.00")
+
+
+def test_a_wake_up_whose_row_another_group_decides_first_still_claims_the_coalesced_rows(
+    client, make, monkeypatch
+):
+    """The hold-race flake of sessions 5 and 6: the message's own row was `pending` at its
+    first read, another worker's group decided it before the claim, and the rows whose
+    senders had coalesced onto this message (the flag it cleared) were left with no
+    wake-up at all: `pending`, 0 attempts, nothing queued."""
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    flush_namespace()
+    queue_a_wake_up(monkeypatch)
+    own, coalesced = (accepted(transfer(client, alice, a, b, "1.00")) for _ in range(2))
+    assert messages_waiting() == 0
+    read_first = transactions_repo.begin_attempt
+
+    def then_another_group_decides_it(connection, tx_id):
+        seen = read_first(connection, tx_id)
+        with unit_of_work() as uow:  # another worker, between the first read and the claim
+            db.ledger.posting.apply_group(uow.session, [tx_id])
+        return seen
+
+    monkeypatch.setattr(transactions_repo, "begin_attempt", then_another_group_decides_it)
+
+    apply_transaction.fn(transaction_id=own)
+
+    assert wait_final([own, coalesced], timeout=0) == {own: "completed", coalesced: "completed"}
+    assert (balance(a), balance(b)) == ("8.00", "2.00")
