@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from db.core.config import Settings
 from db.core.errors import RateLimited
 from db.core.logs import get_logger
-from db.models import FINAL_STATUSES, Transaction
+from db.models import FINAL_STATUSES
+from db.transactions import repository as transactions_repo
 from db.transactions.finality import hub_for
 
 log = get_logger(__name__)
@@ -79,22 +80,29 @@ class _Slot:
 
 
 def wait_final(
-    session: Session, tx: Transaction, *, user_id: uuid.UUID, seconds: float, settings: Settings
+    session: Session,
+    transaction_id: uuid.UUID,
+    status: str,
+    *,
+    user_id: uuid.UUID,
+    seconds: float,
+    settings: Settings,
 ) -> bool:
-    """Return once `tx` is final or `seconds` passed; `tx` is fresh on return. False
-    (and nothing read) if there was nothing to wait for."""
-    if seconds <= 0 or tx.status in FINAL_STATUSES:
+    """Return once the transaction (last seen in `status`) is final or `seconds` passed.
+    True when it waited, so the caller reads the row again; False (and nothing read) if
+    there was nothing to wait for."""
+    if seconds <= 0 or status in FINAL_STATUSES:
         return False
     slot = _Slot(settings, user_id, seconds)
     deadline = time.monotonic() + seconds
     hub = hub_for(settings.database_url)
     try:
-        with hub.watch(tx.id) as finalised:
+        with hub.watch(transaction_id) as finalised:
             while True:
                 # Registered before this read: a commit from here on sets `finalised`.
-                session.refresh(tx)
+                current = transactions_repo.status_of(session, transaction_id)
                 remaining = deadline - time.monotonic()
-                if tx.status in FINAL_STATUSES or remaining <= 0:
+                if current in FINAL_STATUSES or remaining <= 0:
                     return True
                 session.rollback()  # give the connection back while parked
                 recheck = RECHECK_S if hub.is_listening else RECHECK_NOT_LISTENING_S

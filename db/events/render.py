@@ -3,8 +3,10 @@
 `db` cannot import the API's marshmallow schemas (process packages import `db`, not the
 other way round), so the JSON is built here, field for field like
 `api/transactions/schemas.py::TransactionSchema`, `api/accounts/schemas.py::AccountSchema`
-and `api/batches/schemas.py::BatchSchema`; tests/db/events/test_render.py compares each
-renderer with the API's GET answer for the same row, so the two cannot drift apart.
+and `api/batches/schemas.py::BatchSchema`. tests/api/events/test_events.py compares the
+events' data with the API's GET answers; GET /transactions/{id} itself answers with
+`transaction`, and tests/api/transactions/test_one_rendering.py holds that to the schema's
+dump in the history pages for every type, status and viewer, so they cannot drift apart.
 
 Call them after `session.flush()`: server-side values (`updated_at`, `completed_at =
 now()`) are then reloaded from the row, which is what a GET would show after commit.
@@ -47,7 +49,9 @@ def _id(value: uuid.UUID | None) -> str | None:
     return str(value) if value is not None else None
 
 
-def transaction(tx: Transaction, reversed_by: uuid.UUID | None = None) -> dict[str, Any]:
+def transaction(tx: Transaction | Any, reversed_by: uuid.UUID | None = None) -> dict[str, Any]:
+    """`tx` is a Transaction, a plain row with its attribute names, or a TransactionView
+    (whose reduced view hides the sender's fields): GET /transactions/{id} answers with this."""
     return {
         "id": str(tx.id),
         "type": tx.type,

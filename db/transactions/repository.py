@@ -96,10 +96,55 @@ def with_parties(session: Session, transaction_id: uuid.UUID) -> Parties | None:
 
 
 # Every column of a transaction under its ORM attribute name (`metadata_`), so a plain
-# row renders like the object (db/events/render.py) without an ORM load.
-_PLAIN_ROW = select(
-    *(prop.columns[0].label(key) for key, prop in Transaction.__mapper__.column_attrs.items())
+# row renders like the object (db/events/render.py) without an ORM load. Table columns,
+# not the entity's attributes: a statement of these runs without the ORM's compile and
+# loading steps.
+_PLAIN_COLUMNS = tuple(
+    prop.columns[0].label(key) for key, prop in Transaction.__mapper__.column_attrs.items()
 )
+_PLAIN_ROW = select(*_PLAIN_COLUMNS)
+
+
+def _shown() -> Any:
+    """`_WITH_PARTIES` as plain labelled columns: the row, `source_owner`, `target_owner`
+    and `reversal_id`."""
+    table, accounts = Transaction.__table__, Account.__table__
+    source, target, reversal = accounts.alias("source"), accounts.alias("target"), table.alias("reversal")
+    reversal_id = (
+        select(reversal.c.id)
+        .where(reversal.c.reverses == table.c.id, _effective(reversal.c.status))
+        .scalar_subquery()
+    )
+    return (
+        select(
+            *_PLAIN_COLUMNS,
+            source.c.owner_id.label("source_owner"),
+            target.c.owner_id.label("target_owner"),
+            reversal_id.label("reversal_id"),
+        )
+        .join_from(table, source, source.c.id == table.c.from_account_id)
+        .join(target, target.c.id == table.c.to_account_id)
+        .where(table.c.id == bindparam("transaction_id"))
+    )
+
+
+_SHOWN = _shown()
+
+
+def shown_row(session: Session, transaction_id: uuid.UUID) -> Any | None:
+    """`with_parties` as one read-only row (the transaction's columns by attribute name,
+    plus `source_owner`, `target_owner`, `reversal_id`), on the session's connection:
+    the path clients poll pays neither the ORM's statement handling nor an instance
+    load (together a fifth of a GET's CPU in py-spy)."""
+    return session.connection().execute(_SHOWN, {"transaction_id": transaction_id}).one_or_none()
+
+
+def status_of(session: Session, transaction_id: uuid.UUID) -> str | None:
+    return (
+        session.connection()
+        .execute(select(Transaction.__table__.c.status).where(Transaction.__table__.c.id == transaction_id))
+        .scalar_one_or_none()
+    )
 
 
 def plain_rows(session: Session, transaction_ids: Sequence[uuid.UUID]) -> Sequence[Any]:

@@ -30,9 +30,10 @@ PRIVATE_TO_THE_SENDER = frozenset(
 @dataclass(frozen=True)
 class TransactionView:
     """A transaction as its API schema shows it: every column, plus `reversed_by`; for a
-    counterparty (`reduced`), the sender's private fields are None."""
+    counterparty (`reduced`), the sender's private fields are None. `transaction` is the
+    ORM object, or a plain row with its attribute names (`shown`)."""
 
-    transaction: Transaction
+    transaction: Transaction | Any
     reversed_by: uuid.UUID | None
     reduced: bool = False
 
@@ -78,12 +79,10 @@ def _sender_side(session: Session, principal: Principal, txs: list[Transaction])
     return {tx.id for tx in txs if tx.created_by == principal.id or tx.from_account_id in owned}
 
 
-def _parties_if_visible(
-    session: Session, principal: Principal, transaction_id: uuid.UUID
-) -> transactions_repo.Parties:
-    """The one visibility rule for one transaction, in one query: staff see it, and so
-    does the owner of either of its accounts; anyone else gets 404 (no enumeration)."""
-    found = transactions_repo.with_parties(session, transaction_id)
+def _if_visible(principal: Principal, found: Any) -> Any:
+    """The one visibility rule for one transaction: staff see it, and so does the owner
+    of either of its accounts; anyone else gets 404 (no enumeration). `found` has
+    `source_owner` and `target_owner` (or is None: no such transaction)."""
     if found is None or not (
         principal.sees_everything or principal.id in (found.source_owner, found.target_owner)
     ):
@@ -92,20 +91,17 @@ def _parties_if_visible(
 
 
 def visible(session: Session, principal: Principal, transaction_id: uuid.UUID) -> Transaction:
-    """The transaction if the principal may see it; otherwise 404."""
-    return _parties_if_visible(session, principal, transaction_id).transaction
+    """The transaction, as an ORM object, if the principal may see it; otherwise 404."""
+    return _if_visible(principal, transactions_repo.with_parties(session, transaction_id)).transaction
 
 
 def shown(session: Session, principal: Principal, transaction_id: uuid.UUID) -> TransactionView:
-    """`view` of `visible` in one query (GET /transactions/{id}, the path clients poll):
-    reduced unless staff, its creator or the owner of its source account (as
-    `_sender_side` decides for pages)."""
-    found = _parties_if_visible(session, principal, transaction_id)
-    sender_side = principal.sees_everything or principal.id in (
-        found.transaction.created_by,
-        found.source_owner,
-    )
-    return TransactionView(found.transaction, found.reversal_id, reduced=not sender_side)
+    """`view` of `visible` in one query (GET /transactions/{id}, the path clients poll),
+    over a plain row: reduced unless staff, its creator or the owner of its source
+    account (as `_sender_side` decides for pages)."""
+    row = _if_visible(principal, transactions_repo.shown_row(session, transaction_id))
+    sender_side = principal.sees_everything or principal.id in (row.created_by, row.source_owner)
+    return TransactionView(row, row.reversal_id, reduced=not sender_side)
 
 
 def history(
