@@ -46,15 +46,24 @@ def _hold_for(session: Session, principal: Principal, hold_id: uuid.UUID, verb: 
         raise Forbidden(f"only the hold's creator, finance or admin may {verb} it")
     if hold.type != "hold":
         raise Conflict(f"only a hold can be {verb}d; this is a {hold.type}", {"transaction_id": str(hold.id)})
+    if hold.status == "pending":
+        # Refused before any lock: a worker claiming while this request held the row
+        # would skip it (SKIP LOCKED), and a refusal decides nothing, so no later
+        # wake-up would come for it (db/transactions/repository.py claim_for_apply).
+        _refuse_unless_held(hold, verb)
     return hold
 
 
-def _require_held(session: Session, hold: Transaction, verb: str) -> None:
+def _refuse_unless_held(hold: Transaction, verb: str) -> None:
     if hold.status != "held":
         raise Conflict(
             f"A {hold.status} hold cannot be {verb}d; only a held one.",
             {"transaction_id": str(hold.id), "status": hold.status},
         )
+
+
+def _require_held(session: Session, hold: Transaction, verb: str) -> None:
+    _refuse_unless_held(hold, verb)
     capture = holds_repo.effective_capture(session, hold.id)
     if capture is not None:
         raise Conflict(

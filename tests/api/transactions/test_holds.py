@@ -232,6 +232,33 @@ def test_only_a_held_hold_is_captured_or_voided(client, make):
     assert_error(capture(client, alice, failed), 409, "conflict")
 
 
+def test_a_pending_hold_is_refused_without_taking_its_row_lock(client, make, monkeypatch):
+    """While a request holds a pending hold's row, a worker's claim skips it (SKIP
+    LOCKED); a refusal decides nothing, so no later wake-up would come: the refusal must
+    come from the unlocked read, before any lock."""
+    from db.transactions import repository as transactions_repo
+
+    alice, bob = make.user(), make.user()
+    source, target = make.account(alice, balance="10.00"), make.account(bob)
+    pending = accepted(hold(client, alice, source, target, "1.00"))
+    locked_while = []
+    lock = transactions_repo.get_for_update
+
+    def recording(session, tx_id):
+        row = lock(session, tx_id)
+        locked_while.append(row.status)
+        return row
+
+    monkeypatch.setattr(transactions_repo, "get_for_update", recording)
+
+    assert_error(capture(client, alice, pending), 409, "conflict")
+    assert_error(void(client, alice, pending), 409, "conflict")
+    assert locked_while == []
+    assert apply_now(pending) == "held"
+    assert void(client, alice, pending).status_code == 200
+    assert locked_while == ["held"]  # the recording sees the locks it should
+
+
 def test_only_the_creator_finance_or_admin_capture_or_void(client, make):
     alice, bob, _, _, hold_id = held_hold(client, make, "30.00")
     stranger = make.user()
