@@ -593,7 +593,7 @@ def poll(bench: Bench) -> Outcome:
                 out.details[kind] = summary
                 note_if_client_bound(out, rate, ceiling)
                 answered = sum(1 for status in result.status if status == 200)
-                _cpu_figures(out, meter, answered, f"{label} request", prefix=f"{label}: ")
+                _cpu_figures(out, meter, answered, f"{label} request", prefix=f"{label}: ", unit="request")
         verify(out)
     return out
 
@@ -908,11 +908,14 @@ def _completion_figures(out: Outcome, db: Db, created: list[tuple[str, float]], 
     out.add(f"{prefix}submit to completed p99", ps["p99"], "ms")
 
 
-def _cpu_figures(out: Outcome, meter: CpuMeter, done: int, what: str, prefix: str = "") -> None:
-    """What one transfer cost in CPU, by part of the machine, and the rate the machine's
-    cores would allow at that cost if they did nothing else (the load generator
-    excluded): a ratio target above that ceiling's ratio cannot be met by tuning, only
-    by making a transfer cheaper."""
+def _cpu_figures(
+    out: Outcome, meter: CpuMeter, done: int, what: str, prefix: str = "", unit: str = "transfer"
+) -> None:
+    """What one `unit` (a transfer, or a read's request) cost in CPU, by part of the
+    machine, and the rate the machine's cores would allow at that cost if they did
+    nothing else (the load generator excluded): a ratio target above that ceiling's
+    ratio cannot be met by tuning, only by making a `unit` cheaper. `done` is how many
+    were done (JSON: `cpu_seconds.done`)."""
     if not done or not meter.seconds:
         return
     cores = psutil.cpu_count() or 1
@@ -924,12 +927,17 @@ def _cpu_figures(out: Outcome, meter: CpuMeter, done: int, what: str, prefix: st
     machine = meter.seconds.get("machine", 0.0)
     out.add(f"{prefix}machine CPU busy", 100 * machine / max(meter.elapsed * cores, 1e-9), "%")
     out.add(
-        f"{prefix}CPU ceiling: {cores} cores / stack CPU per {'request' if prefix else 'transfer'}",
+        f"{prefix}CPU ceiling: {cores} cores / stack CPU per {unit}",
         cores * 1000 / max(stack_ms, 1e-9),
         "/s",
         "tpcb",
     )
-    out.details[f"{prefix}cpu_seconds"] = {**meter.seconds, "elapsed": meter.elapsed, "transfers": done}
+    out.details[f"{prefix}cpu_seconds"] = {
+        **meter.seconds,
+        "elapsed": meter.elapsed,
+        "done": done,
+        "unit": unit,
+    }
 
 
 def _rss_figures(out: Outcome, sampler: RssSampler) -> None:

@@ -1,5 +1,6 @@
 """The workers' bulk claim (db.transactions.repository.claim_for_apply) against real
-PostgreSQL: a decided row's message claims nothing; a pending one claims its own row and
+PostgreSQL: a decided row's message claims nothing here (it stops after begin_attempt; the
+worker then drains, workers/transactions.py); a pending one claims its own row and
 the oldest never-tried ones; the claim writes nothing, and a claimed row's attempt is
 counted with its decision; rows another claim holds are skipped; a row once tried is
 left to its own message."""
