@@ -28,6 +28,16 @@ budget, then counts the request in all of them only if none is exhausted: a refu
 request does not use up the other budgets. Breaches answer 429 `rate_limited` with
 `Retry-After` (the seconds until the breached window ends).
 
+Leases: for a large budget the script counts a small lease at once, 1 % of the budget
+and at most `LEDGERQ_RATE_LIMIT_LEASE_MAX` (100) requests, and this process spends it
+locally until it runs out or its window ends. A service user at 60,000 per minute then
+costs one Redis round trip per 100 requests of a process instead of one per request,
+which was ~11 % of a read's CPU. The limit itself stays exact from above (every request
+admitted was counted in Redis before it was admitted, in the window it falls in); what
+leases give up is at most one unspent lease per process and budget: a caller may be
+refused up to that many requests early, and a lowered override takes effect once the
+leases already taken are spent. Budgets under 200 per window never lease (1 % < 2).
+
 If Redis is unreachable, each process counts in memory (the same limits, per process,
 so N processes allow up to N times as much) and tries Redis again after
 `REDIS_RETRY_S`. Rate limiting never takes the API down.
@@ -114,34 +124,54 @@ POLICIES: dict[str, tuple[tuple[str, str, Callable[[], str]], ...]] = {
 }
 
 # KEYS[1] the overrides hash, KEYS[2] its "loaded" marker.
-# ARGV[1] now (s), ARGV[2] counter key prefix, then per budget: scope, key, spec, subject
-# (the user an override may apply to, or ""). A spec is "amount:seconds[;amount:seconds]".
-# Returns {1} (counted), {0, retry_after, limit} (refused) or {-1} (overrides not loaded).
+# ARGV[1] counter key prefix, ARGV[2] the largest lease, then per budget:
+# scope, key, spec, subject (the user an override may apply to, or ""). A spec is
+# "amount:seconds[;amount:seconds]".
+# Returns {1, lease, ttl_ms, lease, ttl_ms, ...} (counted; per budget, in order: how many
+# requests were counted for it, this one included, and the ms until the first of its
+# windows ends), {0, retry_after, limit} (refused) or {-1} (overrides not loaded).
 _CHECK = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {-1} end
-local now = tonumber(ARGV[1])
+local lease_max = tonumber(ARGV[2])
 local checks = {}
+local budgets = 0
 for i = 3, #ARGV, 4 do
+  budgets = budgets + 1
   local spec = ARGV[i + 2]
   if ARGV[i + 3] ~= '' then
     spec = redis.call('HGET', KEYS[1], ARGV[i + 3] .. ':' .. ARGV[i]) or spec
   end
   for amount, window in string.gmatch(spec, '(%d+):(%d+)') do
-    checks[#checks + 1] = {ARGV[2] .. ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. window,
-                           tonumber(amount), tonumber(window), amount .. ' per ' .. window .. ' second(s)'}
+    local key = ARGV[1] .. ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. window
+    checks[#checks + 1] = {key, tonumber(amount), tonumber(window), amount .. ' per ' .. window .. ' second(s)',
+                           budgets, tonumber(redis.call('GET', key) or '0')}
   end
 end
+local lease = {}
+for b = 1, budgets do lease[b] = lease_max end
 for _, c in ipairs(checks) do
-  if tonumber(redis.call('GET', c[1]) or '0') >= c[2] then
+  if c[6] >= c[2] then
     local ttl = redis.call('PTTL', c[1])
     if ttl < 0 then ttl = c[3] * 1000 end
     return {0, math.max(1, math.ceil(ttl / 1000)), c[4]}
   end
+  -- 1 % of the window's amount, never more than is left in it: never over the limit.
+  lease[c[5]] = math.min(lease[c[5]], math.max(1, math.floor(c[2] / 100)), c[2] - c[6])
 end
+local ttl = {}
+for b = 1, budgets do ttl[b] = -1 end
 for _, c in ipairs(checks) do
-  if redis.call('INCR', c[1]) == 1 then redis.call('PEXPIRE', c[1], c[3] * 1000) end
+  local take = lease[c[5]]
+  if redis.call('INCRBY', c[1], take) == take then redis.call('PEXPIRE', c[1], c[3] * 1000) end
+  local left = redis.call('PTTL', c[1])
+  if ttl[c[5]] < 0 or left < ttl[c[5]] then ttl[c[5]] = left end
 end
-return {1}
+local counted = {1}
+for b = 1, budgets do
+  counted[#counted + 1] = lease[b]
+  counted[#counted + 1] = ttl[b]
+end
+return counted
 """
 
 
@@ -221,6 +251,54 @@ class MemoryCounters:
         return None
 
 
+class Leases:
+    """Requests this process may still admit without asking Redis, per budget: counted
+    there already, in a window that has not ended (see the module docstring)."""
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._leases: dict[tuple[str, str], list[float]] = {}  # (scope, key) -> [ends (monotonic), left]
+
+    def take(self, budgets: list[Budget]) -> tuple[list[Budget], list[list[float]]]:
+        """Spend one leased request of every budget that has one. Returns the budgets
+        without one, and the leases spent (for `give_back`)."""
+        now = time.monotonic()
+        unleased, spent = [], []
+        with self._lock:
+            for budget in budgets:
+                lease = self._leases.get((budget.scope, budget.key))
+                if lease is not None and lease[1] >= 1 and lease[0] > now:
+                    lease[1] -= 1
+                    spent.append(lease)
+                else:
+                    unleased.append(budget)
+        return unleased, spent
+
+    def give_back(self, spent: list[list[float]]) -> None:
+        """A refused request uses up nothing: return what `take` spent for it (to the
+        same leases, so never into a later window's)."""
+        with self._lock:
+            for lease in spent:
+                lease[1] += 1
+
+    def add(self, budget: Budget, left: int, ends: float) -> None:
+        if left < 1:
+            return
+        key = (budget.scope, budget.key)
+        with self._lock:
+            lease = self._leases.get(key)
+            if lease is not None and lease[0] > time.monotonic():
+                # Another request of this process took one meanwhile: the same window.
+                lease[0], lease[1] = min(lease[0], ends), lease[1] + left
+                return
+            if len(self._leases) >= self.MAX_ENTRIES:
+                now = time.monotonic()
+                self._leases = {k: v for k, v in self._leases.items() if v[0] > now}
+            self._leases[key] = [ends, left]
+
+
 class Limiter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -233,6 +311,8 @@ class Limiter:
         self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
         self.script = self.redis.register_script(_CHECK)
         self.memory = MemoryCounters()
+        self.lease_max = settings.rate_limit_lease_max
+        self.leases = Leases()
         self._redis_down_until = 0.0
         self._local_specs: tuple[float, dict[str, str]] | None = None
 
@@ -249,32 +329,40 @@ class Limiter:
     def check(self) -> None:
         budgets = self.budgets()
         now = time.time()
+        unleased, spent = self.leases.take(budgets)
+        if not unleased:
+            return  # every budget spent from a lease: no round trip
         refused = None
         if now >= self._redis_down_until:
             try:
-                refused = self._check_redis(budgets, now)
+                refused = self._check_redis(unleased)
             except redis.RedisError as error:
                 log.warning("rate_limit.redis_unavailable", error=str(error)[:200])
                 self._redis_down_until = now + REDIS_RETRY_S
         if now < self._redis_down_until:
-            refused = self.memory.check(budgets, self._specs_from_db(now), now)
+            refused = self.memory.check(unleased, self._specs_from_db(now), now)
         if refused:
+            self.leases.give_back(spent)
             retry_after, limit = refused
             raise RateLimited(
                 f"Too many requests; retry in {retry_after} s.",
                 {"limit": limit, "retry_after": retry_after},
             )
 
-    def _check_redis(self, budgets: list[Budget], now: float) -> tuple[int, str] | None:
-        args: list[str | float] = [now, self.prefix]
+    def _check_redis(self, budgets: list[Budget]) -> tuple[int, str] | None:
+        args: list[str | int] = [self.prefix, self.lease_max]
         for budget in budgets:
             args += [budget.scope, budget.key, budget.spec, budget.subject]
+        asked = time.monotonic()  # before the script reads the windows' ends: leases end no later
         result = self.script(keys=[self.overrides_key, self.loaded_key], args=args)
         if result[0] == -1:
             self.reload_overrides()
+            asked = time.monotonic()
             result = self.script(keys=[self.overrides_key, self.loaded_key], args=args)
         if result[0] == 0:
             return int(result[1]), result[2].decode()
+        for budget, counted, ttl_ms in zip(budgets, result[1::2], result[2::2], strict=True):
+            self.leases.add(budget, int(counted) - 1, asked + (int(ttl_ms) if ttl_ms >= 0 else 1000) / 1000)
         return None
 
     def _specs_from_db(self, now: float) -> dict[str, str]:

@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     # Counters live in Redis under "<LEDGERQ_REDIS_NAMESPACE>:ratelimit"; if Redis is
     # unreachable each process falls back to in-memory counters (see deployment/AUTH.md).
     rate_limit_enabled: bool = Field(True, alias="LEDGERQ_RATE_LIMIT_ENABLED")
+    # The most requests of one budget a process may take from Redis at once and admit
+    # locally (1 % of the budget at most; 1: one round trip per request, exact to the
+    # request). See deployment/AUTH.md "Leases".
+    rate_limit_lease_max: int = Field(100, ge=1, alias="LEDGERQ_RATE_LIMIT_LEASE_MAX")
     # Every /api/v1 request, per authenticated user (or per IP without a valid token).
     rate_limit_default: str = Field("1200 per minute", alias="LEDGERQ_RATE_LIMIT_DEFAULT")
     # /auth/login, /auth/register, /auth/refresh, /auth/logout: brute force and spraying.

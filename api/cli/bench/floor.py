@@ -4,12 +4,13 @@
 `ledgerq bench floor` serves this app with the web process's own gunicorn settings
 (api/gunicorn_conf.py: the same worker class, workers and connections) and drives it
 with the same load generator as `accept` and `poll`. Each request makes the round trips
-the real route makes (two to PostgreSQL, two to Redis, no BEGIN/COMMIT), through the
-same libraries:
+the real route makes (two to PostgreSQL, one to Redis plus one per rate-limit lease, no
+BEGIN/COMMIT), through the same libraries:
 
 - POST /api/v1/transactions/transfer: parse the JSON body (orjson), check the bearer
   token (PyJWT, the same claims as db/core/jwt_codec.py), one rate-limit script call
-  (redis EVALSHA), read both accounts in one SELECT, record the transfer and answer with
+  (redis EVALSHA) per lease of 100 requests, as the real limiter leases a large budget
+  (api/extensions/rate_limit.py), read both accounts in one SELECT, record the transfer and answer with
   its row in one INSERT ... RETURNING (psycopg, autocommit, prepared), claim the
   wake-up (redis SET NX), answer 202 with the row as JSON;
 - GET /api/v1/transactions/<id>: the token, the rate limit, one SELECT, 200 as JSON.
@@ -68,11 +69,13 @@ _INSERT = (
     " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id, status, created_at, updated_at"
 )
 _READ = f"SELECT id, status, amount_minor, currency, created_at, updated_at FROM {TABLE} WHERE id = %s AND created_by = %s"
-# A fixed-window counter: what any limiter's script does at the least.
+# A fixed-window counter counting a lease at once: what any limiter's script does at the least.
 _LIMIT_SCRIPT = (
-    "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], 60) end return n"
+    "local n = redis.call('INCRBY', KEYS[1], ARGV[1])"
+    " if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], 60) end return n"
 )
 _LIMIT_PER_MINUTE = 1_000_000_000
+_LEASE = 100
 
 
 def _json(body: dict[str, Any], status: int) -> Response:
@@ -100,6 +103,7 @@ def create_app() -> Flask:
 
     cache = redis.Redis.from_url(settings.redis_url)
     limit_sha = cache.script_load(_LIMIT_SCRIPT)
+    leased: dict[uuid.UUID, int] = {}  # requests each user may still make from its lease
     app = Flask(__name__)
 
     def principal() -> uuid.UUID | None:
@@ -122,8 +126,12 @@ def create_app() -> Flask:
     def refused(user: uuid.UUID | None) -> Response | None:
         if user is None:
             return _json({"error": {"code": "unauthorized"}}, 401)
-        if int(cache.evalsha(limit_sha, 1, f"floor:{user}")) > _LIMIT_PER_MINUTE:
+        if leased.get(user, 0) > 0:
+            leased[user] -= 1
+            return None
+        if int(cache.evalsha(limit_sha, 1, f"floor:{user}", _LEASE)) > _LIMIT_PER_MINUTE:
             return _json({"error": {"code": "rate_limited"}}, 429)
+        leased[user] = _LEASE - 1
         return None
 
     @app.get("/healthz")

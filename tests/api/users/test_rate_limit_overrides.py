@@ -90,7 +90,7 @@ def test_the_cli_sets_and_clears_an_override(make):
 def test_all_budgets_of_a_request_are_one_redis_call(make):
     alice = make.user()
     a, b = make.account(alice, balance="10.00"), make.account(make.user())
-    app = app_with()
+    app = app_with(rate_limit_lease_max=1)  # no leases (test_rate_limit_leases.py): every request asks
     limiter = app.extensions[EXTENSION_KEY]
     calls = []
     script = limiter.script
