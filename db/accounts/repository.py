@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
-from db.core.sql import constant
+from db.core.sql import DriverQuery, constant
 from db.models import Account, Balance, Transaction
 
 
@@ -160,7 +160,7 @@ _FIGURE_COLUMNS = (
     Balance.balance_minor,
     Balance.overdraft_limit_minor,
     Balance.allow_negative,
-    _PENDING,
+    _PENDING.label("pending_minor"),
     Balance.held_minor,
 )
 _FIGURES = select(Balance.account_id, *_FIGURE_COLUMNS).where(_in_ids(Balance.account_id))
@@ -169,6 +169,7 @@ _ACCOUNT_AND_FIGURES = (
     .join(Balance, Balance.account_id == Account.id)
     .where(Account.id == bindparam("id", type_=PG_UUID(as_uuid=True)))
 )
+_ACCOUNT_AND_FIGURES_ON_DRIVER = DriverQuery(_ACCOUNT_AND_FIGURES)
 
 
 def _figures_of(row: Any, first: int) -> Figures:
@@ -187,8 +188,9 @@ def figures(session: Session, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, F
 
 
 def account_and_figures(session: Session, account_id: uuid.UUID) -> tuple[AccountFacts, Figures] | None:
-    """The account (a plain row) and its `Figures`, in one statement: a balance read."""
-    row = session.connection().execute(_ACCOUNT_AND_FIGURES, {"id": account_id}).one_or_none()
+    """The account (a plain row) and its `Figures`, in one statement: a balance read
+    (off SQLAlchemy's execute path: `DriverQuery`)."""
+    row = _ACCOUNT_AND_FIGURES_ON_DRIVER.one_or_none(session, {"id": account_id})
     if row is None:
         return None
     return row, _figures_of(row, len(Account.__table__.c))

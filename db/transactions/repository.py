@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, case, func, literal, or_,
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
-from db.core.sql import constant
+from db.core.sql import DriverQuery, constant
 from db.ledger.limits import USAGE_TYPES, Usage
 from db.models import Account, Transaction
 
@@ -129,22 +129,26 @@ def _shown() -> Any:
 
 
 _SHOWN = _shown()
+_SHOWN_ON_DRIVER = DriverQuery(_SHOWN)
 
 
 def shown_row(session: Session, transaction_id: uuid.UUID) -> Any | None:
     """`with_parties` as one read-only row (the transaction's columns by attribute name,
     plus `source_owner`, `target_owner`, `reversal_id`), on the session's connection:
     the path clients poll pays neither the ORM's statement handling nor an instance
-    load (together a fifth of a GET's CPU in py-spy)."""
-    return session.connection().execute(_SHOWN, {"transaction_id": transaction_id}).one_or_none()
+    load (together a fifth of a GET's CPU in py-spy), nor SQLAlchemy's execute path
+    (`DriverQuery`)."""
+    return _SHOWN_ON_DRIVER.one_or_none(session, {"transaction_id": transaction_id})
+
+
+_STATUS = select(Transaction.__table__.c.status).where(
+    Transaction.__table__.c.id == bindparam("transaction_id")
+)
 
 
 def status_of(session: Session, transaction_id: uuid.UUID) -> str | None:
-    return (
-        session.connection()
-        .execute(select(Transaction.__table__.c.status).where(Transaction.__table__.c.id == transaction_id))
-        .scalar_one_or_none()
-    )
+    """The status alone (a long-poll's recheck), by the statement built once above."""
+    return session.connection().execute(_STATUS, {"transaction_id": transaction_id}).scalar_one_or_none()
 
 
 def plain_rows(session: Session, transaction_ids: Sequence[uuid.UUID]) -> Sequence[Any]:

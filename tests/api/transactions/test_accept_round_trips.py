@@ -5,13 +5,13 @@ one database transaction."""
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
-from sqlalchemy import event
+import psycopg
 
 from db.auth.auth_states import states_for
 from db.core.config import get_settings
-from db.session import get_autocommit_engine, get_engine
 from tests.fixtures.http import API, accepted, credit, transfer
 from tests.fixtures.ledger import sql
 from tests.fixtures.scheduling import wait_until
@@ -19,23 +19,26 @@ from tests.fixtures.scheduling import wait_until
 
 @contextmanager
 def statements(texts: list[str] | None = None):
-    """The SQL sent through the app's engines meanwhile (its first word, and whether it
-    ran in autocommit; the whole text into `texts`)."""
+    """The SQL this thread sent to PostgreSQL meanwhile (its first word, and whether it
+    ran in autocommit; the whole text into `texts`), counted at psycopg's cursor: both
+    SQLAlchemy's statements and `db.core.sql.DriverQuery`'s go through it."""
     sent: list[tuple[str, bool]] = []
+    execute = psycopg.Cursor.execute
+    thread = threading.get_ident()
 
-    def before(conn, cursor, statement, parameters, context, executemany):
-        sent.append((statement.split()[0].upper(), conn.connection.dbapi_connection.autocommit))
-        if texts is not None:
-            texts.append(statement)
+    def counted(cursor, query, *args, **kwargs):
+        if threading.get_ident() == thread:
+            statement = query.decode() if isinstance(query, bytes) else str(query)
+            sent.append((statement.split()[0].upper(), cursor.connection.autocommit))
+            if texts is not None:
+                texts.append(statement)
+        return execute(cursor, query, *args, **kwargs)
 
-    engines = (get_engine(), get_autocommit_engine())  # writes, and requests that only read
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", before)
+    psycopg.Cursor.execute = counted  # type: ignore[method-assign]
     try:
         yield sent
     finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", before)
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
 
 
 def test_a_transfer_costs_one_read_and_one_write_outside_an_explicit_transaction(client, make):

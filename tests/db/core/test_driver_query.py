@@ -1,0 +1,72 @@
+"""`DriverQuery` answers what SQLAlchemy's own execution of the same statement answers
+(for every kind of transaction the polled read returns, an exchange's Decimal rate
+included, and a balance read), and refuses statements it cannot answer faithfully."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import Uuid, column, literal, select, table, type_coerce
+from sqlalchemy.types import TypeDecorator
+
+from db.accounts import repository as accounts_repo
+from db.core.sql import DriverQuery
+from db.session import unit_of_work
+from db.transactions import repository as transactions_repo
+from tests.api.transactions.test_one_rendering import _every_kind
+
+
+def test_it_answers_what_sqlalchemy_answers_for_every_kind_of_transaction_and_a_balance(client, make):
+    _, ids = _every_kind(client, make)
+    with unit_of_work() as uow:
+        for kind, tx_id in ids.items():
+            ours = transactions_repo._SHOWN_ON_DRIVER.one_or_none(uow.session, {"transaction_id": tx_id})
+            theirs = uow.session.execute(transactions_repo._SHOWN, {"transaction_id": tx_id}).one()
+            assert tuple(ours) == tuple(theirs), kind
+            assert ours._fields == tuple(theirs._fields), kind
+            assert [type(value) for value in ours] == [type(value) for value in theirs], kind
+        account_id = ours.from_account_id
+        ours = accounts_repo._ACCOUNT_AND_FIGURES_ON_DRIVER.one_or_none(uow.session, {"id": account_id})
+        theirs = uow.session.execute(accounts_repo._ACCOUNT_AND_FIGURES, {"id": account_id}).one()
+        assert tuple(ours) == tuple(theirs) and ours.pending_minor == theirs.pending_minor
+        assert (
+            transactions_repo._SHOWN_ON_DRIVER.one_or_none(uow.session, {"transaction_id": uuid.uuid4()})
+            is None
+        )
+
+
+class _Upper(TypeDecorator):
+    impl = Uuid
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        return str(value).upper()
+
+
+def test_it_refuses_unnamed_or_converted_columns():
+    things = table("things", column("id"), column("name"))
+    with pytest.raises(ValueError, match="unique column labels"):
+        DriverQuery(select(things.c.id, literal(1)))
+    with pytest.raises(ValueError, match="unique column labels"):
+        DriverQuery(select(things.c.id, things.c.name.label("id")))
+    with pytest.raises(ValueError, match="result processing"):
+        DriverQuery(select(type_coerce(things.c.id, _Upper).label("id")))
+
+
+def test_a_lost_connection_is_sqlalchemys_error_and_leaves_the_pool(make):
+    """As through SQLAlchemy: OperationalError (the API's 503), the connection invalidated."""
+    from sqlalchemy import exc as sa_exc
+
+    from db.core.config import get_settings
+    from db.session import session_factory
+    from tests.fixtures.ledger import sql
+
+    with session_factory(get_settings())() as session:  # closed, not committed, at the end
+        connection = session.connection()
+        dbapi = connection.connection.driver_connection
+        sql("SELECT pg_terminate_backend(:pid)", pid=dbapi.info.backend_pid)
+        with pytest.raises(sa_exc.OperationalError) as raised:
+            transactions_repo._SHOWN_ON_DRIVER.one_or_none(session, {"transaction_id": uuid.uuid4()})
+        assert raised.value.connection_invalidated
+        assert connection.invalidated
