@@ -76,6 +76,7 @@ class DriverQuery:
             # psycopg returns numeric as Decimal, which is what Numeric(asdecimal) gives.
             if not isinstance(impl, Numeric) and impl.result_processor(_DIALECT, None) is not None:
                 raise ValueError(f"column {column.key} needs SQLAlchemy's result processing")
+        self.statement = statement
         compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
         self.sql = str(compiled)
         # Values the statement binds itself (a literal 0 in coalesce, say); a call's
@@ -84,10 +85,18 @@ class DriverQuery:
         self.row: Any = namedtuple("Row", names)  # type: ignore[misc]
 
     def one_or_none(self, session: Session, params: Mapping[str, Any]) -> Any | None:
+        found = self._rows(session, params, many=False)
+        return self.row._make(found) if found is not None else None
+
+    def all(self, session: Session, params: Mapping[str, Any]) -> list[Any]:
+        return [self.row._make(found) for found in self._rows(session, params, many=True)]
+
+    def _rows(self, session: Session, params: Mapping[str, Any], *, many: bool) -> Any:
         dbapi = session.connection().connection.driver_connection
         assert dbapi is not None
         try:
-            found = dbapi.execute(self.sql, {**self.bound, **params}).fetchone()
+            cursor = dbapi.execute(self.sql, {**self.bound, **params})
+            return cursor.fetchall() if many else cursor.fetchone()
         except psycopg.Error as error:
             # What SQLAlchemy's execute path would do: raise its exception (a lost
             # database is a 503, api/extensions/errors.py) and never pool a broken
@@ -98,4 +107,3 @@ class DriverQuery:
             raise sa_exc.DBAPIError.instance(
                 self.sql, dict(params), error, psycopg.Error, connection_invalidated=broken
             ) from error
-        return self.row._make(found) if found is not None else None

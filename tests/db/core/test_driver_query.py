@@ -1,6 +1,6 @@
 """`DriverQuery` answers what SQLAlchemy's own execution of the same statement answers
 (for every kind of transaction the polled read returns, an exchange's Decimal rate
-included, and a balance read), and refuses statements it cannot answer faithfully."""
+included, a balance read, and a transfer's accounts), and refuses statements it cannot answer faithfully."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def test_it_answers_what_sqlalchemy_answers_for_every_kind_of_transaction_and_a_
         ours = accounts_repo._ACCOUNT_AND_FIGURES_ON_DRIVER.one_or_none(uow.session, {"id": account_id})
         theirs = uow.session.execute(accounts_repo._ACCOUNT_AND_FIGURES, {"id": account_id}).one()
         assert tuple(ours) == tuple(theirs) and ours.pending_minor == theirs.pending_minor
+        both = {"ids": [ours.id, ours.owner_id, uuid.uuid4()]}  # one account, two ids that are none
+        ours = accounts_repo._FACTS.all(uow.session, both)
+        theirs = uow.session.execute(accounts_repo._FACTS.statement, both).all()
+        assert [tuple(row) for row in ours] == [tuple(row) for row in theirs] and len(ours) == 1
         assert (
             transactions_repo._SHOWN_ON_DRIVER.one_or_none(uow.session, {"transaction_id": uuid.uuid4()})
             is None
