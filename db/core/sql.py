@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -82,6 +82,14 @@ class DriverQuery:
         # Values the statement binds itself (a literal 0 in coalesce, say); a call's
         # parameters fill in the rest.
         self.bound = {name: value for name, value in compiled.params.items() if value is not None}
+        # SQLAlchemy's conversions of parameters on the way in (a JSONB value to its
+        # text, ...), applied as its execute path applies them. The app's engines use
+        # the dialect's defaults (no json_serializer of their own), as this one does.
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        for name, process in compiled._bind_processors.items():
+            if not callable(process):  # a tuple IN's per-element processors
+                raise ValueError(f"parameter {name} needs SQLAlchemy's expanding parameters")
+            self.processors[name] = process
         self.row: Any = namedtuple("Row", names)  # type: ignore[misc]
 
     def one_or_none(self, session: Session, params: Mapping[str, Any]) -> Any | None:
@@ -91,11 +99,18 @@ class DriverQuery:
     def all(self, session: Session, params: Mapping[str, Any]) -> list[Any]:
         return [self.row._make(found) for found in self._rows(session, params, many=True)]
 
+    def _parameters(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        values = {**self.bound, **params}
+        for name, process in self.processors.items():
+            if name in values:
+                values[name] = process(values[name])
+        return values
+
     def _rows(self, session: Session, params: Mapping[str, Any], *, many: bool) -> Any:
         dbapi = session.connection().connection.driver_connection
         assert dbapi is not None
         try:
-            cursor = dbapi.execute(self.sql, {**self.bound, **params})
+            cursor = dbapi.execute(self.sql, self._parameters(params))
             return cursor.fetchall() if many else cursor.fetchone()
         except psycopg.Error as error:
             # What SQLAlchemy's execute path would do: raise its exception (a lost

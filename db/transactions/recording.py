@@ -26,11 +26,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Interval, Select, Table, bindparam, func, inspect, literal_column, select
+from sqlalchemy import Interval, Table, bindparam, func, inspect, literal_column, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from db.audit import repository as audit
+from db.core.sql import DriverQuery
 from db.events import outbox, render
 from db.models import AuditLog, Event, Transaction
 
@@ -71,18 +72,17 @@ def record_new(
         "event_data": event.data,
         "event_account_ids": list(event.account_ids),
     }
-    statement = _statement(tuple(sorted(known)), later)
-    row = session.connection().execute(statement, parameters).one_or_none()
+    row = _statement(tuple(sorted(known)), later).one_or_none(session, parameters)
     if row is None:
         return None
-    tx = Transaction(**{key: row._mapping[name] for key, name in _COLUMNS.items()})
+    tx = Transaction(**{key: getattr(row, name) for key, name in _COLUMNS.items()})
     make_transient_to_detached(tx)  # as if loaded: the row exists, and this is it
     session.add(tx)
     return tx
 
 
 @functools.cache
-def _statement(keys: tuple[str, ...], later: tuple[str, ...]) -> Select:
+def _statement(keys: tuple[str, ...], later: tuple[str, ...]) -> DriverQuery:
     """WITH new_transaction AS (INSERT ... ON CONFLICT DO NOTHING RETURNING *),
     new_audit_row AS (INSERT ... SELECT ... FROM new_transaction),
     new_event AS (INSERT ... SELECT ... FROM new_transaction) SELECT * FROM new_transaction."""
@@ -123,7 +123,11 @@ def _statement(keys: tuple[str, ...], later: tuple[str, ...]) -> Select:
             bindparam(account_ids, type_=ARRAY(UUID(as_uuid=True))),
         ).select_from(new_row),
     )
-    return select(new_row).add_cte(audit_row.cte("new_audit_row")).add_cte(event_row.cte("new_event"))
+    # Off SQLAlchemy's execute path (its result set-up alone is a column object per
+    # returned column per call): DriverQuery.
+    return DriverQuery(
+        select(new_row).add_cte(audit_row.cte("new_audit_row")).add_cte(event_row.cte("new_event"))
+    )
 
 
 def _jsonb_object(fields: dict[str, Any]) -> Any:
