@@ -34,8 +34,8 @@ locally until it runs out or its window ends. A service user at 60,000 per minut
 costs one Redis round trip per 100 requests of a process instead of one per request,
 which was ~11 % of a read's CPU. The limit itself stays exact from above (every request
 admitted was counted in Redis before it was admitted, in the window it falls in); what
-leases give up is at most one unspent lease per process and budget: a caller may be
-refused up to that many requests early, and a lowered override takes effect once the
+leases give up is at most one unspent lease per process and budget (refills are one at
+a time: `Leases`): a caller may be refused up to that many requests early, and a lowered override takes effect once the
 leases already taken are spent. Budgets under 200 per window never lease (1 % < 2).
 
 If Redis is unreachable, each process counts in memory (the same limits, per process,
@@ -124,19 +124,20 @@ POLICIES: dict[str, tuple[tuple[str, str, Callable[[], str]], ...]] = {
 }
 
 # KEYS[1] the overrides hash, KEYS[2] its "loaded" marker.
-# ARGV[1] counter key prefix, ARGV[2] the largest lease, then per budget:
-# scope, key, spec, subject (the user an override may apply to, or ""). A spec is
-# "amount:seconds[;amount:seconds]".
-# Returns {1, lease, ttl_ms, lease, ttl_ms, ...} (counted; per budget, in order: how many
-# requests were counted for it, this one included, and the ms until the first of its
-# windows ends), {0, retry_after, limit} (refused) or {-1} (overrides not loaded).
+# ARGV[1] counter key prefix, then per budget: scope, key, spec, subject (the user an
+# override may apply to, or ""), and the most requests to count at once (the lease this
+# process asks for; 1: this request only). A spec is "amount:seconds[;amount:seconds]".
+# Returns {1, counted, ttl_ms, counted, ttl_ms, ...} (counted; per budget, in order: how
+# many requests were counted for it, this one included, and the ms until the first of
+# its windows ends; a budget with no limit counts nothing: 1 and 0), {0, retry_after,
+# limit} (refused) or {-1} (overrides not loaded).
 _CHECK = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {-1} end
-local lease_max = tonumber(ARGV[2])
 local checks = {}
-local budgets = 0
-for i = 3, #ARGV, 4 do
-  budgets = budgets + 1
+local lease = {}
+for i = 2, #ARGV, 5 do
+  local b = #lease + 1
+  lease[b] = tonumber(ARGV[i + 4])
   local spec = ARGV[i + 2]
   if ARGV[i + 3] ~= '' then
     spec = redis.call('HGET', KEYS[1], ARGV[i + 3] .. ':' .. ARGV[i]) or spec
@@ -144,11 +145,9 @@ for i = 3, #ARGV, 4 do
   for amount, window in string.gmatch(spec, '(%d+):(%d+)') do
     local key = ARGV[1] .. ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. window
     checks[#checks + 1] = {key, tonumber(amount), tonumber(window), amount .. ' per ' .. window .. ' second(s)',
-                           budgets, tonumber(redis.call('GET', key) or '0')}
+                           b, tonumber(redis.call('GET', key) or '0')}
   end
 end
-local lease = {}
-for b = 1, budgets do lease[b] = lease_max end
 for _, c in ipairs(checks) do
   if c[6] >= c[2] then
     local ttl = redis.call('PTTL', c[1])
@@ -159,17 +158,21 @@ for _, c in ipairs(checks) do
   lease[c[5]] = math.min(lease[c[5]], math.max(1, math.floor(c[2] / 100)), c[2] - c[6])
 end
 local ttl = {}
-for b = 1, budgets do ttl[b] = -1 end
 for _, c in ipairs(checks) do
   local take = lease[c[5]]
   if redis.call('INCRBY', c[1], take) == take then redis.call('PEXPIRE', c[1], c[3] * 1000) end
   local left = redis.call('PTTL', c[1])
-  if ttl[c[5]] < 0 or left < ttl[c[5]] then ttl[c[5]] = left end
+  if ttl[c[5]] == nil or left < ttl[c[5]] then ttl[c[5]] = left end
 end
 local counted = {1}
-for b = 1, budgets do
-  counted[#counted + 1] = lease[b]
-  counted[#counted + 1] = ttl[b]
+for b = 1, #lease do
+  if ttl[b] == nil then  -- no window: nothing counted, nothing to lease
+    counted[#counted + 1] = 1
+    counted[#counted + 1] = 0
+  else
+    counted[#counted + 1] = lease[b]
+    counted[#counted + 1] = ttl[b]
+  end
 end
 return counted
 """
@@ -253,28 +256,48 @@ class MemoryCounters:
 
 class Leases:
     """Requests this process may still admit without asking Redis, per budget: counted
-    there already, in a window that has not ended (see the module docstring)."""
+    there already, in a window that has not ended (see the module docstring).
+
+    One refill per budget at a time: while one request asks Redis for a budget's lease,
+    the others that find none ask for themselves alone, so a burst of concurrent misses
+    does not take a lease each (that would leave this process holding many leases'
+    worth of a budget)."""
 
     MAX_ENTRIES = 100_000
 
-    def __init__(self) -> None:
+    def __init__(self, lease_max: int) -> None:
+        self.lease_max = lease_max
         self._lock = threading.Lock()
         self._leases: dict[tuple[str, str], list[float]] = {}  # (scope, key) -> [ends (monotonic), left]
+        self._refilling: set[tuple[str, str]] = set()
 
-    def take(self, budgets: list[Budget]) -> tuple[list[Budget], list[list[float]]]:
+    def take(self, budgets: list[Budget]) -> tuple[list[tuple[Budget, int]], list[list[float]]]:
         """Spend one leased request of every budget that has one. Returns the budgets
-        without one, and the leases spent (for `give_back`)."""
+        without one, each with how many requests to ask Redis to count (a lease, or 1
+        while another request refills it: `settle` when answered), and the leases
+        spent (for `give_back`)."""
         now = time.monotonic()
         unleased, spent = [], []
         with self._lock:
             for budget in budgets:
-                lease = self._leases.get((budget.scope, budget.key))
+                key = (budget.scope, budget.key)
+                lease = self._leases.get(key)
                 if lease is not None and lease[1] >= 1 and lease[0] > now:
                     lease[1] -= 1
                     spent.append(lease)
+                elif self.lease_max > 1 and key not in self._refilling:
+                    self._refilling.add(key)
+                    unleased.append((budget, self.lease_max))
                 else:
-                    unleased.append(budget)
+                    unleased.append((budget, 1))
         return unleased, spent
+
+    def settle(self, asked: list[tuple[Budget, int]]) -> None:
+        """The refills `take` handed out are over (granted, refused or failed)."""
+        with self._lock:
+            for budget, ask in asked:
+                if ask > 1:
+                    self._refilling.discard((budget.scope, budget.key))
 
     def give_back(self, spent: list[list[float]]) -> None:
         """A refused request uses up nothing: return what `take` spent for it (to the
@@ -290,13 +313,20 @@ class Leases:
         with self._lock:
             lease = self._leases.get(key)
             if lease is not None and lease[0] > time.monotonic():
-                # Another request of this process took one meanwhile: the same window.
+                # A lease of the same window still live (refills are one at a time, but
+                # one may end between its take and its answer): keep both's requests.
                 lease[0], lease[1] = min(lease[0], ends), lease[1] + left
                 return
             if len(self._leases) >= self.MAX_ENTRIES:
                 now = time.monotonic()
                 self._leases = {k: v for k, v in self._leases.items() if v[0] > now}
             self._leases[key] = [ends, left]
+
+    def left(self, budget: Budget) -> int:
+        """Requests still leased for `budget` (0 if its lease has ended)."""
+        with self._lock:
+            lease = self._leases.get((budget.scope, budget.key))
+            return int(lease[1]) if lease is not None and lease[0] > time.monotonic() else 0
 
 
 class Limiter:
@@ -311,8 +341,7 @@ class Limiter:
         self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
         self.script = self.redis.register_script(_CHECK)
         self.memory = MemoryCounters()
-        self.lease_max = settings.rate_limit_lease_max
-        self.leases = Leases()
+        self.leases = Leases(settings.rate_limit_lease_max)
         self._redis_down_until = 0.0
         self._local_specs: tuple[float, dict[str, str]] | None = None
 
@@ -332,15 +361,10 @@ class Limiter:
         unleased, spent = self.leases.take(budgets)
         if not unleased:
             return  # every budget spent from a lease: no round trip
-        refused = None
-        if now >= self._redis_down_until:
-            try:
-                refused = self._check_redis(unleased)
-            except redis.RedisError as error:
-                log.warning("rate_limit.redis_unavailable", error=str(error)[:200])
-                self._redis_down_until = now + REDIS_RETRY_S
-        if now < self._redis_down_until:
-            refused = self.memory.check(unleased, self._specs_from_db(now), now)
+        try:
+            refused = self._check_unleased(unleased, now)
+        finally:
+            self.leases.settle(unleased)
         if refused:
             self.leases.give_back(spent)
             retry_after, limit = refused
@@ -349,10 +373,23 @@ class Limiter:
                 {"limit": limit, "retry_after": retry_after},
             )
 
-    def _check_redis(self, budgets: list[Budget]) -> tuple[int, str] | None:
-        args: list[str | int] = [self.prefix, self.lease_max]
-        for budget in budgets:
-            args += [budget.scope, budget.key, budget.spec, budget.subject]
+    def _check_unleased(self, unleased: list[tuple[Budget, int]], now: float) -> tuple[int, str] | None:
+        refused = None
+        if now >= self._redis_down_until:
+            try:
+                refused = self._check_redis(unleased)
+            except redis.RedisError as error:
+                log.warning("rate_limit.redis_unavailable", error=str(error)[:200])
+                self._redis_down_until = now + REDIS_RETRY_S
+        if now < self._redis_down_until:
+            budgets = [budget for budget, _ in unleased]
+            refused = self.memory.check(budgets, self._specs_from_db(now), now)
+        return refused
+
+    def _check_redis(self, unleased: list[tuple[Budget, int]]) -> tuple[int, str] | None:
+        args: list[str | int] = [self.prefix]
+        for budget, ask in unleased:
+            args += [budget.scope, budget.key, budget.spec, budget.subject, ask]
         asked = time.monotonic()  # before the script reads the windows' ends: leases end no later
         result = self.script(keys=[self.overrides_key, self.loaded_key], args=args)
         if result[0] == -1:
@@ -361,8 +398,8 @@ class Limiter:
             result = self.script(keys=[self.overrides_key, self.loaded_key], args=args)
         if result[0] == 0:
             return int(result[1]), result[2].decode()
-        for budget, counted, ttl_ms in zip(budgets, result[1::2], result[2::2], strict=True):
-            self.leases.add(budget, int(counted) - 1, asked + (int(ttl_ms) if ttl_ms >= 0 else 1000) / 1000)
+        for (budget, _), counted, ttl_ms in zip(unleased, result[1::2], result[2::2], strict=True):
+            self.leases.add(budget, int(counted) - 1, asked + int(ttl_ms) / 1000)
         return None
 
     def _specs_from_db(self, now: float) -> dict[str, str]:

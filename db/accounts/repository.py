@@ -164,12 +164,11 @@ _FIGURE_COLUMNS = (
     Balance.held_minor,
 )
 _FIGURES = select(Balance.account_id, *_FIGURE_COLUMNS).where(_in_ids(Balance.account_id))
-_ACCOUNT_AND_FIGURES = (
+_ACCOUNT_AND_FIGURES = DriverQuery(
     select(*Account.__table__.c, *_FIGURE_COLUMNS)
     .join(Balance, Balance.account_id == Account.id)
     .where(Account.id == bindparam("id", type_=PG_UUID(as_uuid=True)))
 )
-_ACCOUNT_AND_FIGURES_ON_DRIVER = DriverQuery(_ACCOUNT_AND_FIGURES)
 
 
 def _figures_of(row: Any, first: int) -> Figures:
@@ -190,7 +189,7 @@ def figures(session: Session, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, F
 def account_and_figures(session: Session, account_id: uuid.UUID) -> tuple[AccountFacts, Figures] | None:
     """The account (a plain row) and its `Figures`, in one statement: a balance read
     (off SQLAlchemy's execute path: `DriverQuery`)."""
-    row = _ACCOUNT_AND_FIGURES_ON_DRIVER.one_or_none(session, {"id": account_id})
+    row = _ACCOUNT_AND_FIGURES.one_or_none(session, {"id": account_id})
     if row is None:
         return None
     return row, _figures_of(row, len(Account.__table__.c))

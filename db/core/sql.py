@@ -6,8 +6,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import psycopg
-from sqlalchemy import ColumnElement, Numeric, Select, literal_column
+from sqlalchemy import ColumnElement, Float, Numeric, Select, literal_column
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.orm import Session
@@ -54,17 +53,20 @@ _DIALECT = PGDialect_psycopg()
 
 
 class DriverQuery:
-    """A Core SELECT compiled once to psycopg's SQL and run on the session's own psycopg
-    connection (in its transaction, if any), answering named tuples: for the one-row
-    reads clients poll (GET /transactions/{id}, a balance). SQLAlchemy's execute path
-    cost a third of such a GET in-process (py-spy): the compiled-cache lookup, the
-    result set-up (which reads the cursor's description: psycopg builds one Column object
-    per column per call) and a Row per row. psycopg still prepares the statement after
-    a few executions on a connection, as it does under SQLAlchemy.
+    """A Core statement compiled once to psycopg's SQL and run on the session's own
+    psycopg connection (in its transaction, if any), answering named tuples: for the
+    small statements of the request paths clients hammer (GET /transactions/{id}, a
+    balance read, a transfer's two accounts and its one-statement write). SQLAlchemy's
+    execute path cost a third of such a GET in-process (py-spy): the compiled-cache
+    lookup, the result set-up (which reads the cursor's description: psycopg builds one
+    Column object per column per call) and a Row per row. psycopg still prepares the
+    statement after a few executions on a connection, as it does under SQLAlchemy.
 
-    Only for statements whose columns SQLAlchemy would not convert on the way out (so
-    the tuple is what `session.execute(statement)` would give): checked here, as is
-    that every column has a name."""
+    What SQLAlchemy would do around the statement is kept: its bind processors on the
+    way in, its exception and connection (and pool) invalidation on an error, a tracing
+    span. What it would do that this cannot is refused when the statement is made:
+    unlabelled or duplicate columns, a column it would convert on the way out,
+    parameters it expands at execution (IN lists) and defaults it computes in Python."""
 
     def __init__(self, statement: Select[Any]) -> None:
         keys = [column.key for column in statement.selected_columns]
@@ -73,31 +75,43 @@ class DriverQuery:
             raise ValueError(f"DriverQuery needs unique column labels, got {keys}")
         for column in statement.selected_columns:
             impl = column.type.dialect_impl(_DIALECT)
-            # psycopg returns numeric as Decimal, which is what Numeric(asdecimal) gives.
-            if not isinstance(impl, Numeric) and impl.result_processor(_DIALECT, None) is not None:
+            if isinstance(impl, Numeric):
+                # psycopg returns numeric as Decimal, which is what Numeric(asdecimal)
+                # gives; a float column or asdecimal=False SQLAlchemy would convert.
+                converted = isinstance(impl, Float) or not impl.asdecimal
+            else:
+                converted = impl.result_processor(_DIALECT, None) is not None
+            if converted:
                 raise ValueError(f"column {column.key} needs SQLAlchemy's result processing")
+        compiled = statement.compile(dialect=_DIALECT)
+        if compiled.post_compile_params:
+            raise ValueError("DriverQuery cannot run parameters SQLAlchemy expands at execution (IN lists)")
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise ValueError("DriverQuery cannot compute Python-side column defaults: pass the values")
         self.statement = statement
-        compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
         self.sql = str(compiled)
         # Values the statement binds itself (a literal 0 in coalesce, say); a call's
         # parameters fill in the rest.
-        self.bound = {name: value for name, value in compiled.params.items() if value is not None}
-        # SQLAlchemy's conversions of parameters on the way in (a JSONB value to its
-        # text, ...), applied as its execute path applies them. The app's engines use
-        # the dialect's defaults (no json_serializer of their own), as this one does.
+        self.bound = {
+            name: compiled.params[name] for bind, name in compiled.bind_names.items() if not bind.required
+        }
+        # SQLAlchemy's conversions of parameters on the way in (a JSONB value wrapped
+        # for psycopg, an array's items), applied as its execute path applies them.
         self.processors: dict[str, Callable[[Any], Any]] = {}
         for name, process in compiled._bind_processors.items():
             if not callable(process):  # a tuple IN's per-element processors
-                raise ValueError(f"parameter {name} needs SQLAlchemy's expanding parameters")
+                raise ValueError(f"DriverQuery cannot run parameter {name} (SQLAlchemy expands it)")
             self.processors[name] = process
         self.row: Any = namedtuple("Row", names)  # type: ignore[misc]
 
     def one_or_none(self, session: Session, params: Mapping[str, Any]) -> Any | None:
-        found = self._rows(session, params, many=False)
-        return self.row._make(found) if found is not None else None
+        found = self._rows(session, params, at_most=2)
+        if len(found) > 1:
+            raise sa_exc.MultipleResultsFound("Multiple rows were found when one or none was required")
+        return self.row._make(found[0]) if found else None
 
     def all(self, session: Session, params: Mapping[str, Any]) -> list[Any]:
-        return [self.row._make(found) for found in self._rows(session, params, many=True)]
+        return [self.row._make(found) for found in self._rows(session, params)]
 
     def _parameters(self, params: Mapping[str, Any]) -> dict[str, Any]:
         values = {**self.bound, **params}
@@ -106,19 +120,19 @@ class DriverQuery:
                 values[name] = process(values[name])
         return values
 
-    def _rows(self, session: Session, params: Mapping[str, Any], *, many: bool) -> Any:
-        dbapi = session.connection().connection.driver_connection
+    def _rows(self, session: Session, params: Mapping[str, Any], at_most: int | None = None) -> list[Any]:
+        from db.ops import tracing  # db.ops builds on db.core: imported when first run
+
+        connection = session.connection()
+        dbapi = connection.connection.driver_connection
         assert dbapi is not None
-        try:
-            cursor = dbapi.execute(self.sql, self._parameters(params))
-            return cursor.fetchall() if many else cursor.fetchone()
-        except psycopg.Error as error:
-            # What SQLAlchemy's execute path would do: raise its exception (a lost
-            # database is a 503, api/extensions/errors.py) and never pool a broken
-            # connection again.
-            broken = dbapi.closed or dbapi.broken
-            if broken:
-                session.connection().invalidate(error)
-            raise sa_exc.DBAPIError.instance(
-                self.sql, dict(params), error, psycopg.Error, connection_invalidated=broken
-            ) from error
+        values = self._parameters(params)
+        with tracing.statement_span(connection.engine.url.database, self.sql):
+            try:
+                with dbapi.execute(self.sql, values) as cursor:
+                    return cursor.fetchall() if at_most is None else cursor.fetchmany(at_most)
+            except BaseException as error:
+                # SQLAlchemy's own handling: its exception (a lost database is the API's
+                # 503), and on a disconnect this connection invalidated and the pool's
+                # older ones recycled; an interrupt (gevent's Timeout) also invalidates.
+                connection._handle_dbapi_exception(error, self.sql, values, None, None)

@@ -90,15 +90,8 @@ def instrument_engine(engine) -> None:
 
     def start(conn, cursor, statement, parameters, context, executemany):
         if _enabled and context is not None:
-            verb = statement.split(None, 1)[0].upper() if statement.strip() else "SQL"
             context._ledgerq_span = trace.get_tracer(TRACER_NAME).start_span(
-                f"{verb} {database}",
-                kind=trace.SpanKind.CLIENT,
-                attributes={
-                    "db.system.name": "postgresql",
-                    "db.namespace": database,
-                    "db.query.text": statement,
-                },
+                **_statement_span_arguments(database, statement)
             )
 
     def end(conn, cursor, statement, parameters, context, executemany):
@@ -117,6 +110,25 @@ def instrument_engine(engine) -> None:
     event.listen(engine, "after_cursor_execute", end)
     event.listen(engine, "handle_error", failed)
     _instrumented.add(engine)
+
+
+def _statement_span_arguments(database: str | None, statement: str) -> dict[str, Any]:
+    verb = statement.split(None, 1)[0].upper() if statement.strip() else "SQL"
+    return {
+        "name": f"{verb} {database}",
+        "kind": trace.SpanKind.CLIENT,
+        "attributes": {"db.system.name": "postgresql", "db.namespace": database, "db.query.text": statement},
+    }
+
+
+def statement_span(database: str | None, statement: str) -> AbstractContextManager:
+    """The span of one statement run off SQLAlchemy's execute path (db.core.sql
+    DriverQuery), named and attributed as the engine listeners name theirs."""
+    if not _enabled:
+        return nullcontext()
+    return trace.get_tracer(TRACER_NAME).start_as_current_span(
+        **_statement_span_arguments(database, statement)
+    )
 
 
 def span(name: str, **attributes: Any) -> AbstractContextManager:

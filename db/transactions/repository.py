@@ -128,8 +128,7 @@ def _shown() -> Any:
     )
 
 
-_SHOWN = _shown()
-_SHOWN_ON_DRIVER = DriverQuery(_SHOWN)
+_SHOWN = DriverQuery(_shown())
 
 
 def shown_row(session: Session, transaction_id: uuid.UUID) -> Any | None:
@@ -138,7 +137,7 @@ def shown_row(session: Session, transaction_id: uuid.UUID) -> Any | None:
     the path clients poll pays neither the ORM's statement handling nor an instance
     load (together a fifth of a GET's CPU in py-spy), nor SQLAlchemy's execute path
     (`DriverQuery`)."""
-    return _SHOWN_ON_DRIVER.one_or_none(session, {"transaction_id": transaction_id})
+    return _SHOWN.one_or_none(session, {"transaction_id": transaction_id})
 
 
 _STATUS = select(Transaction.__table__.c.status).where(

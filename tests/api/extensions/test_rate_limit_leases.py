@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from api.extensions.rate_limit import EXTENSION_KEY
+from api.extensions.rate_limit import EXTENSION_KEY, Budget
 from tests.fixtures.http import app_with, assert_error, concurrently, transfer
 
 
@@ -89,14 +89,50 @@ def test_a_refused_request_spends_nothing_of_its_leased_budgets(make):
     a, b = make.account(alice, balance="100.00"), make.account(make.user())
     app = app_with(rate_limit_default="100000 per minute", rate_limit_money_per_user="3 per minute")
     leases = app.extensions[EXTENSION_KEY].leases
+    requests = Budget("requests", f"user:{alice.id}", "", "")
     client = app.test_client()
     assert [transfer(client, alice, a, b).status_code for _ in range(3)] == [202] * 3
-    left_before = leases._leases[("requests", f"user:{alice.id}")][1]
+    left_before = leases.left(requests)
+    assert left_before > 0
     for _ in range(5):
         assert_error(transfer(client, alice, a, b), 429, "rate_limited")
-    assert leases._leases[("requests", f"user:{alice.id}")][1] == left_before
+    assert leases.left(requests) == left_before
     assert _me(client, alice) == 200
-    assert leases._leases[("requests", f"user:{alice.id}")][1] == left_before - 1
+    assert leases.left(requests) == left_before - 1
+
+
+def test_a_lease_ends_with_the_first_of_its_budgets_windows(make):
+    alice = make.user()
+    app = app_with(rate_limit_default="1000 per 2 seconds;100000 per hour")  # leases of 10
+    calls = _counting_script_calls(app)
+    client = app.test_client()
+    assert _me(client, alice) == 200
+    before = len(calls)
+    time.sleep(2.2)  # the 2-second window has ended, the hour's has not
+    assert _me(client, alice) == 200
+    assert len(calls) == before + 1
+
+
+def test_concurrent_misses_refill_a_budget_once(make):
+    """While one request asks Redis for a budget's lease, the others that find none ask
+    for themselves alone: 20 concurrent first requests behind a slow Redis count one
+    lease and 19 single requests, not 20 leases."""
+    from workers import broker
+
+    alice = make.user()
+    app = app_with(rate_limit_default="100000 per minute")  # leases of 100
+    limiter = app.extensions[EXTENSION_KEY]
+    _me(app.test_client(), make.user())  # loads the overrides mirror: no reload below
+    script = limiter.script
+
+    def slow(*args, **kwargs):
+        time.sleep(0.3)  # every other request misses while this one is in flight
+        return script(*args, **kwargs)
+
+    limiter.script = slow
+    assert concurrently(app, 20, lambda client, _: _me(client, alice)) == [200] * 20
+    counter = f"{limiter.prefix}requests:user:{alice.id}:60"
+    assert int(broker.client.get(counter)) == 100 + 19
 
 
 def test_lease_max_1_asks_redis_for_every_request(make):

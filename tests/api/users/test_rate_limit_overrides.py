@@ -105,5 +105,5 @@ def test_all_budgets_of_a_request_are_one_redis_call(make):
     calls.clear()
     assert transfer(client, alice, a, b).status_code == 202
     assert len(calls) == 1
-    scopes = calls[0][2::4]
+    scopes = calls[0][1::5]
     assert scopes == ["requests", "money"]  # the request budget and the money budget, together

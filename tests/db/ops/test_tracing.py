@@ -91,6 +91,11 @@ def test_one_trace_from_request_to_commit_and_logs_carry_its_id(traced, make, wo
     assert send.context.trace_id == trace_id and process.context.trace_id == trace_id
     assert process.parent.span_id == send.context.span_id and process.kind == SpanKind.CONSUMER
 
+    # The request's own write runs off SQLAlchemy's execute path (DriverQuery): its span too.
+    in_request = [s for s in spans if s.parent is not None and s.parent.span_id == request.context.span_id]
+    assert any(
+        str(s.attributes.get("db.query.text", "")).startswith("WITH new_transaction") for s in in_request
+    ), [s.name for s in in_request]
     in_worker = [s for s in spans if s.context.trace_id == trace_id and s.start_time >= process.start_time]
     statements = [s for s in in_worker if s.attributes.get("db.system.name") == "postgresql"]
     assert any("UPDATE" in str(s.attributes.get("db.query.text", "")) for s in statements), [
