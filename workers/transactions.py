@@ -66,7 +66,12 @@ def record_dead_letter(kwargs: dict, reason: str) -> None:
 def apply_transaction(transaction_id: str) -> None:
     """Make sure this message's transaction is decided exactly once, deciding up to
     LEDGERQ_APPLY_CLAIM_SIZE pending ones with it, then the rest that is pending."""
-    process(uuid.UUID(transaction_id), claim_size=get_settings().apply_claim_size)
+    settings = get_settings()
+    if settings.apply_linger_ms:
+        # Before `process` clears the wake-up flag: senders keep coalescing onto this
+        # message meanwhile, and its claims take their rows along (workers/wake_ups.py).
+        time.sleep(settings.apply_linger_ms / 1000)
+    process(uuid.UUID(transaction_id), claim_size=settings.apply_claim_size)
 
 
 @dramatiq.actor(actor_name="transactions.wake", queue_name="transactions")

@@ -189,3 +189,28 @@ def test_a_wake_up_whose_row_another_group_decides_first_still_claims_the_coales
 
     assert wait_final([own, coalesced], timeout=0) == {own: "completed", coalesced: "completed"}
     assert (balance(a), balance(b)) == ("8.00", "2.00")
+
+
+def test_a_lingering_wake_up_takes_the_transfers_accepted_meanwhile_along(client, make, monkeypatch):
+    """LEDGERQ_APPLY_LINGER_MS: a woken worker waits before it clears the flag, so the
+    transfers accepted meanwhile send nothing and join its group."""
+    import threading
+
+    from db.core.config import get_settings
+
+    settings = get_settings().model_copy(update={"apply_linger_ms": 400})
+    monkeypatch.setattr("workers.transactions.get_settings", lambda: settings)
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    flush_namespace()
+    queue_a_wake_up(monkeypatch)
+    first = accepted(transfer(client, alice, a, b, "1.00"))
+    woken = threading.Thread(target=apply_transaction.fn, kwargs={"transaction_id": first})
+    woken.start()
+    second = accepted(transfer(client, alice, a, b, "2.00"))  # during the linger
+    woken.join(timeout=30)
+
+    assert messages_waiting() == 0  # the second found the wake-up still queued
+    assert wait_final([first, second], timeout=0) == {first: "completed", second: "completed"}
+    assert [transaction(i).attempts for i in (first, second)] == [1, 1]
+    assert (balance(a), balance(b)) == ("7.00", "3.00")
