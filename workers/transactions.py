@@ -67,11 +67,18 @@ def apply_transaction(transaction_id: str) -> None:
     """Make sure this message's transaction is decided exactly once, deciding up to
     LEDGERQ_APPLY_CLAIM_SIZE pending ones with it, then the rest that is pending."""
     settings = get_settings()
-    if settings.apply_linger_ms:
+    tx_id = uuid.UUID(transaction_id)
+    if settings.apply_linger_ms and tx_id not in _decided_here and wake_ups.queued(apply_transaction):
         # Before `process` clears the wake-up flag: senders keep coalescing onto this
         # message meanwhile, and its claims take their rows along (workers/wake_ups.py).
-        time.sleep(settings.apply_linger_ms / 1000)
-    process(uuid.UUID(transaction_id), claim_size=settings.apply_claim_size)
+        # Not for a row already decided here, nor when nobody is coalescing (the
+        # sweeper's and scheduled releases' bursts of messages): a wait for nothing.
+        _linger(settings.apply_linger_ms / 1000)
+    process(tx_id, claim_size=settings.apply_claim_size)
+
+
+def _linger(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 @dramatiq.actor(actor_name="transactions.wake", queue_name="transactions")

@@ -52,6 +52,18 @@ def claim_sending(actor: Any) -> bool:
     return bool(client.set(_key(), b"1", nx=True, px=TTL_MS))
 
 
+def queued(actor: Any) -> bool:
+    """Whether senders are coalescing onto a queued wake-up right now (the flag is set):
+    only then is a woken worker's linger worth its wait. False without Redis."""
+    client = _client(actor)
+    if client is None:
+        return False
+    try:
+        return bool(client.exists(_key()))
+    except Exception:  # noqa: BLE001 - no linger, the claims still run
+        return False
+
+
 def started(actor: Any) -> None:
     """A wake-up has begun: from now on a new row's sender sends its own. Called before
     the worker's first claim. A failure is logged, not raised: the flag then expires."""

@@ -218,10 +218,11 @@ class Settings(BaseSettings):
     # pending transfers (its own first, then the oldest never tried) and applies them in
     # one DB transaction. 1 means one transfer per message.
     apply_claim_size: int = Field(100, ge=1, le=5000, alias="LEDGERQ_APPLY_CLAIM_SIZE")
-    # How long a woken worker waits before it starts (and clears the wake-up flag): the
-    # transfers accepted meanwhile send no message and join its group. Under sustained
-    # load a wake-up otherwise finds one or two rows, and each transfer pays a whole
-    # group's fixed cost (measured: README Performance). 0: start at once.
+    # How long a woken worker waits before it starts (and clears the wake-up flag), when
+    # senders are coalescing onto its message: the transfers accepted meanwhile send no
+    # message and join its group. Under sustained load a wake-up otherwise finds one or
+    # two rows, and each transfer pays a whole group's fixed cost (measured: README
+    # Performance). 0: start at once. Kept under wake_ups.TTL_MS (1 s).
     apply_linger_ms: int = Field(20, ge=0, le=500, alias="LEDGERQ_APPLY_LINGER_MS")
     # A worker that has not talked to Redis for this long is presumed dead and its
     # unacked messages are requeued (Dramatiq default 60 s). It must stay above the

@@ -4,6 +4,9 @@ exactly once; a group that fails gives its rows messages of their own."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 from dramatiq import Worker
 from sqlalchemy import exc as sa_exc
@@ -191,15 +194,20 @@ def test_a_wake_up_whose_row_another_group_decides_first_still_claims_the_coales
     assert (balance(a), balance(b)) == ("8.00", "2.00")
 
 
+def _lingering_until(monkeypatch, released) -> None:
+    """The woken worker's linger lasts until the test sets `released` (not a clock)."""
+    from db.core.config import get_settings
+
+    settings = get_settings().model_copy(update={"apply_linger_ms": 20})
+    monkeypatch.setattr("workers.transactions.get_settings", lambda: settings)
+    monkeypatch.setattr("workers.transactions._linger", lambda _seconds: released.wait(30))
+
+
 def test_a_lingering_wake_up_takes_the_transfers_accepted_meanwhile_along(client, make, monkeypatch):
     """LEDGERQ_APPLY_LINGER_MS: a woken worker waits before it clears the flag, so the
     transfers accepted meanwhile send nothing and join its group."""
-    import threading
-
-    from db.core.config import get_settings
-
-    settings = get_settings().model_copy(update={"apply_linger_ms": 400})
-    monkeypatch.setattr("workers.transactions.get_settings", lambda: settings)
+    released = threading.Event()
+    _lingering_until(monkeypatch, released)
     alice, bob = make.user(), make.user()
     a, b = make.account(alice, balance="10.00"), make.account(bob)
     flush_namespace()
@@ -208,9 +216,61 @@ def test_a_lingering_wake_up_takes_the_transfers_accepted_meanwhile_along(client
     woken = threading.Thread(target=apply_transaction.fn, kwargs={"transaction_id": first})
     woken.start()
     second = accepted(transfer(client, alice, a, b, "2.00"))  # during the linger
+    released.set()
     woken.join(timeout=30)
 
     assert messages_waiting() == 0  # the second found the wake-up still queued
     assert wait_final([first, second], timeout=0) == {first: "completed", second: "completed"}
     assert [transaction(i).attempts for i in (first, second)] == [1, 1]
     assert (balance(a), balance(b)) == ("7.00", "3.00")
+
+
+def test_a_flag_that_expires_during_a_linger_loses_no_wake_up(client, make, monkeypatch):
+    """The flag's TTL runs out while the woken worker lingers: the next sender sends its
+    own message, the woken worker then clears the newer flag and claims its row along;
+    that message finds it decided. Each transfer decided once."""
+    released = threading.Event()
+    _lingering_until(monkeypatch, released)
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    flush_namespace()
+    monkeypatch.setattr(wake_ups, "TTL_MS", 200)
+    assert wake_ups.claim_sending(apply_transaction)
+    first = accepted(transfer(client, alice, a, b, "1.00"))
+    woken = threading.Thread(target=apply_transaction.fn, kwargs={"transaction_id": first})
+    woken.start()
+    deadline = time.monotonic() + 10
+    while wake_ups.queued(apply_transaction) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the flag expires mid-linger
+    second = accepted(transfer(client, alice, a, b, "2.00"))
+    assert messages_waiting() == 1  # no wake-up was queued any more: it sent its own
+    released.set()
+    woken.join(timeout=30)
+    assert wait_final([first, second], timeout=0) == {first: "completed", second: "completed"}
+
+    apply_transaction.fn(transaction_id=second)  # its own message, late: a no-op
+    assert [transaction(i).attempts for i in (first, second)] == [1, 1]
+    assert (balance(a), balance(b)) == ("7.00", "3.00")
+    assert all(len(entries_of(i)) == 2 for i in (first, second))
+
+
+def test_no_linger_for_a_row_decided_here_or_when_nobody_coalesces(client, make, monkeypatch):
+    lingered = []
+    from db.core.config import get_settings
+
+    settings = get_settings().model_copy(update={"apply_linger_ms": 20})
+    monkeypatch.setattr("workers.transactions.get_settings", lambda: settings)
+    monkeypatch.setattr("workers.transactions._linger", lingered.append)
+    alice, bob = make.user(), make.user()
+    a, b = make.account(alice, balance="10.00"), make.account(bob)
+    flush_namespace()
+    one = accepted(transfer(client, alice, a, b, "1.00"))  # it set the flag and sent a message
+    apply_transaction.fn(transaction_id=one)  # a wake-up senders coalesce onto: lingers
+    assert lingered == [0.02]
+    apply_transaction.fn(transaction_id=one)  # decided here: no wait
+    flush_namespace()
+    other = accepted(transfer(client, alice, a, b, "1.00"))
+    flush_namespace()  # a message nobody coalesces onto (the sweeper's, say)
+    apply_transaction.fn(transaction_id=other)
+    assert lingered == [0.02]
+    assert transaction(other).status == "completed"
