@@ -90,16 +90,14 @@ def transaction_events(
     return _status_events(session, txs, transactions_repo.reversed_by(session, [tx.id for tx in txs]))
 
 
-def decided_events(session: Session, ids: Sequence[uuid.UUID]) -> list[NewEvent]:
-    """`transaction_events` of rows a posting has just decided (the engine's flush), read
-    as plain rows. None of them has a reversal to show: each was `pending` under this
-    transaction's lock until now, and a reversal is refused for anything not completed."""
-    from db.transactions import repository as transactions_repo
-
-    if not ids:
+def decided_events(session: Session, rows: Sequence[Any]) -> list[NewEvent]:
+    """`transaction_events` of rows a posting has just decided (the engine's flush), as
+    its write returned them (plain rows: db.ledger.repository.write_decisions). None of
+    them has a reversal to show: each was `pending` under this transaction's lock until
+    now, and a reversal is refused for anything not completed."""
+    if not rows:
         return []
-    session.flush()
-    return _status_events(session, transactions_repo.plain_rows(session, ids), {})
+    return _status_events(session, rows, {})
 
 
 def _status_events(

@@ -11,12 +11,16 @@ from types import SimpleNamespace
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import select, text
+from sqlalchemy import any_, bindparam, select, text
+from sqlalchemy import column as sql_column
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Session
 
-from db.core.sql import copy_rows, still_pending
+from db.core.sql import DriverQuery, copy_rows, still_pending
 from db.ledger import hash_chain
 from db.models import Account, AuditLog, Balance, LedgerEntry
+from db.transactions.repository import PLAIN_ATTRIBUTES
 
 ENTRY_COPY_COLUMNS = (
     "id",
@@ -93,27 +97,54 @@ def lock_accounts(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uu
     chunk decides against thousands of them in memory and writes the balances back in
     bulk (`write_balances`), and building ORM instances would cost more than the lock.
     """
+    return _accounts_with_balances(session, account_ids, lock=True)
+
+
+def read_accounts(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[Any, Any]]:
+    """`lock_accounts` without the lock: the rows as last committed, for a posting that
+    decides before it locks (db.ledger.posting.engine.post_deciding_first) and decides
+    again under the lock."""
+    return _accounts_with_balances(session, account_ids, lock=False)
+
+
+def _accounts_and_balances(*, lock: bool) -> DriverQuery:
+    """Both rows of each account in `:ids`, ascending id; the balance's columns labelled
+    `balance__<name>` (both tables have `currency` and `updated_at`). A DriverQuery: a
+    worker group's lock of 64 accounts spent a third of its time in SQLAlchemy's result
+    set-up (py-spy)."""
     accounts, balances = Account.__table__, Balance.__table__
-    width = len(accounts.c)
+    statement = (
+        select(*accounts.c, *(column.label(f"balance__{column.key}") for column in balances.c))
+        .join_from(accounts, balances, balances.c.account_id == accounts.c.id)
+        .where(accounts.c.id == any_(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True)))))
+        .order_by(accounts.c.id)
+    )
+    if lock:
+        # NO KEY UPDATE: excludes every other writer of these rows, yet lets a
+        # concurrent ingest insert lines that reference them (FK checks take KEY SHARE).
+        statement = statement.with_for_update(key_share=True)
+    return DriverQuery(statement)
+
+
+_LOCK_ACCOUNTS = _accounts_and_balances(lock=True)
+_READ_ACCOUNTS = _accounts_and_balances(lock=False)
+_ACCOUNT_NAMES = tuple(column.key for column in Account.__table__.c)
+_BALANCE_NAMES = tuple(column.key for column in Balance.__table__.c)
+
+
+def _accounts_with_balances(
+    session: Session, account_ids: Iterable[uuid.UUID], *, lock: bool
+) -> dict[uuid.UUID, tuple[Any, Any]]:
+    query = _LOCK_ACCOUNTS if lock else _READ_ACCOUNTS
+    width = len(_ACCOUNT_NAMES)
     ordered = sorted(set(account_ids))
-    locked: dict[uuid.UUID, tuple[Any, Any]] = {}
+    found: dict[uuid.UUID, tuple[Any, Any]] = {}
     for start in range(0, len(ordered), 5000):
-        rows = session.execute(
-            select(*accounts.c, *balances.c)
-            .join_from(accounts, balances, balances.c.account_id == accounts.c.id)
-            .where(accounts.c.id.in_(ordered[start : start + 5000]))
-            .order_by(accounts.c.id)
-            # NO KEY UPDATE: excludes every other writer of these rows, yet lets a
-            # concurrent ingest insert lines that reference them (FK checks take KEY SHARE).
-            .with_for_update(key_share=True)
-        )
-        account_names = [c.key for c in accounts.c]
-        balance_names = [c.key for c in balances.c]
-        for row in rows:
-            account = SimpleNamespace(**dict(zip(account_names, row[:width], strict=True)))
-            balance = SimpleNamespace(**dict(zip(balance_names, row[width:], strict=True)))
-            locked[account.id] = (account, balance)
-    return locked
+        for row in query.all(session, {"ids": ordered[start : start + 5000]}):
+            account = SimpleNamespace(**dict(zip(_ACCOUNT_NAMES, row[:width], strict=True)))
+            balance = SimpleNamespace(**dict(zip(_BALANCE_NAMES, row[width:], strict=True)))
+            found[account.id] = (account, balance)
+    return found
 
 
 def copy_entries(session: Session, rows: list[tuple[Any, ...]], heads: dict[uuid.UUID, str | None]) -> None:
@@ -168,21 +199,49 @@ WRITE_DECISIONS = text(
     "failure_message = v.message, updated_at = now(), "
     "attempts = CASE WHEN t.attempts = 0 AND t.batch_id IS NULL THEN 1 ELSE t.attempts END, "
     "completed_at = CASE WHEN v.status = 'completed' THEN now() END "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]), "
+    # The setting is read by the AFTER STATEMENT trigger, so it is in place by then.
+    "FROM (SELECT set_config('ledgerq.accounts_unlocked', :unlocked, true)) AS band, "
+    "unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:codes AS text[]), "
     "CAST(:messages AS text[])) AS v(id, status, code, message) "
     "WHERE t.id = v.id AND t.id = ANY (CAST(:ids AS uuid[])) AND " + still_pending("t")
 )
+_WRITE_DECISIONS_RETURNING = text(
+    WRITE_DECISIONS.text
+    + " RETURNING "
+    + ", ".join(f't."{column.name}" AS "{key}"' for key, column in PLAIN_ATTRIBUTES)
+).columns(*(sql_column(key, column.type) for key, column in PLAIN_ATTRIBUTES))
 
 
-def write_decisions(session: Session, decisions: list[tuple[uuid.UUID, str, str | None, str | None]]) -> int:
+def write_decisions(
+    session: Session,
+    decisions: list[tuple[uuid.UUID, str, str | None, str | None]],
+    *,
+    accounts_unlocked: bool = False,
+) -> list[Any]:
     """Final status of each (id, status, failure_code, failure_message); only rows still
-    `pending` change, and the count tells the caller whether all of them did."""
+    `pending` change. Returns the changed rows as `plain_rows` reads them (every column
+    under its attribute name), for the events that render them: the caller checks the
+    count, and no second query reads them back.
+
+    `accounts_unlocked`: this transaction has not locked the rows' accounts yet
+    (db.ledger.posting.engine.post_deciding_first). The statement tells its analytics
+    trigger so through `ledgerq.accounts_unlocked` (transaction-local), which adds to a
+    shard no writer holding account locks ever takes (migration 0019): the two orders of
+    taking the locks never meet in a deadlock. Every call sets it, so a later write of
+    decisions in the same transaction never inherits it."""
     if not decisions:
-        return 0
+        return []
     ids, statuses, codes, messages = (list(column) for column in zip(*decisions, strict=True))
-    return changed(
+    return list(
         session.execute(
-            WRITE_DECISIONS, {"ids": ids, "statuses": statuses, "codes": codes, "messages": messages}
+            _WRITE_DECISIONS_RETURNING,
+            {
+                "ids": ids,
+                "statuses": statuses,
+                "codes": codes,
+                "messages": messages,
+                "unlocked": "on" if accounts_unlocked else "off",
+            },
         )
     )
 

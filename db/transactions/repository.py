@@ -5,7 +5,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, literal, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, any_, bindparam, case, func, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
@@ -99,9 +101,8 @@ def with_parties(session: Session, transaction_id: uuid.UUID) -> Parties | None:
 # row renders like the object (db/events/render.py) without an ORM load. Table columns,
 # not the entity's attributes: a statement of these runs without the ORM's compile and
 # loading steps.
-_PLAIN_COLUMNS = tuple(
-    prop.columns[0].label(key) for key, prop in Transaction.__mapper__.column_attrs.items()
-)
+PLAIN_ATTRIBUTES = tuple((key, prop.columns[0]) for key, prop in Transaction.__mapper__.column_attrs.items())
+_PLAIN_COLUMNS = tuple(column.label(key) for key, column in PLAIN_ATTRIBUTES)
 _PLAIN_ROW = select(*_PLAIN_COLUMNS)
 
 
@@ -270,13 +271,22 @@ def claim_due_scheduled(session: Session, *, now: datetime, limit: int) -> list[
     return ids
 
 
-def outgoing_usage(session: Session, account_id: uuid.UUID, *, include_pending: bool) -> Usage:
+def outgoing_usage(
+    session: Session,
+    account_id: uuid.UUID,
+    *,
+    include_pending: bool,
+    excluding: Sequence[uuid.UUID] = (),
+) -> Usage:
     """What `account_id` sent by transfer or debit: the amount this UTC day and the count
     in the last 60 seconds, by completion time; with `include_pending`, plus every pending
     amount and the pending requests of the last 60 seconds (the request-time view).
 
     The worker calls it (without pending) while holding the account's row lock, under
-    which every completion from the account is written: its answer cannot be raced.
+    which every completion from the account is committed: its answer cannot be raced.
+    `excluding`: rows this transaction has marked decided but whose money it is only now
+    moving (db.ledger.posting.engine.post_deciding_first), which the posting counts
+    itself as it decides them.
     """
     now = func.now()
     day_start = func.timezone("UTC", func.date_trunc("day", func.timezone("UTC", now)))
@@ -300,6 +310,7 @@ def outgoing_usage(session: Session, account_id: uuid.UUID, *, include_pending: 
         select(amount_today, count_minute).where(
             Transaction.from_account_id == account_id,
             Transaction.type.in_(USAGE_TYPES),
+            Transaction.id.not_in(excluding) if excluding else literal(True),
             or_(
                 and_(completed, Transaction.completed_at >= func.least(day_start, minute_start)),
                 and_(held, Transaction.created_at >= func.least(day_start, minute_start)),
@@ -378,13 +389,17 @@ def lock_for_posting(session: Session, transaction_ids: list[uuid.UUID]) -> list
 
     FOR NO KEY UPDATE excludes every other decider (workers, cancel's FOR UPDATE) yet
     lets the ledger entries' foreign-key checks share the row."""
-    rows = session.execute(
-        select(*_POSTING_COLUMNS)
-        .where(Transaction.id.in_(transaction_ids))
-        .order_by(Transaction.id)
-        .with_for_update(key_share=True)
-    ).all()
+    rows = _LOCK_FOR_POSTING.all(session, {"ids": transaction_ids})
     return sorted(rows, key=lambda row: row.seq)
+
+
+# A DriverQuery (db.core.sql): SQLAlchemy's execute path cost more than the lock.
+_LOCK_FOR_POSTING = DriverQuery(
+    select(*(Transaction.__table__.c[column.key] for column in _POSTING_COLUMNS))
+    .where(Transaction.__table__.c.id == any_(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True)))))
+    .order_by(Transaction.__table__.c.id)
+    .with_for_update(key_share=True)
+)
 
 
 # A message's own row: its status, and the row itself locked if pending and nobody

@@ -10,6 +10,11 @@ One `Posting` per DB transaction:
 3. `flush` the decided items in bulk: entries by COPY, balances by one
    `UPDATE ... FROM unnest`, statuses by another, then the per-flush side writes.
 
+`post_deciding_first` is the same posting with the locks held for the money alone: it
+writes the statuses and side writes from a guess against unlocked balances, then locks,
+decides again and keeps the guess only if every decision is unchanged (worker groups of
+plain transfers: `db/ledger/posting/transfers.py`).
+
 The caller has locked the items' transaction rows and checked they are `pending`, and
 commits. Items are anything with the attributes of a transaction row (`id`, `type`,
 `from_account_id`, `to_account_id`, `amount_minor`, `currency`; `request_id` for the
@@ -26,12 +31,15 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.core.config import get_settings
+from db.core.logs import get_logger
 from db.events import outbox
 from db.ledger import limits as limits_rules
 from db.ledger import repository as ledger_repo
 from db.ledger.posting import exchange, holds
 from db.ledger.posting.rules import Decision, decide
 from db.transactions import repository as transactions_repo
+
+log = get_logger(__name__)
 
 
 class LedgerCorrupted(Exception):
@@ -60,11 +68,18 @@ class Posting:
         account_ids: Iterable[uuid.UUID],
         *,
         fx_accounts: exchange.SystemAccounts | None = None,
+        lock: bool = True,
+        written: Iterable[uuid.UUID] = (),
     ) -> None:
         self.session = session
+        # Items whose statuses this transaction wrote before the lock (post_deciding_first):
+        # left out of the limits' usage, which counts them as they are decided again.
+        self._written = tuple(written)
         # The fx/fees system accounts the exchanges post through; among `account_ids`.
         self._fx_accounts = fx_accounts or {}
-        self.locked = ledger_repo.lock_accounts(session, account_ids)
+        # Unlocked (`lock=False`): a guess that `post_deciding_first` checks under the lock.
+        read = ledger_repo.lock_accounts if lock else ledger_repo.read_accounts
+        self.locked = read(session, account_ids)
         self._settings = get_settings()
         self._limits: dict[uuid.UUID, tuple[limits_rules.Limits, limits_rules.Usage]] = {}
         self._touched: set[uuid.UUID] = set()
@@ -77,7 +92,9 @@ class Posting:
         if account.id not in self._limits:
             limits = limits_rules.effective(account, self._settings)
             usage = (
-                transactions_repo.outgoing_usage(self.session, account.id, include_pending=False)
+                transactions_repo.outgoing_usage(
+                    self.session, account.id, include_pending=False, excluding=self._written
+                )
                 if limits.needs_usage
                 else limits_rules.Usage()
             )
@@ -147,21 +164,17 @@ class Posting:
         """Write everything decided since the last flush and return it. `audit_each`:
         one `transaction.completed|failed` audit row per item (single transfers and
         worker groups); batch chunks audit once per chunk instead."""
-        decided, self._decided = self._decided, []
+        decided = self._take_decided()
         self._write_entries_and_balances()
-        self._entries, self._touched = [], set()
-        changed = ledger_repo.write_decisions(
-            self.session,
-            [
-                (d.item.id, d.decision.status, d.decision.failure_code, d.decision.failure_message)
-                for d in decided
-            ],
-        )
-        if changed != len(decided):
-            # Every row was locked and pending a moment ago; anything else is a bug.
-            raise LedgerCorrupted(f"{len(decided) - changed} locked transaction(s) changed status")
-        holds.write(self.session, decided, self.locked)  # reservations and captured holds
-        _side_writes(self.session, decided, audit_each=audit_each)
+        # Reservations and captured holds before the statuses: the statuses' write returns
+        # the rows the events render, a new hold's held amount among them.
+        holds.write(self.session, decided, self.locked)
+        written = _write_statuses(self.session, decided)
+        _side_writes(self.session, decided, written, audit_each=audit_each)
+        return decided
+
+    def _take_decided(self) -> list[Decided]:
+        decided, self._decided = self._decided, []
         return decided
 
     def _write_entries_and_balances(self) -> None:
@@ -176,15 +189,34 @@ class Posting:
             {account_id: self.locked[account_id][1].balance_minor for account_id in self._touched},
             heads,
         )
+        self._entries, self._touched = [], set()
 
 
-def _side_writes(session: Session, decided: list[Decided], *, audit_each: bool) -> None:
+def _write_statuses(
+    session: Session, decided: list[Decided], *, accounts_unlocked: bool = False
+) -> list[Any]:
+    """The decided rows' statuses; returns the rows as written (for their events)."""
+    written = ledger_repo.write_decisions(
+        session,
+        [
+            (d.item.id, d.decision.status, d.decision.failure_code, d.decision.failure_message)
+            for d in decided
+        ],
+        accounts_unlocked=accounts_unlocked,
+    )
+    if len(written) != len(decided):
+        # Every row was locked and pending a moment ago; anything else is a bug.
+        raise LedgerCorrupted(f"{len(decided) - len(written)} locked transaction(s) changed status")
+    return written
+
+
+def _side_writes(session: Session, decided: list[Decided], written: list[Any], *, audit_each: bool) -> None:
     """What every flush writes beside the money, in the same transaction: the one place
     for per-flush side writes (audit rows today; event-outbox rows, hash-chain links,
     hold releases belong here too, built from the same decided items)."""
     # The outbox: each decided transaction's event, rendered as the API shows it now
     # (db/events/outbox.py), in the transaction that decides it.
-    outbox.record(session, outbox.decided_events(session, [d.item.id for d in decided]))
+    outbox.record(session, outbox.decided_events(session, written))
     if audit_each:
         ledger_repo.insert_audit_rows(
             session,
@@ -211,3 +243,50 @@ def post(session: Session, items: list[Any], *, audit_each: bool = True) -> list
     for item in items:
         posting.decide(item)
     return posting.flush(audit_each=audit_each)
+
+
+# What `post_deciding_first` takes: items whose decision reads nothing but their two
+# accounts, balances and the source's limits usage, and whose flush writes nothing
+# beside entries, balances and statuses. Not holds or captures (reservations on the
+# balance rows, the hold's own row), nor exchanges (rates, the fx accounts).
+DECIDABLE_FIRST = frozenset({"transfer", "credit", "debit", "reversal"})
+
+
+def decides_first(items: Iterable[Any]) -> bool:
+    return all(item.type in DECIDABLE_FIRST and not exchange.applies(item) for item in items)
+
+
+def post_deciding_first(session: Session, items: list[Any], *, audit_each: bool = True) -> list[Decided]:
+    """`post`, with the account locks held for the money alone: what `post` writes while
+    it holds them (statuses, events, audit rows: two thirds of a worker group's time
+    under the locks, and the locks are what concurrent groups queue on) is written first,
+    from decisions against the accounts as last committed; then the accounts are locked,
+    every item decided again, and only if each decision is the same are the entries and
+    balances written. Any difference (a balance or a limit's usage moved across a
+    threshold meanwhile, an account frozen) rolls the guess back to its savepoint, locks
+    included, and `post` decides under the locks as always. Either way what commits is
+    exactly what `post` would have written, the entries built from the locked balances.
+
+    Only for items `decides_first` accepts, with no account of them locked yet by this
+    transaction (the early writes' analytics shard relies on it: migration 0019)."""
+    if not items:
+        return []
+    account_ids = accounts_of(items)
+    guess = Posting(session, account_ids, lock=False)
+    for item in items:
+        guess.decide(item)
+    decided = guess._take_decided()
+    savepoint = session.begin_nested()
+    written = _write_statuses(session, decided, accounts_unlocked=True)
+    _side_writes(session, decided, written, audit_each=audit_each)
+    posting = Posting(session, account_ids, written=[item.id for item in items])
+    for item in items:
+        posting.decide(item)
+    if [d.decision for d in posting._decided] != [d.decision for d in decided]:
+        savepoint.rollback()
+        log.info("posting.guess_missed", size=len(items))
+        return post(session, items, audit_each=audit_each)
+    checked = posting._take_decided()
+    posting._write_entries_and_balances()  # no reservations: none of these items is a hold
+    savepoint.commit()
+    return checked

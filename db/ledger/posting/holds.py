@@ -45,7 +45,7 @@ def with_holds(session: Session, rows: list[Any]) -> list[Any]:
         return rows
     found = holds_repo.lock_holds(session, hold_ids)
     return [
-        SimpleNamespace(**row._mapping, hold=found.get(row.captures)) if row.type == "capture" else row
+        SimpleNamespace(**row._asdict(), hold=found.get(row.captures)) if row.type == "capture" else row
         for row in rows
     ]
 

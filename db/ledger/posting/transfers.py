@@ -38,7 +38,11 @@ def apply_group(session: Session, transaction_ids: list[uuid.UUID]) -> list[Outc
     found = {row.id: row for row in rows}
     # A capture's hold is locked before the engine locks accounts (db/ledger/posting/holds.py).
     pending = holds.with_holds(session, [row for row in rows if row.status == "pending"])
-    decided = {d.item.id: d for d in engine.post(session, pending)}
+    # A group's statuses, events and audit rows are written before its accounts are
+    # locked when its items allow it (engine.post_deciding_first): concurrent groups
+    # queue on those locks.
+    post = engine.post_deciding_first if engine.decides_first(pending) else engine.post
+    decided = {d.item.id: d for d in post(session, pending)}
     outcomes = []
     for tx_id in transaction_ids:
         row = found.get(tx_id)

@@ -175,6 +175,7 @@ def test_decisions_find_their_rows_by_key_behind_a_burst_the_statistics_missed(m
                 "statuses": ["completed"] * 100,
                 "codes": [None] * 100,
                 "messages": [None] * 100,
+                "unlocked": "off",
             },
         ),
     }
