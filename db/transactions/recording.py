@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Interval, Table, bindparam, func, inspect, literal_column, select
@@ -39,6 +40,7 @@ _TABLE: Table = Transaction.__table__  # type: ignore[assignment]
 # ORM attribute -> column name (`metadata_` is the `metadata` column).
 _COLUMNS = {prop.key: prop.columns[0].name for prop in inspect(Transaction).column_attrs}
 _SET_BY_THE_DATABASE = ("created_at", "updated_at")
+_UNSET = dict.fromkeys(_COLUMNS)
 # Parameter names of the audit row and the event (no transaction column is named so).
 _AUDIT = ("audit_action", "audit_entity_id", "audit_data", "audit_request_id")
 _EVENT = ("event_id", "event_data", "event_account_ids")
@@ -60,7 +62,9 @@ def record_new(
     `now()` (a hold's `expires_at`: the clock the expiry tick reads)."""
     later = tuple(sorted(key for key, value in values.items() if isinstance(value, timedelta)))
     known = {key: value for key, value in values.items() if key not in later}
-    preview = Transaction(**{"attempts": 0, "metadata_": {}, **known})  # server defaults, as stored
+    # The row as it will be stored (server defaults included), as a plain object: an ORM
+    # instance only to render it cost 4 % of an accepted transfer's CPU.
+    preview = SimpleNamespace(**{**_UNSET, "attempts": 0, "metadata_": {}, **known})
     (event,) = outbox.transaction_events_of_new([preview])
     parameters = {
         **values,
