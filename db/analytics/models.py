@@ -16,8 +16,9 @@ from db.models import Base
 
 class DailyRollup(Base):
     """One shard of a (UTC day of creation, currency) figure: each backend adds to row
-    `pg_backend_pid() % 16` (`16 +` that for a worker group's statuses written before it
-    locks its accounts: migration 0019), and a day's figure is the sum of its shards."""
+    `pg_backend_pid() % 16` (`16 + pid % 32752`, a row of its own, for a worker group's
+    statuses written before it locks its accounts: migration 0019), and a day's figure
+    is the sum of its shards."""
 
     __tablename__ = "analytics_daily"
 

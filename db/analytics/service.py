@@ -17,7 +17,8 @@ from db.models import Account
 
 # The longest range one call may ask for, inclusive (a leap year): it bounds a response
 # to 366 days x the currencies in use, and a read to that many rollup rows (closed days
-# folded to one row each, today's 16 shards).
+# folded to one row each, today's 16 shards plus one per backend that decided
+# groups before locking: migration 0019).
 MAX_RANGE_DAYS = 366
 # Without `from`/`to`: the 30 days up to today (UTC).
 DEFAULT_RANGE_DAYS = 30

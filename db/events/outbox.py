@@ -121,9 +121,10 @@ def _status_events(
     return events
 
 
-def transaction_events_of_new(txs: Iterable[Transaction]) -> list[NewEvent]:
-    """`transaction.created` of transactions just recorded, rendered from the objects
-    with no query: a transaction not yet committed cannot have been reversed or captured."""
+def transaction_events_of_new(txs: Iterable[Transaction | Any]) -> list[NewEvent]:
+    """`transaction.created` of transactions just recorded (objects, or plain rows with
+    their attribute names), rendered from them with no query: a transaction not yet
+    committed cannot have been reversed or captured."""
     return [NewEvent("transaction.created", render.transaction(tx), _accounts_of(tx)) for tx in txs]
 
 

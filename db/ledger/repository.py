@@ -225,10 +225,9 @@ def write_decisions(
 
     `accounts_unlocked`: this transaction has not locked the rows' accounts yet
     (db.ledger.posting.engine.post_deciding_first). The statement tells its analytics
-    trigger so through `ledgerq.accounts_unlocked` (transaction-local), which adds to a
-    shard no writer holding account locks ever takes (migration 0019): the two orders of
-    taking the locks never meet in a deadlock. Every call sets it, so a later write of
-    decisions in the same transaction never inherits it."""
+    trigger so through `ledgerq.accounts_unlocked` (transaction-local), which then adds
+    to its backend's own shard row (migration 0019): no other transaction waits for it,
+    so taking it before the account locks neither deadlocks nor queues groups."""
     if not decisions:
         return []
     ids, statuses, codes, messages = (list(column) for column in zip(*decisions, strict=True))

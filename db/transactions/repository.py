@@ -375,6 +375,7 @@ _POSTING_COLUMNS = (
     Transaction.request_id,
     Transaction.schedule_id,
     Transaction.captures,  # a capture's hold (db/ledger/posting/holds.py)
+    Transaction.batch_id,  # batch lines are posted lock-first (engine.decides_first)
     # An exchange's figures (db/ledger/posting/exchange.py); NULL on anything else.
     Transaction.to_amount_minor,
     Transaction.to_currency,

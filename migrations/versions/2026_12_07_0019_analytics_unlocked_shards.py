@@ -1,4 +1,5 @@
-"""analytics_daily: writes made before a posting locks its accounts add to shards 16-31
+"""analytics_daily: writes made before a posting locks its accounts add to a shard row
+of their backend's own
 
 Revision ID: 0019
 Revises: 0018
@@ -8,11 +9,17 @@ A worker group writes its statuses before it locks its accounts
 (db.ledger.posting.engine.post_deciding_first), so the `transactions` update trigger
 takes its `analytics_daily` row (an upsert's row lock, held to commit) before the
 account locks, while every other posting takes it after them. With one shard per
-backend (`pg_backend_pid() % 16`) two backends of the same shard could each hold what
-the other waits for: a deadlock. The early writes set `ledgerq.accounts_unlocked` (a
-transaction-local setting) and add to shard `16 + pid % 16` instead, rows no writer
-holding account locks ever takes. Reads sum the shards and the fold of closed days
-takes any shard, so the figures do not change.
+`pg_backend_pid() % 16`, two backends of the same shard could each hold what the other
+waits for (a deadlock), and even without one, two groups of the same shard on disjoint
+accounts would queue on that row for as long as either waits for its accounts.
+
+The early writes set `ledgerq.accounts_unlocked` (transaction-local) and add to shard
+`16 + pid % 32752` instead: a row of their backend alone (two live backends' pids never
+differ by a multiple of 32752 in practice; `shard` is a SMALLINT), which no other
+transaction writes, so nothing ever waits for it but the fold of closed days and the
+rebuild, which lock no accounts. Reads sum the shards and the fold takes any shard
+`<> 0`, so the figures do not change; today's figure sums one more row per backend that
+decided groups today.
 
 The three trigger functions are rewritten in place (their text from 0016, with the
 shard expression replaced), so 0016 stays their one definition.
@@ -34,8 +41,8 @@ FUNCTIONS = (
 )
 ONE_BAND = "pg_backend_pid() % 16"
 TWO_BANDS = (
-    "pg_backend_pid() % 16"
-    " + CASE WHEN current_setting('ledgerq.accounts_unlocked', true) = 'on' THEN 16 ELSE 0 END"
+    "CASE WHEN current_setting('ledgerq.accounts_unlocked', true) = 'on'"
+    " THEN 16 + pg_backend_pid() % 32752 ELSE pg_backend_pid() % 16 END"
 )
 
 
@@ -61,5 +68,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Shards 16-31 stay as rows: reads sum every shard, and the fold moves closed days'.
+    # Shards from 16 up stay as rows: reads sum every shard, and the fold moves closed days'.
     _rewrite(TWO_BANDS, ONE_BAND)

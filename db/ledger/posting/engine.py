@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.orm import Session
 
 from db.core.config import get_settings
@@ -253,7 +254,22 @@ DECIDABLE_FIRST = frozenset({"transfer", "credit", "debit", "reversal"})
 
 
 def decides_first(items: Iterable[Any]) -> bool:
-    return all(item.type in DECIDABLE_FIRST and not exchange.applies(item) for item in items)
+    """Batch lines are not (their status write moves the batch's counts, `batches` row
+    locked by the batch_counts trigger, which a chunk takes after its accounts)."""
+    return all(
+        item.type in DECIDABLE_FIRST
+        and not exchange.applies(item)
+        and getattr(item, "batch_id", None) is None
+        for item in items
+    )
+
+
+GUESSES = Counter(
+    "ledgerq_posting_guesses_total",
+    "Worker groups decided before their account locks (post_deciding_first), by whether "
+    "the decisions under the locks matched (kept) or the group was posted again (missed)",
+    ["outcome"],
+)
 
 
 def post_deciding_first(session: Session, items: list[Any], *, audit_each: bool = True) -> list[Decided]:
@@ -267,8 +283,14 @@ def post_deciding_first(session: Session, items: list[Any], *, audit_each: bool 
     included, and `post` decides under the locks as always. Either way what commits is
     exactly what `post` would have written, the entries built from the locked balances.
 
-    Only for items `decides_first` accepts, with no account of them locked yet by this
-    transaction (the early writes' analytics shard relies on it: migration 0019)."""
+    Only for items `decides_first` accepts. The early status write tells the analytics
+    trigger (`accounts_unlocked`) to add to its backend's own shard row (migration 0019):
+    a row taken before the account locks that no other transaction waits for. The
+    setting stays on to commit, harmless for the same reason.
+
+    The savepoint makes the transaction rows' update a subtransaction's while the claim
+    locked them in the parent: PostgreSQL records that as one MultiXact per group (its
+    member set is the same for every row), about 30 per 3,000 transfers, measured."""
     if not items:
         return []
     account_ids = accounts_of(items)
@@ -284,9 +306,11 @@ def post_deciding_first(session: Session, items: list[Any], *, audit_each: bool 
         posting.decide(item)
     if [d.decision for d in posting._decided] != [d.decision for d in decided]:
         savepoint.rollback()
+        GUESSES.labels("missed").inc()
         log.info("posting.guess_missed", size=len(items))
         return post(session, items, audit_each=audit_each)
     checked = posting._take_decided()
     posting._write_entries_and_balances()  # no reservations: none of these items is a hold
     savepoint.commit()
+    GUESSES.labels("kept").inc()
     return checked

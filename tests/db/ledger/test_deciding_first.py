@@ -10,10 +10,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
 from db.ledger import repository as ledger_repo
 from db.ledger.posting import apply_group, engine
 from db.session import unit_of_work
+from db.transactions import repository as transactions_repo
 from tests.fixtures.builders import bulk_pending, pending_movement
 from tests.fixtures.ledger import audit_log, balance, entries_of, ledger_problems, sql
 
@@ -43,6 +45,39 @@ def _spy_on_post(monkeypatch) -> list[int]:
     return calls
 
 
+_POST_LOCK_FIRST = engine.post
+
+
+def _interlope(tx_id: str) -> None:
+    """Post `tx_id` lock-first in a transaction of its own, as another worker would. Not
+    deciding first: its early write would take its own shard row, fine in production,
+    but here the test's group waits for it inside its own transaction."""
+    with unit_of_work() as uow:
+        rows = transactions_repo.lock_for_posting(uow.session, [uuid.UUID(tx_id)])
+        (decided,) = _POST_LOCK_FIRST(uow.session, rows)
+    assert decided.decision.status == "completed"
+
+
+def _interlope_before_the_lock(monkeypatch, tx_id: str) -> dict[str, bool]:
+    """The next posting's account lock waits until `tx_id` is posted (`_interlope`): what
+    another worker does between a group's guess and its lock."""
+    real_lock = ledger_repo.lock_accounts
+    state = {"interloped": False}
+
+    def lock_after_another_posting(session, account_ids):
+        if not state["interloped"]:
+            state["interloped"] = True
+            _interlope(tx_id)
+        return real_lock(session, account_ids)
+
+    monkeypatch.setattr(ledger_repo, "lock_accounts", lock_after_another_posting)
+    return state
+
+
+def _guesses(outcome: str) -> float:
+    return REGISTRY.get_sample_value("ledgerq_posting_guesses_total", {"outcome": outcome}) or 0.0
+
+
 def _events_of(tx_id: str) -> list[str]:
     return [r[0] for r in sql("SELECT type FROM events WHERE data->>'id' = :id ORDER BY seq", id=tx_id)]
 
@@ -63,11 +98,12 @@ def test_a_guess_that_holds_is_what_commits_and_its_analytics_use_the_unlocked_s
     alice, a, b, _ = accounts
     ids = bulk_pending(alice, a, b, 3, amount_minor=400)  # 10.00 covers two of 4.00
     fallbacks = _spy_on_post(monkeypatch)
-    before = _decisions_by_shard()
+    before, kept = _decisions_by_shard(), _guesses("kept")
 
     outcomes = _group(ids)
 
     assert fallbacks == []  # decided from the guess, checked under the lock
+    assert _guesses("kept") == kept + 1
     assert outcomes == {
         ids[0]: ("completed", None),
         ids[1]: ("completed", None),
@@ -79,7 +115,7 @@ def test_a_guess_that_holds_is_what_commits_and_its_analytics_use_the_unlocked_s
     assert [[r.action for r in audit_log(t)] for t in ids] == [["transaction.completed"]] * 2 + [
         ["transaction.failed"]
     ]
-    # Written before the accounts were locked: one of shards 16-31 (migration 0019).
+    # Written before the accounts were locked: the backend's own shard, 16 up (migration 0019).
     counted = _counted_since(before)
     assert list(counted.values()) == [(2, 1)] and min(counted) >= 16
     assert ledger_problems() == []
@@ -93,22 +129,14 @@ def test_money_moved_between_the_guess_and_the_lock_is_decided_under_the_lock(ac
     alice, a, b, c = accounts
     group = bulk_pending(alice, a, b, 1, amount_minor=800) + bulk_pending(alice, a, b, 1, amount_minor=100)
     interloper = bulk_pending(alice, a, c, 1, amount_minor=500)[0]
-    real_lock = ledger_repo.lock_accounts
-    state = {"interloped": False}
-
-    def lock_after_another_posting(session, account_ids):
-        if not state["interloped"]:
-            state["interloped"] = True
-            assert _group([interloper]) == {interloper: ("completed", None)}  # its own transaction
-        return real_lock(session, account_ids)
-
-    monkeypatch.setattr(ledger_repo, "lock_accounts", lock_after_another_posting)
+    state = _interlope_before_the_lock(monkeypatch, interloper)
     fallbacks = _spy_on_post(monkeypatch)
-    before = _decisions_by_shard()
+    before, missed = _decisions_by_shard(), _guesses("missed")
 
     outcomes = _group(group)
 
     assert state["interloped"] and fallbacks == [2]
+    assert _guesses("missed") == missed + 1
     assert outcomes == {group[0]: ("failed", "insufficient_funds"), group[1]: ("completed", None)}
     assert (balance(a), balance(b), balance(c)) == ("4.00", "1.00", "5.00")
     assert [len(entries_of(t)) for t in group] == [0, 2]
@@ -122,6 +150,29 @@ def test_money_moved_between_the_guess_and_the_lock_is_decided_under_the_lock(ac
     assert sum(c for c, _ in _counted_since(before).values()) == 2
     assert sum(f for _, f in _counted_since(before).values()) == 1
     assert ledger_problems() == []
+
+
+def test_balances_moved_between_the_guess_and_the_lock_with_the_same_decisions_post_from_the_locked_ones(
+    accounts, monkeypatch
+):
+    """The guess completes both 4.00 against 10.00; by the lock another posting took 1.00
+    and chained an entry onto the account. The decisions stand, so the guess is kept, but
+    the entries' balance_after and hash chain must follow the locked balance (9.00 -> 5.00
+    -> 1.00), not the guessed one (10.00 -> 6.00 -> 2.00)."""
+    alice, a, b, c = accounts
+    group = bulk_pending(alice, a, b, 2, amount_minor=400)
+    interloper = bulk_pending(alice, a, c, 1, amount_minor=100)[0]
+    state = _interlope_before_the_lock(monkeypatch, interloper)
+    fallbacks = _spy_on_post(monkeypatch)
+
+    outcomes = _group(group)
+
+    assert state["interloped"] and fallbacks == []
+    assert list(outcomes.values()) == [("completed", None)] * 2
+    assert (balance(a), balance(b), balance(c)) == ("1.00", "8.00", "1.00")
+    afters = sql("SELECT balance_after_minor FROM ledger_entries WHERE account_id = :a ORDER BY id", a=str(a))
+    assert [r[0] for r in afters][-3:] == [900, 500, 100]
+    assert ledger_problems() == []  # running balances and the hash chain, account by account
 
 
 def test_a_frozen_account_between_the_guess_and_the_lock_fails_the_item(accounts, monkeypatch):
@@ -180,21 +231,12 @@ def test_a_limit_used_up_between_the_guess_and_the_lock_is_decided_under_the_loc
     sql("UPDATE accounts SET daily_outgoing_limit_minor = 500 WHERE id = :id", id=str(a))
     group = bulk_pending(alice, a, b, 1, amount_minor=200) + bulk_pending(alice, a, b, 1, amount_minor=100)
     interloper = bulk_pending(alice, a, c, 1, amount_minor=300)[0]
-    real_lock = ledger_repo.lock_accounts
-    state = {"interloped": False}
-
-    def lock_after_another_posting(session, account_ids):
-        if not state["interloped"]:
-            state["interloped"] = True
-            assert _group([interloper]) == {interloper: ("completed", None)}
-        return real_lock(session, account_ids)
-
-    monkeypatch.setattr(ledger_repo, "lock_accounts", lock_after_another_posting)
+    state = _interlope_before_the_lock(monkeypatch, interloper)
     fallbacks = _spy_on_post(monkeypatch)
 
     outcomes = _group(group)
 
     # 3.00 + 2.00 is exactly the limit (allowed); the 1.00 after it is not.
-    assert fallbacks == [2]
+    assert state["interloped"] and fallbacks == [2]
     assert outcomes == {group[0]: ("completed", None), group[1]: ("failed", "limit_exceeded")}
     assert (balance(a), balance(b), balance(c)) == ("5.00", "2.00", "3.00")
