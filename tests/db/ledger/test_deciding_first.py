@@ -240,3 +240,75 @@ def test_a_limit_used_up_between_the_guess_and_the_lock_is_decided_under_the_loc
     assert state["interloped"] and fallbacks == [2]
     assert outcomes == {group[0]: ("completed", None), group[1]: ("failed", "limit_exceeded")}
     assert (balance(a), balance(b), balance(c)) == ("5.00", "2.00", "3.00")
+
+
+def _event_data(tx_id: str) -> list[tuple[str, dict]]:
+    """Each event of `tx_id` with the fields that differ between two twins left out."""
+    rows = sql("SELECT type, data FROM events WHERE data->>'id' = :id ORDER BY seq", id=tx_id)
+    varying = {
+        "id",
+        "from_account_id",
+        "to_account_id",
+        "created_at",
+        "updated_at",
+        "completed_at",
+        "reverses",
+    }
+    return [(kind, {k: v for k, v in data.items() if k not in varying}) for kind, data in rows]
+
+
+def _twin_group(make, alice, finance, a, b) -> list[str]:
+    """A transfer, a credit, a debit and a reversal of an earlier transfer, pending."""
+    from db.session import unit_of_work as uow_
+    from db.transactions.service import reverse
+
+    earlier = pending_movement(alice, "transfer", "1.00", from_account_id=a, to_account_id=b)
+    assert _group([earlier]) == {earlier: ("completed", None)}
+    with uow_() as uow:
+        reversal = str(
+            reverse(uow.session, finance.principal, uuid.UUID(earlier), idempotency_key=None).record.id
+        )
+    return [
+        pending_movement(alice, "transfer", "2.00", from_account_id=a, to_account_id=b),
+        pending_movement(finance, "credit", "3.00", account_id=a),
+        pending_movement(finance, "debit", "0.50", account_id=a),
+        reversal,
+        pending_movement(alice, "transfer", "99.00", from_account_id=a, to_account_id=b),  # fails
+    ]
+
+
+def test_the_guess_writes_the_events_and_audit_rows_lock_first_posting_writes(make, monkeypatch):
+    """Twin groups, one decided first and one lock-first: the same outcomes, the same
+    event data (but the fields that name each twin's own rows) and audit rows."""
+    finance = make.user("finance")
+    twins = []
+    for lock_first in (False, True):
+        alice, bob = make.user(), make.user()
+        a, b = make.account(alice, balance="10.00"), make.account(bob)
+        ids = _twin_group(make, alice, finance, a, b)
+        with monkeypatch.context() as patch:
+            if lock_first:
+                patch.setattr(engine, "decides_first", lambda items: False)
+            fallbacks = _spy_on_post(patch)
+            outcomes = _group(ids)
+        assert fallbacks == ([5] if lock_first else [])
+        twins.append(
+            (
+                list(outcomes.values()),
+                [_event_data(t) for t in ids],
+                [
+                    [
+                        (r.action, {k: v for k, v in r.data.items() if k != "reverses"})
+                        for r in audit_log(t)
+                        if r.action.startswith("transaction.")
+                    ]
+                    for t in ids
+                ],
+                (balance(a), balance(b)),
+            )
+        )
+    guessed, locked = twins
+    assert guessed == locked
+    assert guessed[0] == [("completed", None)] * 4 + [("failed", "insufficient_funds")]
+    assert [events[-1][0] for events in guessed[1]] == ["transaction.completed"] * 4 + ["transaction.failed"]
+    assert ledger_problems() == []
