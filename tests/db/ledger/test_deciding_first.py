@@ -185,9 +185,11 @@ def test_a_frozen_account_between_the_guess_and_the_lock_fails_the_item(accounts
         return real_lock(session, account_ids)
 
     monkeypatch.setattr(ledger_repo, "lock_accounts", freeze_then_lock)
+    fallbacks = _spy_on_post(monkeypatch)
 
     outcomes = _group(ids)
 
+    assert fallbacks == [2]
     assert outcomes == {t: ("failed", "account_inactive") for t in ids}
     assert (balance(a), balance(b)) == ("10.00", "0.00")
     assert [_events_of(t) for t in ids] == [["transaction.failed"]] * 2
