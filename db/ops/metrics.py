@@ -48,6 +48,7 @@ FAMILIES: dict[str, frozenset[str]] = {
     WORKER: frozenset(
         {
             "ledgerq_transactions_applied",
+            "ledgerq_posting_guesses",
             "ledgerq_transactions_dead_lettered",
             "ledgerq_transaction_apply_seconds",
             "ledgerq_sweeper_reenqueued",
