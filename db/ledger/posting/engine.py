@@ -289,8 +289,9 @@ def post_deciding_first(session: Session, items: list[Any], *, audit_each: bool 
     setting stays on to commit, harmless for the same reason.
 
     The savepoint makes the transaction rows' update a subtransaction's while the claim
-    locked them in the parent: PostgreSQL records that as one MultiXact per group (its
-    member set is the same for every row), about 30 per 3,000 transfers, measured."""
+    locked them in the parent: PostgreSQL records that as a MultiXact, one per group
+    rather than per row (the member set is the same for every row: 368 new MultiXact ids
+    were measured for 30 groups of 100 and their test data's seeding together)."""
     if not items:
         return []
     account_ids = accounts_of(items)
