@@ -11,13 +11,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import any_, bindparam, select, text
 from sqlalchemy import column as sql_column
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from db.core.sql import DriverQuery, copy_rows, still_pending
+from db.core.sql import DriverQuery, copy_rows, in_ids, still_pending
 from db.ledger import hash_chain
 from db.models import Account, AuditLog, Balance, LedgerEntry
 from db.transactions.repository import PLAIN_ATTRIBUTES
@@ -116,7 +114,7 @@ def _accounts_and_balances(*, lock: bool) -> DriverQuery:
     statement = (
         select(*accounts.c, *(column.label(f"balance__{column.key}") for column in balances.c))
         .join_from(accounts, balances, balances.c.account_id == accounts.c.id)
-        .where(accounts.c.id == any_(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True)))))
+        .where(in_ids(accounts.c.id))
         .order_by(accounts.c.id)
     )
     if lock:
@@ -219,8 +217,8 @@ def write_decisions(
     accounts_unlocked: bool = False,
 ) -> list[Any]:
     """Final status of each (id, status, failure_code, failure_message); only rows still
-    `pending` change. Returns the changed rows as `plain_rows` reads them (every column
-    under its attribute name), for the events that render them: the caller checks the
+    `pending` change. Returns the changed rows as plain rows (every column under its
+    attribute name, db.transactions.repository.PLAIN_ATTRIBUTES), for the events that render them: the caller checks the
     count, and no second query reads them back.
 
     `accounts_unlocked`: this transaction has not locked the rows' accounts yet

@@ -257,9 +257,7 @@ def decides_first(items: Iterable[Any]) -> bool:
     """Batch lines are not (their status write moves the batch's counts, `batches` row
     locked by the batch_counts trigger, which a chunk takes after its accounts)."""
     return all(
-        item.type in DECIDABLE_FIRST
-        and not exchange.applies(item)
-        and getattr(item, "batch_id", None) is None
+        item.type in DECIDABLE_FIRST and not exchange.applies(item) and item.batch_id is None
         for item in items
     )
 
@@ -305,12 +303,12 @@ def post_deciding_first(session: Session, items: list[Any], *, audit_each: bool 
     posting = Posting(session, account_ids, written=[item.id for item in items])
     for item in items:
         posting.decide(item)
-    if [d.decision for d in posting._decided] != [d.decision for d in decided]:
+    checked = posting._take_decided()
+    if [d.decision for d in checked] != [d.decision for d in decided]:
         savepoint.rollback()
         GUESSES.labels("missed").inc()
         log.info("posting.guess_missed", size=len(items))
         return post(session, items, audit_each=audit_each)
-    checked = posting._take_decided()
     posting._write_entries_and_balances()  # no reservations: none of these items is a hold
     savepoint.commit()
     GUESSES.labels("kept").inc()
